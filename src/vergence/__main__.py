@@ -1,0 +1,3 @@
+from vergence.cli import main
+
+main()

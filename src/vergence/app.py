@@ -1,0 +1,99 @@
+"""Composition root: build the hub and streams from Settings, expose them through FastAPI, start and stop in order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from vergence import __version__
+from vergence.config import Settings
+from vergence.hub import Hub
+from vergence.stream import Stream
+
+log = logging.getLogger(__name__)
+
+CLIENT_REPORT_TTL_S = 30.0
+
+
+class Vergence:
+    """The running server: streams by id, the hub, and what players reported."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.hub = Hub()
+        self.streams: dict[str, Stream] = {}
+        self.client_reports: dict[int, tuple[float, dict[str, Any]]] = {}
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        for camera in self.settings.cameras:
+            stream = Stream(camera, self.settings, self.hub, loop)
+            self.streams[stream.id] = stream
+            stream.start()
+            log.info("stream %s: %s %dx%d@%g", stream.id, camera.source, camera.width, camera.height, camera.fps)
+
+    def stop(self) -> None:
+        for stream in self.streams.values():
+            stream.stop()
+
+    def stream(self, stream_id: str) -> Stream:
+        """Return a stream or raise 404."""
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            raise HTTPException(404, f"unknown stream {stream_id!r}; streams: {', '.join(self.streams)}")
+        return stream
+
+    def report(self, client_id: int, report: dict[str, Any]) -> None:
+        self.client_reports[client_id] = (time.monotonic(), report)
+
+    def stats(self) -> dict[str, Any]:
+        horizon = time.monotonic() - CLIENT_REPORT_TTL_S
+        self.client_reports = {key: value for key, value in self.client_reports.items() if value[0] >= horizon}
+        return {
+            "streams": {stream_id: stream.stats() for stream_id, stream in self.streams.items()},
+            "clients": [report for _, report in self.client_reports.values()],
+        }
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the FastAPI application for `settings`; streams start with the server and stop with it."""
+    vergence = Vergence(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        vergence.start(asyncio.get_running_loop())
+        try:
+            yield
+        finally:
+            vergence.stop()
+
+    app = FastAPI(
+        title="vergence",
+        version=__version__,
+        description="Low-latency camera streaming. Wire formats: docs/protocol.md.",
+        lifespan=lifespan,
+    )
+    app.state.vergence = vergence
+
+    from vergence.control.api import router as control_router
+    from vergence.outputs.http import router as video_router
+
+    app.include_router(control_router)
+    app.include_router(video_router)
+
+    static = resources.files("vergence") / "web" / "static"
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(str(static / "index.html"), headers={"Cache-Control": "no-cache"})
+
+    return app

@@ -1,0 +1,73 @@
+"""The `vergence` command: serve, bench."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from vergence.config import load_settings
+from vergence.errors import ConfigError
+
+app = typer.Typer(help="Low-latency camera streaming with live digital pan/tilt/zoom.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks that print tables.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@app.command()
+def serve(
+    source: Annotated[Optional[str], typer.Option(help="testpattern, or a file, URL or /dev/videoN")] = None,
+    size: Annotated[Optional[str], typer.Option(help="picture size WIDTHxHEIGHT, e.g. 1280x720")] = None,
+    fps: Annotated[Optional[float], typer.Option(help="frames per second")] = None,
+    host: Annotated[Optional[str], typer.Option(help="address to bind (default 0.0.0.0)")] = None,
+    port: Annotated[Optional[int], typer.Option(help="TCP port (default 8000)")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML config file")] = None,
+) -> None:
+    """Serve the cameras: page at http://HOST:PORT/, API docs at /docs."""
+    camera_flags: dict[str, Any] = {k: v for k, v in {"source": source, "size": size, "fps": fps}.items() if v is not None}
+    server_flags: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    try:
+        settings = load_settings(config, camera_flags, server_flags)
+    except ConfigError as err:
+        typer.echo(f"vergence: {err}", err=True)
+        raise typer.Exit(2) from None
+
+    import uvicorn
+
+    from vergence.app import create_app
+
+    logging.basicConfig(
+        level=settings.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    shown_host = "localhost" if settings.server.host in ("0.0.0.0", "::", "127.0.0.1") else settings.server.host
+    typer.echo(f"vergence: page at http://{shown_host}:{settings.server.port}/  API docs at /docs", err=True)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.server.host,
+        port=settings.server.port,
+        ws=settings.server.ws,
+        log_level=settings.server.log_level,
+        access_log=False,
+    )
+
+
+@bench_app.command("latency")
+def bench_latency(
+    seconds: Annotated[float, typer.Option(help="measuring time per player mode")] = 10.0,
+    size: Annotated[str, typer.Option(help="picture size")] = "1280x720",
+    fps: Annotated[float, typer.Option(help="frames per second")] = 30.0,
+    players: Annotated[str, typer.Option(help="comma-separated player modes")] = "webcodecs,mse,mjpeg",
+    floor: Annotated[bool, typer.Option(help="also measure the bare floor pipeline")] = True,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write the results as JSON here")] = None,
+) -> None:
+    """Measure capture→decoded latency per player mode in headless Chromium, beside a bare floor pipeline."""
+    from vergence.bench.latency import run
+
+    run(seconds=seconds, size=size, fps=fps, players=players.split(","), floor=floor, json_out=json_out)
+
+
+def main() -> None:
+    app()

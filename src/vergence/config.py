@@ -1,0 +1,208 @@
+"""Typed configuration: TOML file, then VERGENCE_* environment variables, then command-line flags; errors name the key."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vergence.errors import ConfigError
+
+_SIZE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
+MIN_SIDE_PX, MAX_WIDTH_PX, MAX_HEIGHT_PX = 16, 7680, 4320
+
+
+def _parse_size(value: Any) -> tuple[int, int]:
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        width, height = int(value[0]), int(value[1])
+    else:
+        match = _SIZE.match(str(value))
+        if not match:
+            raise ValueError(f"expected WIDTHxHEIGHT such as 1280x720, got {value!r}")
+        width, height = int(match[1]), int(match[2])
+    if not (MIN_SIDE_PX <= width <= MAX_WIDTH_PX and MIN_SIDE_PX <= height <= MAX_HEIGHT_PX):
+        raise ValueError(f"{width}x{height} is outside {MIN_SIDE_PX}x{MIN_SIDE_PX} … {MAX_WIDTH_PX}x{MAX_HEIGHT_PX}")
+    if width % 2 or height % 2:
+        raise ValueError(f"{width}x{height}: width and height must be even (4:2:0 video)")
+    return width, height
+
+
+Size = Annotated[
+    tuple[int, int],
+    BeforeValidator(_parse_size),
+    PlainSerializer(lambda size: f"{size[0]}x{size[1]}", return_type=str),
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CameraSettings(_Section):
+    """One camera: a source and the picture it delivers."""
+
+    id: str = Field("cam0", pattern=r"^[A-Za-z0-9_-]{1,32}$", description="stream id: 1-32 of A-Z a-z 0-9 _ -")
+    source: str = Field(
+        "testpattern",
+        min_length=1,
+        description="a source name (testpattern, av) or a file path, URL or /dev/videoN (read through PyAV)",
+    )
+    size: Size = Field((1280, 720), description=f"WIDTHxHEIGHT, even, {MIN_SIDE_PX}…{MAX_WIDTH_PX}x{MAX_HEIGHT_PX}")
+    fps: float = Field(30.0, gt=0, le=240, description="frames per second, 0 < fps ≤ 240")
+    loop: bool = Field(True, description="play a file source again from the start when it ends")
+    options: dict[str, str] = Field(default_factory=dict, description="extra FFmpeg options for an av source")
+
+    @property
+    def width(self) -> int:
+        return self.size[0]
+
+    @property
+    def height(self) -> int:
+        return self.size[1]
+
+
+class H264Settings(_Section):
+    """The H.264 encoder shared by every H.264 consumer of a stream."""
+
+    encoder: Literal["auto", "libx264", "h264_v4l2m2m"] = Field(
+        "auto", description="auto tries h264_v4l2m2m, then libx264"
+    )
+    bitrate_bps: int = Field(2_500_000, ge=100_000, le=50_000_000, description="100000 ≤ bitrate_bps ≤ 50000000")
+    gop_frames: int = Field(60, ge=1, le=600, description="frames between keyframes, 1 … 600")
+    profile: Literal["baseline", "main", "high"] = Field("baseline", description="baseline, main or high")
+    threads: int = Field(2, ge=1, le=16, description="libx264 slice threads, 1 … 16")
+
+
+class JpegSettings(_Section):
+    """The JPEG encoder behind MJPEG viewers and snapshots."""
+
+    quality: int = Field(80, ge=1, le=100, description="JPEG quality, 1 … 100")
+
+
+class HubSettings(_Section):
+    """Fan-out buffers."""
+
+    h264_buffer_packets: int = Field(
+        90, ge=2, le=10_000, description="packets an H.264 subscriber may fall behind before it is cut to the next keyframe"
+    )
+    encoder_linger_s: float = Field(
+        2.0, ge=0, le=600, description="seconds an encoder keeps running after its last consumer left, 0 … 600"
+    )
+
+
+class ServerSettings(_Section):
+    """HTTP/WebSocket server."""
+
+    host: str = Field("0.0.0.0", min_length=1, description="address to bind")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port, 1 … 65535")
+    ws: Literal["websockets-sansio", "websockets", "wsproto", "auto"] = Field(
+        "websockets-sansio", description="uvicorn WebSocket implementation"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="debug, info, warning or error")
+
+
+class Settings(_Section):
+    """All of vergence's configuration."""
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    cameras: list[CameraSettings] = Field(default_factory=lambda: [CameraSettings()], min_length=1)
+    h264: H264Settings = Field(default_factory=H264Settings)
+    jpeg: JpegSettings = Field(default_factory=JpegSettings)
+    hub: HubSettings = Field(default_factory=HubSettings)
+
+
+class _Environment(BaseSettings):
+    """Collects VERGENCE_* variables as raw values; Settings validates them with the other layers."""
+
+    model_config = SettingsConfigDict(env_prefix="VERGENCE_", env_nested_delimiter="__", extra="ignore")
+    server: dict[str, Any] = {}
+    cameras: list[dict[str, Any]] | None = None
+    h264: dict[str, Any] = {}
+    jpeg: dict[str, Any] = {}
+    hub: dict[str, Any] = {}
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError as err:
+        raise ConfigError(f"config file {path} does not exist") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
+
+
+def load_settings(
+    config_file: Path | None = None,
+    camera_flags: dict[str, Any] | None = None,
+    server_flags: dict[str, Any] | None = None,
+) -> Settings:
+    """Build Settings from the file, the environment and the flags (later wins); raise ConfigError naming the key."""
+    data: dict[str, Any] = _read_toml(config_file) if config_file else {}
+    try:
+        env = _Environment()
+    except ValidationError as err:
+        raise ConfigError(_describe(err, prefix="VERGENCE_")) from err
+    env_layer = {key: value for key, value in env.model_dump().items() if value not in ({}, None)}
+    data = _merge(data, env_layer)
+    if server_flags:
+        data = _merge(data, {"server": server_flags})
+    if camera_flags:
+        cameras = [dict(camera) for camera in data.get("cameras") or [{}]]
+        cameras[0] = {**cameras[0], **camera_flags}
+        data["cameras"] = cameras
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_describe(err)) from err
+
+
+def _describe(err: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for error in err.errors():
+        key = _key_name(error["loc"])
+        allowed = _allowed(error["loc"])
+        value = error.get("input")
+        shown = "" if isinstance(value, dict) else f" = {value!r}"
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"invalid config: {prefix}{key}{shown}: {message}" + (f" (allowed: {allowed})" if allowed else ""))
+    return "\n".join(lines)
+
+
+def _key_name(loc: tuple[Any, ...]) -> str:
+    name = ""
+    for part in loc:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name
+
+
+def _allowed(loc: tuple[Any, ...]) -> str | None:
+    """Return the description of the field at `loc`, which states its allowed values."""
+    model: Any = Settings
+    description = None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return description
+        field = fields[part]
+        description = field.description
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        model = next((arg for arg in args if isinstance(arg, type) and issubclass(arg, BaseModel)), annotation)
+    return description

@@ -1,0 +1,31 @@
+"""JPEG through simplejpeg (libjpeg-turbo), straight from I420 planes without a colour conversion."""
+
+from __future__ import annotations
+
+import simplejpeg
+
+from vergence.config import JpegSettings
+from vergence.encoders.base import Encoder, PacketSink
+from vergence.media.frame import EncodedPacket, Frame, i420_planes
+
+
+def encode_jpeg(frame: Frame, quality: int) -> bytes:
+    """Return one JPEG of a frame."""
+    if frame.pix_fmt == "yuv420p":
+        y, u, v = i420_planes(frame.image, frame.width, frame.height)
+        return simplejpeg.encode_jpeg_yuv_planes(y, u, v, quality=quality, fastdct=True)
+    return simplejpeg.encode_jpeg(frame.image, quality=quality, colorspace="BGR", colorsubsampling="420", fastdct=True)
+
+
+class JpegEncoder(Encoder):
+    """Every frame becomes a keyframe JPEG packet."""
+
+    format = "jpeg"
+
+    def __init__(self, stream_id: str, settings: JpegSettings, sink: PacketSink) -> None:
+        super().__init__(stream_id, sink)
+        self.settings = settings
+
+    def encode(self, frame: Frame) -> list[EncodedPacket]:
+        data = encode_jpeg(frame, self.settings.quality)
+        return [EncodedPacket(data=data, keyframe=True, seq=frame.seq, pts=frame.pts, capture_ns=frame.capture_ns)]

@@ -1,0 +1,328 @@
+"""Per-stream fan-out: a Channel per encoded format, a bounded Subscription per consumer, and a keyframe cache.
+
+Everything here runs on the event loop thread. Producers (encoder threads) reach it only through
+`loop.call_soon_threadsafe(channel.publish, packet)`. Publishing never waits for a subscriber: each one has a bounded
+buffer with a declared policy, and what does not fit is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from vergence.media import h264
+from vergence.media.frame import EncodedPacket
+from vergence.metrics import RateLimitedLog, WindowedRate
+
+log = logging.getLogger(__name__)
+
+Policy = Literal["latest", "gop"]
+Item = EncodedPacket | dict[str, Any]
+
+
+class Producer(Protocol):
+    """What a channel starts while it has subscribers and stops when the last one has gone."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def request_keyframe(self) -> None: ...
+
+
+class SubscriptionClosed(Exception):
+    """The subscription was closed; no more packets will come."""
+
+
+class Subscription:
+    """One consumer's bounded buffer.
+
+    `latest` keeps only the newest packet (JPEG viewers). `gop` keeps up to `max_packets`; on overflow it empties the buffer
+    and drops packets until the next keyframe, so the consumer resumes with a picture that decodes (H.264 viewers).
+    Notices (dicts such as source status) travel in the same queue so they stay in order with the packets.
+    """
+
+    def __init__(self, channel: Channel, policy: Policy, max_packets: int, name: str) -> None:
+        self.channel = channel
+        self.policy = policy
+        self.max_packets = 1 if policy == "latest" else max_packets
+        self.name = name
+        self.drops = 0
+        self.delivered = 0
+        self._queue: deque[Item] = deque()
+        self._wakeup = asyncio.Event()
+        self._closed = False
+        self._awaiting_keyframe = policy == "gop"
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def offer(self, item: Item) -> None:
+        """Queue an item without ever blocking; drop per policy."""
+        if self._closed:
+            return
+        if isinstance(item, EncodedPacket):
+            self._offer_packet(item)
+        else:
+            self._queue.append(item)
+        self._wakeup.set()
+
+    def _offer_packet(self, packet: EncodedPacket) -> None:
+        if self.policy == "latest":
+            stale = sum(1 for queued in self._queue if isinstance(queued, EncodedPacket))
+            if stale:
+                self.drops += stale
+                self.channel.note_drops(self, stale)
+                self._queue = deque(queued for queued in self._queue if not isinstance(queued, EncodedPacket))
+            self._queue.append(packet)
+            return
+        if self._awaiting_keyframe and not packet.keyframe:
+            self._drop(1)
+            return
+        if len(self._queue) >= self.max_packets:
+            self._drop(len(self._queue) + (0 if packet.keyframe else 1))
+            self._queue.clear()
+            self.channel.overflowed(self)
+            if not packet.keyframe:
+                self._awaiting_keyframe = True
+                return
+        self._awaiting_keyframe = False
+        self._queue.append(packet)
+
+    def _drop(self, count: int) -> None:
+        self.drops += count
+        self.channel.note_drops(self, count)
+
+    async def get(self) -> Item:
+        """Return the next item, waiting for one; raise SubscriptionClosed once closed."""
+        while not self._queue:
+            if self._closed:
+                raise SubscriptionClosed(self.name)
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        item = self._queue.popleft()
+        if isinstance(item, EncodedPacket):
+            self.delivered += 1
+        return item
+
+    def close(self) -> None:
+        """Leave the channel; a pending get() raises SubscriptionClosed."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.clear()
+        self._wakeup.set()
+        self.channel.unsubscribe(self)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Item:
+        try:
+            return await self.get()
+        except SubscriptionClosed:
+            raise StopAsyncIteration from None
+
+
+@dataclass
+class ChannelStats:
+    """Counters of one channel, kept across subscribers that come and go."""
+
+    packets: int = 0
+    drops: int = 0
+    keyframe_requests: int = 0
+    rate: WindowedRate = field(default_factory=WindowedRate)
+
+
+class Channel:
+    """One encoded format of one stream (`cam0` / `h264`): publishes to subscribers, runs its producer on demand."""
+
+    KEYFRAME_REQUEST_INTERVAL_S = 1.0  # a slow viewer must not be able to flood the stream with keyframes
+
+    def __init__(
+        self,
+        stream_id: str,
+        format: str,
+        producer: Producer | None = None,
+        *,
+        linger_s: float = 2.0,
+        cache_gop: bool = False,
+        max_cached_packets: int = 300,
+    ) -> None:
+        self.stream_id = stream_id
+        self.format = format
+        self.producer = producer
+        self.linger_s = linger_s
+        self.cache_gop = cache_gop
+        self.max_cached_packets = max_cached_packets
+        self.subscribers: set[Subscription] = set()
+        self.stats = ChannelStats()
+        self.codec: str | None = None
+        self.init_segment: EncodedPacket | None = None  # fMP4 init, sent first to every subscriber
+        self._cache: list[EncodedPacket] = []
+        self._producing = False
+        self._linger: asyncio.TimerHandle | None = None
+        self._drop_log = RateLimitedLog()
+        self._last_keyframe_request = 0.0
+        self.listeners: list[Callable[[EncodedPacket], None]] = []  # in-process consumers called on publish
+
+    @property
+    def name(self) -> str:
+        return f"{self.stream_id}/{self.format}"
+
+    @property
+    def producing(self) -> bool:
+        return self._producing
+
+    @property
+    def latest(self) -> EncodedPacket | None:
+        """The newest packet published, if any is cached."""
+        return self._cache[-1] if self._cache else None
+
+    def publish(self, item: Item) -> None:
+        """Hand a packet (or a notice) to every subscriber; call on the event loop thread."""
+        if isinstance(item, EncodedPacket):
+            self._account(item)
+            for listener in list(self.listeners):
+                listener(item)
+        for subscription in list(self.subscribers):
+            subscription.offer(item)
+
+    def _account(self, packet: EncodedPacket) -> None:
+        packet.send_ns = time.time_ns()
+        self.stats.packets += 1
+        self.stats.rate.add(len(packet.data))
+        if packet.init:
+            self.init_segment = packet
+            return
+        if packet.config and self.format == "h264":
+            self.codec = h264.codec_string(packet.data) or self.codec
+        if not self.cache_gop or packet.keyframe:
+            self._cache = [packet]
+        elif self._cache and len(self._cache) < self.max_cached_packets:
+            self._cache.append(packet)
+        else:  # no keyframe cached or the GOP outgrew the cache: nothing a joiner could decode from
+            self._cache = []
+
+    def subscribe(self, policy: Policy, max_packets: int = 90, name: str = "") -> Subscription:
+        """Add a consumer; it first gets the cached keyframe and what followed it, so its first packet decodes."""
+        subscription = Subscription(self, policy, max_packets, name or f"{self.name}#{len(self.subscribers)}")
+        if self.init_segment is not None:
+            subscription.offer(self.init_segment)
+        replay = self._cache if policy == "gop" else self._cache[-1:]
+        for packet in replay[-subscription.max_packets :]:
+            subscription.offer(packet)
+        self.subscribers.add(subscription)
+        if not replay and policy == "gop":
+            self.request_keyframe(force=True)
+        self._ensure_producing()
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Remove a consumer; the producer stops after `linger_s` without any."""
+        self.subscribers.discard(subscription)
+        if not self.subscribers and not self.listeners:
+            self._schedule_stop()
+
+    def add_listener(self, listener: Callable[[EncodedPacket], None]) -> None:
+        """Register an in-process consumer that must see every packet (e.g. a muxer); it keeps the producer running."""
+        self.listeners.append(listener)
+        self._ensure_producing()
+
+    def remove_listener(self, listener: Callable[[EncodedPacket], None]) -> None:
+        self.listeners.remove(listener)
+        if not self.subscribers and not self.listeners:
+            self._schedule_stop()
+
+    def _ensure_producing(self) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        if not self._producing and self.producer is not None:
+            self._producing = True
+            log.info("starting %s for its first consumer", self.name)
+            self.producer.start()
+
+    def _schedule_stop(self) -> None:
+        if not self._producing or self._linger is not None:
+            return
+        self._linger = asyncio.get_running_loop().call_later(self.linger_s, self.stop_producing)
+
+    def stop_producing(self) -> None:
+        """Stop the producer now and forget the cache (a restarted encoder begins a new GOP)."""
+        self._linger = None
+        if self._producing and self.producer is not None:
+            log.info("stopping %s: no consumer left", self.name)
+            self.producer.stop()
+        self._producing = False
+        self._cache = []
+        self.init_segment = None
+
+    def request_keyframe(self, force: bool = False) -> None:
+        """Ask the producer for a keyframe, at most once per KEYFRAME_REQUEST_INTERVAL_S unless forced."""
+        now = time.monotonic()
+        if self.producer is None or (not force and now - self._last_keyframe_request < self.KEYFRAME_REQUEST_INTERVAL_S):
+            return
+        self._last_keyframe_request = now
+        self.stats.keyframe_requests += 1
+        self.producer.request_keyframe()
+
+    def overflowed(self, subscription: Subscription) -> None:
+        """A gop subscriber fell too far behind: it now waits for a keyframe, so ask for one soon."""
+        self.request_keyframe()
+
+    def note_drops(self, subscription: Subscription, count: int) -> None:
+        self.stats.drops += count
+        if self._drop_log.ready():
+            log.warning(
+                "%s: reader %s too slow, discarding %d frames", self.name, subscription.name, self._drop_log.take()
+            )
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counters for /api/stats."""
+        return {
+            "running": self._producing,
+            "viewers": len(self.subscribers),
+            "bitrate_bps": round(self.stats.rate.amount_per_second() * 8),
+            "packets": self.stats.packets,
+            "drops": self.stats.drops,
+            "keyframe_requests": self.stats.keyframe_requests,
+        }
+
+    def close(self) -> None:
+        """Close every subscription and stop the producer."""
+        for subscription in list(self.subscribers):
+            subscription.close()
+        if self._linger is not None:
+            self._linger.cancel()
+        self.stop_producing()
+
+
+class Hub:
+    """All channels, by stream id and format."""
+
+    def __init__(self) -> None:
+        self._channels: dict[tuple[str, str], Channel] = {}
+
+    def add(self, channel: Channel) -> Channel:
+        self._channels[(channel.stream_id, channel.format)] = channel
+        return channel
+
+    def get(self, stream_id: str, format: str) -> Channel | None:
+        return self._channels.get((stream_id, format))
+
+    def channels(self, stream_id: str) -> list[Channel]:
+        return [channel for (sid, _), channel in self._channels.items() if sid == stream_id]
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()

@@ -1,0 +1,54 @@
+"""HTTP and WebSocket routes of the video outputs."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request, WebSocket
+from fastapi.responses import Response, StreamingResponse
+
+from vergence.outputs.mjpeg import MEDIA_TYPE, mjpeg_parts
+from vergence.outputs.ws import CLOSE_UNKNOWN_STREAM, serve_channel
+
+router = APIRouter()
+_NO_CACHE = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
+
+
+@router.websocket("/ws/video/{stream_id}")
+async def video_ws(websocket: WebSocket, stream_id: str, raw: bool = False) -> None:
+    """H.264 access units: JSON init, then header + Annex-B per message (or bare Annex-B with ?raw=1)."""
+    vergence = websocket.app.state.vergence
+    stream = vergence.streams.get(stream_id)
+    if stream is None:
+        await websocket.close(code=CLOSE_UNKNOWN_STREAM, reason=f"unknown stream {stream_id}")
+        return
+    await serve_channel(websocket, stream, stream.h264, vergence.settings.hub.h264_buffer_packets, raw)
+
+
+@router.websocket("/ws/fmp4/{stream_id}")
+async def fmp4_ws(websocket: WebSocket, stream_id: str) -> None:
+    """Fragmented MP4 for MSE: JSON init, then the init segment and one fragment per frame, each with a header."""
+    vergence = websocket.app.state.vergence
+    stream = vergence.streams.get(stream_id)
+    if stream is None:
+        await websocket.close(code=CLOSE_UNKNOWN_STREAM, reason=f"unknown stream {stream_id}")
+        return
+    await serve_channel(websocket, stream, stream.fmp4, vergence.settings.hub.h264_buffer_packets, raw=False)
+
+
+@router.get("/stream/{stream_id}.mjpeg", tags=["video"], response_class=StreamingResponse)
+async def mjpeg(request: Request, stream_id: str) -> StreamingResponse:
+    """MJPEG: multipart/x-mixed-replace of the newest JPEGs, with X-Seq and X-Capture-Ns part headers."""
+    stream = request.app.state.vergence.stream(stream_id)
+    client = request.client
+    name = f"mjpeg {client.host}:{client.port}" if client else "mjpeg"
+    return StreamingResponse(mjpeg_parts(stream, name), media_type=MEDIA_TYPE, headers=_NO_CACHE)
+
+
+@router.get("/snapshot/{stream_id}.jpg", tags=["video"], response_class=Response)
+async def snapshot(request: Request, stream_id: str) -> Response:
+    """The newest frame as one JPEG."""
+    stream = request.app.state.vergence.stream(stream_id)
+    packet = await stream.snapshot()
+    if packet is None:
+        raise HTTPException(503, f"stream {stream_id} has no frame yet")
+    headers = {**_NO_CACHE, "X-Seq": str(packet.seq), "X-Capture-Ns": str(packet.capture_ns)}
+    return Response(packet.data, media_type="image/jpeg", headers=headers)

@@ -1,0 +1,113 @@
+"""Keep a source running: capture on a named thread, restart with backoff after a failure, report every state change."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from vergence.errors import SourceEnded, VergenceError, redact
+from vergence.media.frame import Frame
+from vergence.sources.base import Source, SourceInfo
+
+log = logging.getLogger(__name__)
+
+StateListener = Callable[[str, str | None, SourceInfo | None], None]
+
+
+class SourceSupervisor:
+    """Run `factory()`'s source until stopped; a failure restarts it after a backoff that resets once a run was stable."""
+
+    def __init__(
+        self,
+        name: str,
+        factory: Callable[[], Source],
+        on_frame: Callable[[Frame], None],
+        on_state: StateListener,
+        *,
+        backoff_min_s: float = 0.25,
+        backoff_max_s: float = 5.0,
+        stable_s: float = 5.0,
+    ) -> None:
+        self.name = name
+        self._factory = factory
+        self._on_frame = on_frame
+        self._on_state = on_state
+        self._backoff_min_s = backoff_min_s
+        self._backoff_max_s = backoff_max_s
+        self._stable_s = stable_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._source: Source | None = None
+        self.restarts = 0
+        self.state = "stopped"
+        self.last_error: str | None = None
+
+    def start(self) -> None:
+        """Start capturing on a thread of its own."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"capture-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop capturing and wait for the thread; safe to call twice."""
+        self._stop.set()
+        source = self._source
+        if source is not None:
+            source.close()  # unblocks a pending read()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=10)
+
+    def _set_state(self, state: str, message: str | None = None, info: SourceInfo | None = None) -> None:
+        self.state = state
+        try:
+            self._on_state(state, message, info)
+        except Exception:  # a listener's bug must not kill capture
+            log.exception("state listener of %s failed", self.name)
+
+    def _run(self) -> None:
+        backoff_s = self._backoff_min_s
+        self._set_state("starting")
+        try:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                error = self._run_once()
+                if self._stop.is_set():
+                    break
+                if time.monotonic() - started >= self._stable_s:
+                    backoff_s = self._backoff_min_s
+                self.restarts += 1
+                self.last_error = error
+                log.warning("source %s stopped (%s); restarting in %.2f s", self.name, error, backoff_s)
+                self._set_state("restarting", error)
+                if self._stop.wait(backoff_s):
+                    break
+                backoff_s = min(backoff_s * 2, self._backoff_max_s)
+        finally:
+            self._set_state("stopped")
+
+    def _run_once(self) -> str:
+        """Open the source and deliver frames until it fails; return why it stopped."""
+        try:
+            source = self._factory()
+        except VergenceError as err:
+            return str(err)
+        self._source = source
+        try:
+            info = source.open()
+            self._set_state("running", None, info)
+            while not self._stop.is_set():
+                self._on_frame(source.read())
+            return "stopped"
+        except SourceEnded as err:
+            return redact(str(err))
+        except VergenceError as err:
+            return redact(str(err))
+        except Exception as err:  # a backend bug: keep serving the other cameras, retry this one
+            log.exception("source %s raised", self.name)
+            return redact(f"{type(err).__name__}: {err}")
+        finally:
+            self._source = None
+            source.close()

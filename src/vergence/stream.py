@@ -1,0 +1,169 @@
+"""One camera stream: a supervised source feeding lazily started encoders, published through the hub's channels."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from vergence.config import CameraSettings, Settings
+from vergence.encoders.base import Encoder
+from vergence.encoders.h264 import H264Encoder
+from vergence.encoders.jpeg import JpegEncoder, encode_jpeg
+from vergence.hub import Channel, Hub
+from vergence.media.frame import EncodedPacket, Frame
+from vergence.metrics import WindowedMean, WindowedRate
+from vergence.outputs.fmp4 import Fmp4Muxer
+from vergence.sources.base import SourceInfo, create_source
+from vergence.sources.supervisor import SourceSupervisor
+
+log = logging.getLogger(__name__)
+
+
+class _EncoderProducer:
+    """Adapts an Encoder to a channel's Producer: while started, the stream feeds it every frame."""
+
+    def __init__(self, stream: Stream, encoder: Encoder) -> None:
+        self._stream = stream
+        self.encoder = encoder
+
+    def start(self) -> None:
+        self.encoder.start()
+        self._stream.attach(self.encoder)
+
+    def stop(self) -> None:
+        self._stream.detach(self.encoder)
+        self.encoder.stop()
+
+    def request_keyframe(self) -> None:
+        self.encoder.request_keyframe()
+
+
+class Stream:
+    """A camera as the rest of vergence sees it: id, picture size, state, and its h264 / jpeg / fmp4 channels."""
+
+    def __init__(self, camera: CameraSettings, settings: Settings, hub: Hub, loop: asyncio.AbstractEventLoop) -> None:
+        self.id = camera.id
+        self.camera = camera
+        self.settings = settings
+        self._loop = loop
+        self.info = SourceInfo(camera.width, camera.height, camera.fps)
+        self.state = "stopped"
+        self._encoders: tuple[Encoder, ...] = ()  # replaced whole, so the capture thread reads it without a lock
+        self._seq = 0
+        self.latest_frame: Frame | None = None
+        self.fps = WindowedRate()
+        self.stage_ms: dict[str, WindowedMean] = {"capture": WindowedMean()}
+        self.h264 = self._encoder_channel(H264Encoder(self.id, settings.h264, self._sink("h264")), cache_gop=True)
+        self.jpeg = self._encoder_channel(JpegEncoder(self.id, settings.jpeg, self._sink("jpeg")), cache_gop=False)
+        self.fmp4 = hub.add(
+            Channel(
+                self.id,
+                "fmp4",
+                Fmp4Muxer(self.h264, lambda packet: self.fmp4.publish(packet), lambda: (self.info.width, self.info.height)),
+                linger_s=settings.hub.encoder_linger_s,
+                cache_gop=True,
+                max_cached_packets=settings.hub.h264_buffer_packets,
+            )
+        )
+        hub.add(self.h264)
+        hub.add(self.jpeg)
+        self.supervisor = SourceSupervisor(self.id, lambda: create_source(camera), self._on_frame, self._on_state)
+
+    def _encoder_channel(self, encoder: Encoder, cache_gop: bool) -> Channel:
+        self.stage_ms[f"encode_{encoder.format}"] = encoder.encode_ms
+        return Channel(
+            self.id,
+            encoder.format,
+            _EncoderProducer(self, encoder),
+            linger_s=self.settings.hub.encoder_linger_s,
+            cache_gop=cache_gop,
+            max_cached_packets=self.settings.hub.h264_buffer_packets,
+        )
+
+    def _sink(self, format: str):  # type: ignore[no-untyped-def]
+        def sink(packet: EncodedPacket) -> None:
+            channel = self.h264 if format == "h264" else self.jpeg
+            self._loop.call_soon_threadsafe(channel.publish, packet)
+
+        return sink
+
+    @property
+    def channels(self) -> list[Channel]:
+        return [self.h264, self.jpeg, self.fmp4]
+
+    def start(self) -> None:
+        self.supervisor.start()
+
+    def stop(self) -> None:
+        for channel in self.channels:
+            channel.close()
+        self.supervisor.stop()
+
+    def attach(self, encoder: Encoder) -> None:
+        """Feed `encoder` every frame from now on."""
+        if encoder not in self._encoders:
+            self._encoders = (*self._encoders, encoder)
+
+    def detach(self, encoder: Encoder) -> None:
+        self._encoders = tuple(running for running in self._encoders if running is not encoder)
+
+    def _on_frame(self, frame: Frame) -> None:
+        """Capture thread: number the frame, keep it for snapshots, offer it to every running encoder."""
+        frame.seq = self._seq
+        self._seq += 1
+        self.latest_frame = frame
+        self.fps.add()
+        self.stage_ms["capture"].add(frame.timings_ms.get("capture", 0.0))
+        for encoder in self._encoders:
+            encoder.put(frame)
+
+    def _on_state(self, state: str, message: str | None, info: SourceInfo | None) -> None:
+        """Capture thread: a source state change. Tell every viewer; after a restart resume at a keyframe."""
+        self.state = state
+        if info is not None:
+            self.info = info
+        if state == "running":
+            for encoder in self._encoders:
+                encoder.request_keyframe()
+        notice: dict[str, Any] = {"type": "status", "stream": self.id, "state": state}
+        if message:
+            notice["message"] = message
+        for channel in self.channels:
+            self._loop.call_soon_threadsafe(channel.publish, notice)
+
+    async def snapshot(self) -> EncodedPacket | None:
+        """Return the newest JPEG: the MJPEG encoder's when it runs, else one encoded now off the loop."""
+        if self.jpeg.producing and self.jpeg.latest is not None:
+            return self.jpeg.latest
+        frame = self.latest_frame
+        if frame is None:
+            return None
+        data = await asyncio.to_thread(encode_jpeg, frame, self.settings.jpeg.quality)
+        return EncodedPacket(data=data, keyframe=True, seq=frame.seq, pts=frame.pts, capture_ns=frame.capture_ns)
+
+    def describe(self) -> dict[str, Any]:
+        """The stream as listed by GET /api/streams."""
+        return {
+            "id": self.id,
+            "width": self.info.width,
+            "height": self.info.height,
+            "fps": self.info.fps,
+            "codec": self.h264.codec,
+            "source": self.camera.source if self.camera.source == "testpattern" else "av",
+            "state": self.state,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for GET /api/stats."""
+        return {
+            "state": self.state,
+            "fps": round(self.fps.per_second(), 2),
+            "frames": self.fps.total_events,
+            "restarts": self.supervisor.restarts,
+            "last_error": self.supervisor.last_error,
+            "stages_ms": {name: round(mean.mean(), 3) for name, mean in self.stage_ms.items()},
+            "channels": {channel.format: channel.snapshot() for channel in self.channels},
+            "updated_ns": time.time_ns(),
+        }

@@ -1,0 +1,176 @@
+// Boot: read the stream list, pick a player (WebCodecs → MSE → MJPEG, or ?player=), wire the HUD and clock sync.
+
+import { ClockSync } from './clock.js';
+import { Hud } from './hud.js';
+import { wsUrl } from './live_socket.js';
+import { MjpegPlayer } from './player_mjpeg.js';
+import { MsePlayer, mseSupport } from './player_mse.js';
+import { WebCodecsPlayer, webcodecsSupport } from './player_webcodecs.js';
+import { Stats } from './stats.js';
+
+const ORDER = ['webcodecs', 'mse', 'mjpeg'];
+const LABELS = { webcodecs: 'WebCodecs', mse: 'MSE', mjpeg: 'MJPEG' };
+
+const PLAYERS = {
+  webcodecs: { support: () => webcodecsSupport(), create: (ctx) => new WebCodecsPlayer(ctx) },
+  mse: { support: (stream) => mseSupport(mimeOf(stream)), create: (ctx) => new MsePlayer(ctx) },
+  mjpeg: { support: () => null, create: (ctx) => new MjpegPlayer(ctx) }, // an <img> is the last resort
+};
+
+const $ = (id) => document.getElementById(id);
+const elements = { canvas: $('canvas'), video: $('video'), img: $('mjpeg-img') };
+const streamSelect = $('stream-select');
+const playerSelect = $('player-select');
+const notice = $('notice');
+
+const stats = new Stats();
+const clock = new ClockSync({ url: wsUrl('/ws/control'), makeReport: () => stats.takeReport() });
+const hud = new Hud($('hud'), stats, clock);
+
+let streams = [];
+let current = null; // {stream, name, player}
+
+window.vergence = { player: null, stream: null, stats, clock };
+
+function mimeOf(stream) {
+  return stream?.codec ? `video/mp4; codecs="${stream.codec}"` : undefined;
+}
+
+function say(text) {
+  notice.textContent = text;
+  notice.hidden = !text;
+}
+
+/** Pick the first player this browser supports, starting from `wanted` when it is forced. */
+function choosePlayer(wanted, stream, exclude = []) {
+  const messages = [];
+  if (wanted && PLAYERS[wanted] && !exclude.includes(wanted)) {
+    const lacking = PLAYERS[wanted].support(stream);
+    if (!lacking) return { name: wanted, messages };
+    messages.push(`${LABELS[wanted]} is not available: ${lacking}.`);
+  }
+  for (const name of ORDER) {
+    if (name === wanted || exclude.includes(name)) continue;
+    const lacking = PLAYERS[name].support(stream);
+    if (!lacking) return { name, messages };
+    if (!wanted) messages.push(`${LABELS[name]} is not available: ${lacking}.`);
+  }
+  return { name: 'mjpeg', messages };
+}
+
+function play(streamId, wanted, exclude = [], messages = []) {
+  stopPlayer();
+  const stream = streams.find((s) => s.id === streamId) ?? streams[0];
+  const choice = choosePlayer(wanted, stream, exclude);
+  const all = [...messages, ...choice.messages];
+  if (all.length) say(`${all.join(' ')} Using ${LABELS[choice.name]}.`);
+  else say('');
+  stats.reset(choice.name, stream.id);
+  stats.status = stream.state || '';
+  if (stream.width && stream.height) {
+    stats.setResolution(stream.width, stream.height);
+    elements.canvas.width = stream.width; // a placeholder of the right shape until the first frame
+    elements.canvas.height = stream.height;
+  }
+  const player = PLAYERS[choice.name].create({
+    stream: stream.id,
+    stats,
+    clock,
+    elements,
+    // A player that finds at run time it cannot work here hands over to the next one.
+    onFail: (reason) => {
+      if (current?.player !== player) return;
+      console.warn(`${choice.name} failed: ${reason}`);
+      play(stream.id, null, [...exclude, choice.name], [`${LABELS[choice.name]} failed: ${reason}.`]);
+    },
+  });
+  current = { stream: stream.id, name: choice.name, player };
+  window.vergence.player = choice.name;
+  window.vergence.stream = stream.id;
+  player.start();
+}
+
+function stopPlayer() {
+  if (!current) return;
+  current.player.stop();
+  current = null;
+}
+
+function params() {
+  const q = new URLSearchParams(location.search);
+  return { stream: q.get('stream'), player: q.get('player') };
+}
+
+function setParams(changes) {
+  const q = new URLSearchParams(location.search);
+  for (const [key, value] of Object.entries(changes)) {
+    if (value) q.set(key, value);
+    else q.delete(key);
+  }
+  const search = q.toString();
+  history.replaceState(null, '', search ? `?${search}` : location.pathname);
+}
+
+async function loadStreams() {
+  for (let delayMs = 500; ; delayMs = Math.min(delayMs * 2, 5000)) {
+    try {
+      const response = await fetch('/api/streams', { cache: 'no-store' });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      const list = await response.json();
+      if (list.length) return list;
+      say('The server has no streams yet; retrying…');
+    } catch (err) {
+      say(`Cannot read /api/streams (${err.message}); retrying…`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+  }
+}
+
+function fillStreamSelect(selected) {
+  streamSelect.replaceChildren(...streams.map((s) => {
+    const option = new Option(`${s.id} · ${s.width}×${s.height}${s.source ? ` · ${s.source}` : ''}`, s.id);
+    option.selected = s.id === selected;
+    return option;
+  }));
+  streamSelect.disabled = streams.length === 0;
+}
+
+async function boot() {
+  const wanted = params();
+  if (wanted.player && !PLAYERS[wanted.player]) {
+    say(`Unknown player "${wanted.player}"; choose webcodecs, mse or mjpeg.`);
+    wanted.player = null;
+  }
+  playerSelect.value = wanted.player || 'auto';
+  clock.start();
+  hud.start();
+  streams = await loadStreams();
+  let streamId = wanted.stream;
+  const messages = [];
+  if (streamId && !streams.some((s) => s.id === streamId)) {
+    messages.push(`No stream "${streamId}".`);
+    streamId = null;
+  }
+  streamId ??= streams[0].id;
+  fillStreamSelect(streamId);
+  play(streamId, wanted.player, [], messages);
+
+  streamSelect.addEventListener('change', () => {
+    setParams({ stream: streamSelect.value });
+    play(streamSelect.value, params().player);
+  });
+  playerSelect.addEventListener('change', () => {
+    const player = playerSelect.value === 'auto' ? null : playerSelect.value;
+    setParams({ player });
+    play(current?.stream ?? streams[0].id, player);
+  });
+  document.addEventListener('keydown', (event) => {
+    if (event.key === 'h' && !(event.target instanceof HTMLSelectElement)) $('hud').classList.toggle('off');
+  });
+  window.addEventListener('pagehide', () => {
+    stopPlayer();
+    clock.stop();
+  });
+}
+
+boot();

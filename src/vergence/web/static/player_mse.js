@@ -1,0 +1,251 @@
+// MSE player: /ws/fmp4/{stream} (one fMP4 fragment per frame) → MediaSource → <video>, kept at the live edge.
+// Latency: each fragment's presentation time (tfdt) is keyed to its capture time; requestVideoFrameCallback tells
+// which media time is on screen.
+
+import { parseFrameHeader, wallClockMs } from './frame_header.js';
+import { LiveSocket, wsUrl } from './live_socket.js';
+import { fragmentTime, parseInitSegment } from './mp4.js';
+
+const LIVE_LAG_MAX_S = 0.3; // further behind the buffered end than this: jump forward
+const LIVE_TARGET_S = 0.05; // where to jump: just behind the end, so the frame there is buffered
+const SEEK_SETTLE_MS = 1000; // give a jump time to take effect before judging the lag again
+const KEEP_BEHIND_S = 10; // buffer kept behind currentTime
+const TRIM_EVERY_MS = 5000;
+const MAX_QUEUE = 90; // appends waiting for the SourceBuffer; beyond this we are not live: start over
+
+export function mseSupport(mime = 'video/mp4; codecs="avc1.42E01E"') {
+  if (!('MediaSource' in window)) return 'this browser has no Media Source Extensions';
+  if (!MediaSource.isTypeSupported(mime)) return `MSE cannot play ${mime}`;
+  return null;
+}
+
+export class MsePlayer {
+  constructor({ stream, stats, elements, clock, onFail }) {
+    this.stream = stream;
+    this.stats = stats;
+    this.clock = clock;
+    this.video = elements.video;
+    this.onFail = onFail;
+    this.mime = null;
+    this.mediaSource = null;
+    this.sourceBuffer = null;
+    this.queue = []; // {append: Uint8Array} | {remove: [start, end]}
+    this.captureByTime = new Map(); // round(media time ms) → {seq, captureMs}
+    this.init = null; // {timescale, editOffsetS} of the current init segment
+    this.playing = false;
+    this.lastSeekAt = -Infinity;
+    this.droppedBefore = 0; // dropped frames of earlier MediaSources
+    this.lastPresented = 0;
+    this.socket = new LiveSocket(wsUrl(`/ws/fmp4/${encodeURIComponent(stream)}`), {
+      onOpen: () => { this.stats.status = 'connected'; },
+      onText: (msg) => this.#onText(msg),
+      onBinary: (data) => this.#onBinary(data),
+      onClose: () => { this.stats.status = 'disconnected, reconnecting…'; },
+    });
+  }
+
+  start() {
+    this.video.hidden = false;
+    this.video.muted = true;
+    this.stopped = false;
+    this.socket.start();
+    this.trimTimer = setInterval(() => this.#trim(), TRIM_EVERY_MS);
+    this.#watchFrames();
+  }
+
+  stop() {
+    this.stopped = true;
+    this.socket.stop();
+    clearInterval(this.trimTimer);
+    clearInterval(this.pollTimer);
+    this.#teardown();
+    this.video.hidden = true;
+  }
+
+  #onText(msg) {
+    if (msg.type === 'init') {
+      if (msg.width && msg.height) this.stats.setResolution(msg.width, msg.height);
+      const mime = msg.mime || `video/mp4; codecs="${msg.codec}"`;
+      if (!MediaSource.isTypeSupported(mime)) {
+        this.onFail(`MSE cannot play ${mime}`);
+        return;
+      }
+      // Every init starts a new MediaSource: after a reconnect or a source restart the timestamps may start over.
+      this.#teardown();
+      this.mime = mime;
+      this.#openMediaSource();
+    } else if (msg.type === 'status') {
+      this.stats.status = [msg.state, msg.message].filter(Boolean).join(': ');
+    }
+  }
+
+  #onBinary(data) {
+    const frame = parseFrameHeader(data);
+    if (!frame || !this.mediaSource) return;
+    if (frame.init) {
+      this.init = parseInitSegment(frame.payload);
+      if (!this.init) console.warn('init segment without a readable mdhd: no latency for MSE');
+      this.stats.addBytes(data.byteLength);
+    } else {
+      this.stats.received(frame.seq, data.byteLength);
+      const t = fragmentTime(frame.payload, this.init);
+      if (t !== null) this.captureByTime.set(Math.round(t * 1000), { seq: frame.seq, captureMs: frame.captureMs });
+    }
+    if (this.queue.length > MAX_QUEUE) {
+      console.warn('SourceBuffer fell behind; reconnecting');
+      this.#teardown();
+      this.socket.stop();
+      this.socket.start();
+      return;
+    }
+    this.queue.push({ append: frame.payload });
+    this.#pump();
+  }
+
+  #openMediaSource() {
+    const mediaSource = new MediaSource();
+    this.mediaSource = mediaSource;
+    this.objectUrl = URL.createObjectURL(mediaSource);
+    this.video.src = this.objectUrl;
+    mediaSource.addEventListener('sourceopen', () => {
+      if (this.mediaSource !== mediaSource) return;
+      try {
+        this.sourceBuffer = mediaSource.addSourceBuffer(this.mime);
+      } catch (err) {
+        this.onFail(`MSE refused ${this.mime}: ${err.message}`);
+        return;
+      }
+      this.sourceBuffer.addEventListener('updateend', () => this.#afterUpdate());
+      this.sourceBuffer.addEventListener('error', () => console.warn('SourceBuffer error'));
+      this.#pump();
+    }, { once: true });
+  }
+
+  #teardown() {
+    const quality = this.video.getVideoPlaybackQuality?.();
+    if (quality && this.mediaSource) this.droppedBefore += quality.droppedVideoFrames;
+    this.queue = [];
+    this.captureByTime.clear();
+    this.sourceBuffer = null;
+    this.mediaSource = null;
+    this.playing = false;
+    this.lastPresented = 0;
+    if (this.objectUrl) {
+      this.video.removeAttribute('src');
+      this.video.load();
+      URL.revokeObjectURL(this.objectUrl);
+      this.objectUrl = null;
+    }
+  }
+
+  #pump() {
+    const sb = this.sourceBuffer;
+    if (!sb || sb.updating || !this.queue.length || this.mediaSource.readyState !== 'open') return;
+    const op = this.queue.shift();
+    try {
+      if (op.append) sb.appendBuffer(op.append);
+      else sb.remove(op.remove[0], op.remove[1]);
+    } catch (err) {
+      if (err.name === 'QuotaExceededError' && op.append) {
+        this.queue.unshift(op);
+        this.#trim(1);
+      } else {
+        console.warn('SourceBuffer:', err);
+        this.stats.status = `MSE error: ${err.message}`;
+      }
+    }
+  }
+
+  #afterUpdate() {
+    this.#keepLive();
+    this.#pump();
+  }
+
+  #keepLive() {
+    const buffered = this.video.buffered;
+    if (!buffered.length) return;
+    const end = buffered.end(buffered.length - 1);
+    if (!this.playing) {
+      this.playing = true;
+      this.video.currentTime = buffered.start(0);
+      this.video.play().catch((err) => { this.stats.status = `cannot play: ${err.message}`; });
+      return;
+    }
+    const now = performance.now();
+    if (end - this.video.currentTime > LIVE_LAG_MAX_S && now - this.lastSeekAt > SEEK_SETTLE_MS) {
+      this.lastSeekAt = now;
+      this.video.currentTime = Math.max(buffered.start(buffered.length - 1), end - LIVE_TARGET_S);
+    }
+  }
+
+  #trim(keepS = KEEP_BEHIND_S) {
+    const buffered = this.video.buffered;
+    if (!this.sourceBuffer || !buffered.length) return;
+    const cut = this.video.currentTime - keepS;
+    if (buffered.start(0) < cut) {
+      this.queue.push({ remove: [0, cut] });
+      this.#pump();
+    }
+  }
+
+  #watchFrames() {
+    if (!('requestVideoFrameCallback' in HTMLVideoElement.prototype)) {
+      this.stats.note = 'no requestVideoFrameCallback: no latency';
+      this.pollTimer = setInterval(() => this.#countFromQuality(), 250);
+      return;
+    }
+    const onFrame = (now, meta) => {
+      if (this.stopped) return;
+      this.video.requestVideoFrameCallback(onFrame);
+      if (!this.mediaSource) return;
+      const mediaMs = Math.round(meta.mediaTime * 1000);
+      const info = this.#lookup(mediaMs);
+      const latency = info ? this.clock.toServerMs(wallClockMs(now)) - info.captureMs : null;
+      // presentedFrames may jump by more than one: frames shown between two callbacks.
+      const missed = Math.max(0, meta.presentedFrames - this.lastPresented - 1);
+      this.lastPresented = meta.presentedFrames;
+      for (let i = 0; i < missed; i++) this.stats.shown(null, null);
+      this.stats.shown(info ? info.seq : null, latency);
+      if (meta.width && (meta.width !== this.stats.width || meta.height !== this.stats.height)) {
+        this.stats.setResolution(meta.width, meta.height);
+      }
+      this.#updateDropped();
+    };
+    this.video.requestVideoFrameCallback(onFrame);
+  }
+
+  #countFromQuality() {
+    const quality = this.video.getVideoPlaybackQuality?.();
+    if (!quality) return;
+    const shown = quality.totalVideoFrames - quality.droppedVideoFrames;
+    while (this.lastPresented < shown) {
+      this.lastPresented++;
+      this.stats.shown(null, null);
+    }
+    this.#updateDropped();
+  }
+
+  #updateDropped() {
+    const quality = this.video.getVideoPlaybackQuality?.();
+    if (quality) this.stats.dropped = this.droppedBefore + quality.droppedVideoFrames;
+  }
+
+  #lookup(mediaMs) {
+    const map = this.captureByTime;
+    let info = map.get(mediaMs) ?? map.get(mediaMs - 1) ?? map.get(mediaMs + 1);
+    if (!info) {
+      // The nearest fragment within a couple of milliseconds, should rounding differ more than usual.
+      let best = 3;
+      for (const [key, value] of map) {
+        const d = Math.abs(key - mediaMs);
+        if (d < best) { best = d; info = value; }
+      }
+    }
+    // Forget what is now in the past (the map is in arrival order, i.e. media time order).
+    for (const key of map.keys()) {
+      if (key >= mediaMs - 2000) break;
+      map.delete(key);
+    }
+    return info ?? null;
+  }
+}

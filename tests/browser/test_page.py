@@ -1,0 +1,45 @@
+"""Page behaviour around the players: fallback, switching, reports back to the server."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+
+def test_forced_player_that_is_missing_falls_back(player_page, server_720p):
+    player_page.page.add_init_script("delete window.VideoDecoder")
+    player_page.page.goto(player_page.url(server_720p, "?player=webcodecs"))
+    player_page.wait_for("window.vergence && window.vergence.player !== null", 20000)
+    assert player_page.page.evaluate("() => window.vergence.player") == "mse"
+    notice = player_page.page.locator("#notice")
+    assert notice.is_visible()
+    assert "WebCodecs is not available" in notice.text_content()
+    player_page.wait_for("window.vergence.stats.decoded >= 5", 20000)
+
+
+def test_switching_player_reconnects(player_page, server_720p):
+    player_page.open(server_720p, "webcodecs")
+    player_page.page.select_option("#player-select", "mjpeg")
+    player_page.wait_for("window.vergence.player === 'mjpeg' && window.vergence.stats.decoded >= 5", 20000)
+    assert "player=mjpeg" in player_page.page.url
+    assert player_page.page.locator("#canvas").is_visible()
+    assert player_page.page.locator("#hud-player").text_content() == "MJPEG"
+
+
+def test_latency_report_reaches_server_stats(player_page, server_720p):
+    player_page.open(server_720p, "webcodecs")
+    player_page.wait_for("window.vergence.clock.synced && window.vergence.stats.latencies.length > 30", 15000)
+    # Reports go out every 2 s; poll /api/stats with a deadline via the page's clock.
+    player_page.wait_for(
+        """(async () => {
+             const stats = await (await fetch('/api/stats')).json();
+             return (stats.clients || []).some((c) => c.player === 'webcodecs' && c.latency_ms);
+           })()""",
+        10000,
+    )
+    with urllib.request.urlopen(f"{server_720p.url}/api/stats", timeout=5) as response:
+        clients = json.load(response)["clients"]
+    print(clients)
+    report = next(c for c in clients if c["player"] == "webcodecs")
+    assert report["stream"] == player_page.page.evaluate("() => window.vergence.stream")
+    assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p95"] <= report["latency_ms"]["max"]
