@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -44,14 +45,32 @@ def serve(
     )
     shown_host = "localhost" if settings.server.host in ("0.0.0.0", "::", "127.0.0.1") else settings.server.host
     typer.echo(f"vergence: page at http://{shown_host}:{settings.server.port}/  API docs at /docs", err=True)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.server.host,
-        port=settings.server.port,
-        ws=settings.server.ws,
-        log_level=settings.server.log_level,
-        access_log=False,
+    config = uvicorn.Config(
+        create_app(settings), ws=settings.server.ws, log_level=settings.server.log_level, access_log=False
     )
+    try:
+        sock = listen_socket(settings.server.host, settings.server.port, settings.server.send_buffer_bytes)
+    except OSError as err:
+        typer.echo(f"vergence: cannot listen on {settings.server.host}:{settings.server.port}: {err}", err=True)
+        raise typer.Exit(1) from None
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def listen_socket(host: str, port: int, send_buffer_bytes: int) -> socket.socket:
+    """Bind the listening socket; accepted connections inherit its send buffer size.
+
+    A small fixed send buffer keeps a stalled viewer's backlog in the hub, where its policy drops to the next keyframe,
+    instead of seconds of stale video queued in the kernel (Linux autotuning grows it to megabytes).
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if send_buffer_bytes:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
+    sock.bind(address)
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 @bench_app.command("latency")

@@ -102,6 +102,12 @@ class ServerSettings(_Section):
     ws: Literal["websockets-sansio", "websockets", "wsproto", "auto"] = Field(
         "websockets-sansio", description="uvicorn WebSocket implementation"
     )
+    send_buffer_bytes: int = Field(
+        131_072,
+        ge=0,
+        le=64 * 1024 * 1024,
+        description="kernel send buffer per connection in bytes, 0 (kernel autotuning) … 67108864",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="debug, info, warning or error")
 
 

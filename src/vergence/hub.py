@@ -54,6 +54,7 @@ class Subscription:
         self.name = name
         self.drops = 0
         self.delivered = 0
+        self.peak = 0  # most items ever queued: the bound in action
         self._queue: deque[Item] = deque()
         self._wakeup = asyncio.Event()
         self._closed = False
@@ -74,6 +75,7 @@ class Subscription:
             self._offer_packet(item)
         else:
             self._queue.append(item)
+        self.peak = max(self.peak, len(self._queue))
         self._wakeup.set()
 
     def _offer_packet(self, packet: EncodedPacket) -> None:
@@ -296,6 +298,17 @@ class Channel:
             "packets": self.stats.packets,
             "drops": self.stats.drops,
             "keyframe_requests": self.stats.keyframe_requests,
+            "subscribers": [
+                {
+                    "name": sub.name,
+                    "policy": sub.policy,
+                    "queued": len(sub),
+                    "peak": sub.peak,
+                    "max_packets": sub.max_packets,
+                    "drops": sub.drops,
+                }
+                for sub in self.subscribers
+            ],
         }
 
     def close(self) -> None:

@@ -165,5 +165,10 @@ class Stream:
             "last_error": self.supervisor.last_error,
             "stages_ms": {name: round(mean.mean(), 3) for name, mean in self.stage_ms.items()},
             "channels": {channel.format: channel.snapshot() for channel in self.channels},
+            "encoder_skipped_frames": {
+                producer.encoder.format: producer.encoder.frames_skipped
+                for producer in (self.h264.producer, self.jpeg.producer)
+                if isinstance(producer, _EncoderProducer)
+            },
             "updated_ns": time.time_ns(),
         }

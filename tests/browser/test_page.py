@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 
 
@@ -29,17 +30,15 @@ def test_switching_player_reconnects(player_page, server_720p):
 def test_latency_report_reaches_server_stats(player_page, server_720p):
     player_page.open(server_720p, "webcodecs")
     player_page.wait_for("window.vergence.clock.synced && window.vergence.stats.latencies.length > 30", 15000)
-    # Reports go out every 2 s; poll /api/stats with a deadline via the page's clock.
-    player_page.wait_for(
-        """(async () => {
-             const stats = await (await fetch('/api/stats')).json();
-             return (stats.clients || []).some((c) => c.player === 'webcodecs' && c.latency_ms);
-           })()""",
-        10000,
-    )
-    with urllib.request.urlopen(f"{server_720p.url}/api/stats", timeout=5) as response:
-        clients = json.load(response)["clients"]
-    print(clients)
-    report = next(c for c in clients if c["player"] == "webcodecs")
+    # Reports go out every 2 s: poll /api/stats until one is there.
+    deadline = time.monotonic() + 10
+    while True:
+        with urllib.request.urlopen(f"{server_720p.url}/api/stats", timeout=5) as response:
+            clients = json.load(response).get("clients", [])
+        report = next((c for c in clients if c.get("player") == "webcodecs" and c.get("latency_ms")), None)
+        if report:
+            break
+        assert time.monotonic() < deadline, f"no webcodecs report in /api/stats: {clients}"
+        time.sleep(0.2)
     assert report["stream"] == player_page.page.evaluate("() => window.vergence.stream")
     assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p95"] <= report["latency_ms"]["max"]

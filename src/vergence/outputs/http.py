@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Request, WebSocket
 from fastapi.responses import Response, StreamingResponse
 
 from vergence.outputs.mjpeg import MEDIA_TYPE, mjpeg_parts
-from vergence.outputs.ws import CLOSE_UNKNOWN_STREAM, serve_channel
+from vergence.outputs.ws import refuse_unknown_stream, serve_channel
 
 router = APIRouter()
 _NO_CACHE = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
@@ -18,7 +18,7 @@ async def video_ws(websocket: WebSocket, stream_id: str, raw: bool = False) -> N
     vergence = websocket.app.state.vergence
     stream = vergence.streams.get(stream_id)
     if stream is None:
-        await websocket.close(code=CLOSE_UNKNOWN_STREAM, reason=f"unknown stream {stream_id}")
+        await refuse_unknown_stream(websocket, stream_id)
         return
     await serve_channel(websocket, stream, stream.h264, vergence.settings.hub.h264_buffer_packets, raw)
 
@@ -29,7 +29,7 @@ async def fmp4_ws(websocket: WebSocket, stream_id: str) -> None:
     vergence = websocket.app.state.vergence
     stream = vergence.streams.get(stream_id)
     if stream is None:
-        await websocket.close(code=CLOSE_UNKNOWN_STREAM, reason=f"unknown stream {stream_id}")
+        await refuse_unknown_stream(websocket, stream_id)
         return
     await serve_channel(websocket, stream, stream.fmp4, vergence.settings.hub.h264_buffer_packets, raw=False)
 

@@ -20,6 +20,12 @@ log = logging.getLogger(__name__)
 CLOSE_UNKNOWN_STREAM = 4404
 
 
+async def refuse_unknown_stream(websocket: WebSocket, stream_id: str) -> None:
+    """Accept, then close with 4404, so a browser sees why (a refused handshake only says 403)."""
+    await websocket.accept()
+    await websocket.close(code=CLOSE_UNKNOWN_STREAM, reason=f"unknown stream {stream_id}")
+
+
 def init_message(stream: Stream, codec: str | None, mse: bool = False) -> dict[str, Any]:
     """The JSON `init` message that opens a video or MSE WebSocket (docs/protocol.md)."""
     message: dict[str, Any] = {

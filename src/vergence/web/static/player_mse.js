@@ -6,8 +6,12 @@ import { parseFrameHeader, wallClockMs } from './frame_header.js';
 import { LiveSocket, wsUrl } from './live_socket.js';
 import { fragmentTime, parseInitSegment } from './mp4.js';
 
-const LIVE_LAG_MAX_S = 0.3; // further behind the buffered end than this: jump forward
+const CATCH_UP_ABOVE_S = 0.12; // behind the buffered end by more than this: play faster…
+const CATCH_UP_UNTIL_S = 0.07; // …until this close
+const CATCH_UP_RATE = 1.1;
+const LIVE_LAG_MAX_S = 0.5; // further behind than this: jump forward
 const LIVE_TARGET_S = 0.05; // where to jump: just behind the end, so the frame there is buffered
+const START_BUFFER_S = 0.1; // buffered before playing: starting on a single frame stutters (and drops)
 const SEEK_SETTLE_MS = 1000; // give a jump time to take effect before judging the lag again
 const KEEP_BEHIND_S = 10; // buffer kept behind currentTime
 const TRIM_EVERY_MS = 5000;
@@ -110,6 +114,7 @@ export class MsePlayer {
     mediaSource.addEventListener('sourceopen', () => {
       if (this.mediaSource !== mediaSource) return;
       try {
+        mediaSource.duration = Infinity; // live
         this.sourceBuffer = mediaSource.addSourceBuffer(this.mime);
       } catch (err) {
         this.onFail(`MSE refused ${this.mime}: ${err.message}`);
@@ -130,6 +135,7 @@ export class MsePlayer {
     this.mediaSource = null;
     this.playing = false;
     this.lastPresented = 0;
+    this.video.playbackRate = 1;
     if (this.objectUrl) {
       this.video.removeAttribute('src');
       this.video.load();
@@ -166,13 +172,21 @@ export class MsePlayer {
     if (!buffered.length) return;
     const end = buffered.end(buffered.length - 1);
     if (!this.playing) {
+      if (end - buffered.start(0) < START_BUFFER_S) return;
       this.playing = true;
-      this.video.currentTime = buffered.start(0);
+      // The server starts at a keyframe, maybe a GOP ago: start near the live edge (Chrome decodes its way there).
+      this.video.currentTime = Math.max(buffered.start(0), end - START_BUFFER_S);
       this.video.play().catch((err) => { this.stats.status = `cannot play: ${err.message}`; });
       return;
     }
+    const lag = end - this.video.currentTime;
+    // Chrome refills a few frames after any stall and then plays at 1×, keeping that lag for good: play a little
+    // faster to drain it (no frames dropped), jump only when far behind (a jump costs a stall).
+    const rate = this.video.playbackRate;
+    if (lag > CATCH_UP_ABOVE_S && rate === 1) this.video.playbackRate = CATCH_UP_RATE;
+    else if (lag < CATCH_UP_UNTIL_S && rate !== 1) this.video.playbackRate = 1;
     const now = performance.now();
-    if (end - this.video.currentTime > LIVE_LAG_MAX_S && now - this.lastSeekAt > SEEK_SETTLE_MS) {
+    if (lag > LIVE_LAG_MAX_S && now - this.lastSeekAt > SEEK_SETTLE_MS) {
       this.lastSeekAt = now;
       this.video.currentTime = Math.max(buffered.start(buffered.length - 1), end - LIVE_TARGET_S);
     }

@@ -45,6 +45,8 @@ export class Stats {
     this.note = '';
     this.recentFrames = []; // [perf ms, latency ms | null] of decoded frames, last few seconds
     this.recentBytes = []; // [perf ms, bytes]
+    this.firstShownAt = null;
+    this.firstByteAt = null;
     this.reportFrom = performance.now();
   }
 
@@ -57,6 +59,7 @@ export class Stats {
 
   addBytes(byteLength) {
     this.bytes += byteLength;
+    this.firstByteAt ??= performance.now();
     this.recentBytes.push([performance.now(), byteLength]);
     if (this.recentBytes.length > 4096) this.#prune(performance.now());
   }
@@ -64,6 +67,7 @@ export class Stats {
   /** Count one decoded/shown frame; latencyMs may be null when its capture time is unknown. */
   shown(seq, latencyMs) {
     this.decoded++;
+    this.firstShownAt ??= performance.now();
     if (this.status !== 'live') this.status = 'live';
     if (seq !== null && seq !== undefined) {
       this.lastDecodedSeq = seq;
@@ -97,8 +101,8 @@ export class Stats {
     let bytes = 0;
     for (const [t, n] of this.recentBytes) if (t >= since) bytes += n;
     return {
-      fps: (frames * 1000) / windowMs,
-      bitrateBps: (bytes * 8 * 1000) / windowMs,
+      fps: (frames * 1000) / span(windowMs, now, this.firstShownAt),
+      bitrateBps: (bytes * 8 * 1000) / span(windowMs, now, this.firstByteAt),
       latency: lat.length ? summary(lat, this.lastLatency) : null,
     };
   }
@@ -106,9 +110,9 @@ export class Stats {
   /** Build the control-WS report for the frames since the previous report (null when nothing was shown). */
   takeReport() {
     const now = performance.now();
-    const span = Math.min(now - this.reportFrom, RECENT_MS);
+    const sinceLastMs = Math.min(now - this.reportFrom, RECENT_MS);
     this.reportFrom = now;
-    const w = this.window(span);
+    const w = this.window(sinceLastMs);
     if (!w.latency) return null;
     const round = (x) => Math.round(x * 100) / 100;
     return {
@@ -130,6 +134,12 @@ export class Stats {
       if (i) list.splice(0, i);
     }
   }
+}
+
+// Just after a (re)start less than a window has passed: divide by what there is, not report a false low.
+function span(windowMs, now, firstAt) {
+  const elapsed = firstAt === null ? 0 : now - firstAt;
+  return elapsed >= 250 ? Math.min(windowMs, elapsed) : windowMs;
 }
 
 function summary(latencies, last) {

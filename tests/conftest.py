@@ -1,0 +1,97 @@
+"""Shared fixtures: a vergence server started as a real subprocess on a free 127.0.0.1 port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+STARTUP_TIMEOUT_S = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class ServerProcess:
+    """A running `vergence serve`."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_server(args: tuple[str, ...], log_path: Path, env: dict[str, str] | None = None) -> ServerProcess:
+    """Start `python -m vergence serve` and wait (with a deadline) until its API answers."""
+    port = free_port()
+    command = [sys.executable, "-m", "vergence", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
+    log_file = log_path.open("wb")
+    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    server = ServerProcess(process, port, log_path)
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"vergence exited with {process.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(f"{server.url}/api/streams", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)  # poll interval of a deadline loop, not a wait for an event
+    server.stop()
+    raise RuntimeError(f"vergence did not answer within {STARTUP_TIMEOUT_S} s:\n{server.log()}")
+
+
+@pytest.fixture
+def vergence_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Factory: `vergence_server("--size", "640x360")` starts a server; all are stopped at teardown."""
+    servers: list[ServerProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> ServerProcess:
+        server = start_server(args, tmp_path / f"server{len(servers)}.log", env)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One 640x360@30 test-pattern server for every test of a module that only reads from it."""
+    server = start_server(("--size", "640x360", "--fps", "30"), tmp_path_factory.mktemp("server") / "server.log")
+    yield server
+    server.stop()

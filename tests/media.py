@@ -1,0 +1,42 @@
+"""Media helpers for tests: H.264 made in memory with PyAV, decoding, time-code reading."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from vergence.media import timecode
+
+
+def encode_h264(frames: int = 10, width: int = 320, height: int = 240, gop: int = 5) -> list[bytes]:
+    """Return `frames` Annex-B access units of a moving picture, with SPS/PPS on every keyframe."""
+    ctx = av.CodecContext.create("libx264", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
+    ctx.time_base = Fraction(1, 30)
+    ctx.options = {"preset": "ultrafast", "tune": "zerolatency", "x264-params": f"repeat-headers=1:keyint={gop}"}
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (height * 3 // 2, width), dtype=np.uint8)
+    units = []
+    for i in range(frames):
+        image = np.roll(image, 4, axis=1)
+        frame = av.VideoFrame.from_ndarray(image, format="yuv420p")
+        frame.pts = i
+        units += [bytes(packet) for packet in ctx.encode(frame)]
+    return units
+
+
+class H264Decoder:
+    """Decode Annex-B access units one at a time; raises on data the decoder rejects."""
+
+    def __init__(self) -> None:
+        self._ctx = av.CodecContext.create("h264", "r")
+
+    def decode(self, access_unit: bytes) -> list[av.VideoFrame]:
+        return list(self._ctx.decode(av.Packet(access_unit)))
+
+
+def read_timecode(frame: av.VideoFrame) -> int | None:
+    """Capture time painted in a decoded test-pattern frame."""
+    return timecode.read(frame.to_ndarray(format="gray"))
