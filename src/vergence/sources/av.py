@@ -106,6 +106,7 @@ class AvSource(Source):
         self._first_pts_s = None
         try:
             self._container.seek(0)
+            self._frames = self._container.decode(self._container.streams.video[0])
             return next(self._frames)
         except (StopIteration, av.error.FFmpegError) as err:
             raise SourceEnded(f"{redact(self._url)} cannot loop: {err}") from None

@@ -52,6 +52,8 @@ def render_scene(width: int, height: int) -> np.ndarray:
 class TestPatternSource(Source):
     """Frames paced by a monotonic clock: frame n is due at t0 + n/fps, so the rate never drifts; waits never spin."""
 
+    __test__ = False  # not a pytest class, despite the name
+
     def __init__(self, camera: CameraSettings) -> None:
         super().__init__(camera)
         self._closed = threading.Event()

@@ -9,9 +9,11 @@ import { fragmentTime, parseInitSegment } from './mp4.js';
 const CATCH_UP_ABOVE_S = 0.12; // behind the buffered end by more than this: play faster…
 const CATCH_UP_UNTIL_S = 0.07; // …until this close
 const CATCH_UP_RATE = 1.1;
-const LIVE_LAG_MAX_S = 0.5; // further behind than this: jump forward
+const LIVE_LAG_MAX_S = 0.3; // further behind than this: jump forward
 const LIVE_TARGET_S = 0.05; // where to jump: just behind the end, so the frame there is buffered
+const LIVE_SLACK_MS = 100; // a fragment sent within this of its capture is live, not backlog
 const START_BUFFER_S = 0.1; // buffered before playing: starting on a single frame stutters (and drops)
+const START_ANYWAY_S = 2;
 const SEEK_SETTLE_MS = 1000; // give a jump time to take effect before judging the lag again
 const KEEP_BEHIND_S = 10; // buffer kept behind currentTime
 const TRIM_EVERY_MS = 5000;
@@ -69,6 +71,7 @@ export class MsePlayer {
   #onText(msg) {
     if (msg.type === 'init') {
       if (msg.width && msg.height) this.stats.setResolution(msg.width, msg.height);
+      this.liveSlackMs = Math.max(LIVE_SLACK_MS, 2000 / (msg.fps || 30)); // the muxer holds a frame back
       const mime = msg.mime || `video/mp4; codecs="${msg.codec}"`;
       if (!MediaSource.isTypeSupported(mime)) {
         this.onFail(`MSE cannot play ${mime}`);
@@ -102,7 +105,10 @@ export class MsePlayer {
       this.socket.start();
       return;
     }
-    this.queue.push({ append: frame.payload });
+    // The server may start with a backlog (the frames since the last keyframe), sent at once: a fragment sent
+    // long after its capture is backlog. Its own clock says so; no clock sync needed.
+    const live = !frame.init && frame.sendMs - frame.captureMs < this.liveSlackMs;
+    this.queue.push({ append: frame.payload, live });
     this.#pump();
   }
 
@@ -134,6 +140,8 @@ export class MsePlayer {
     this.sourceBuffer = null;
     this.mediaSource = null;
     this.playing = false;
+    this.liveBuffered = false;
+    this.inFlight = null;
     this.lastPresented = 0;
     this.video.playbackRate = 1;
     if (this.objectUrl) {
@@ -148,6 +156,7 @@ export class MsePlayer {
     const sb = this.sourceBuffer;
     if (!sb || sb.updating || !this.queue.length || this.mediaSource.readyState !== 'open') return;
     const op = this.queue.shift();
+    this.inFlight = op;
     try {
       if (op.append) sb.appendBuffer(op.append);
       else sb.remove(op.remove[0], op.remove[1]);
@@ -163,6 +172,7 @@ export class MsePlayer {
   }
 
   #afterUpdate() {
+    if (this.inFlight?.live) this.liveBuffered = true;
     this.#keepLive();
     this.#pump();
   }
@@ -172,7 +182,9 @@ export class MsePlayer {
     if (!buffered.length) return;
     const end = buffered.end(buffered.length - 1);
     if (!this.playing) {
-      if (end - buffered.start(0) < START_BUFFER_S) return;
+      // Start once live frames are in (or, should send times mislead, once plenty is buffered).
+      const ready = this.liveBuffered && end - buffered.start(0) >= START_BUFFER_S;
+      if (!ready && end - buffered.start(0) < START_ANYWAY_S) return;
       this.playing = true;
       // The server starts at a keyframe, maybe a GOP ago: start near the live edge (Chrome decodes its way there).
       this.video.currentTime = Math.max(buffered.start(0), end - START_BUFFER_S);

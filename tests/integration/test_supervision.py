@@ -1,0 +1,83 @@
+"""A failing source is restarted with backoff, viewers are told, and H.264 resumes at a keyframe."""
+
+import asyncio
+import threading
+
+from vergence.config import CameraSettings, Settings
+from vergence.errors import SourceError
+from vergence.hub import Hub
+from vergence.sources.base import register
+from vergence.sources.supervisor import SourceSupervisor
+from vergence.sources.testpattern import TestPatternSource
+from vergence.stream import Stream
+
+
+@register("flaky")
+class FlakySource(TestPatternSource):
+    """The test pattern, failing after `frames_per_run` frames of every run."""
+
+    frames_per_run = 20
+    opened = 0
+
+    def open(self):
+        type(self).opened += 1
+        self._delivered = 0
+        return super().open()
+
+    def read(self):
+        if self._delivered >= self.frames_per_run:
+            raise SourceError("simulated sensor timeout")
+        self._delivered += 1
+        return super().read()
+
+
+def test_supervisor_restarts_a_failing_source_and_reports_each_state():
+    states = []
+    frames = []
+    done = threading.Event()
+
+    def on_state(state, message, info):
+        states.append((state, message))
+        if sum(1 for s, _ in states if s == "restarting") >= 3:
+            done.set()
+
+    camera = CameraSettings(source="flaky", size="64x48", fps=200)
+    supervisor = SourceSupervisor("cam0", lambda: FlakySource(camera), frames.append, on_state, backoff_min_s=0.01)
+    supervisor.start()
+    assert done.wait(10)
+    supervisor.stop()
+    supervisor.stop()
+    assert states[0] == ("starting", None) and states[1] == ("running", None)
+    assert ("restarting", "simulated sensor timeout") in states
+    assert states[-1] == ("stopped", None)
+    assert supervisor.restarts >= 3 and len(frames) >= 60
+
+
+def test_viewers_are_told_and_h264_resumes_at_a_keyframe_after_each_failure():
+    async def scenario():
+        settings = Settings(cameras=[CameraSettings(source="flaky", size="160x120", fps=60)])
+        stream = Stream(settings.cameras[0], settings, Hub(), asyncio.get_running_loop())
+        stream.supervisor._backoff_min_s = 0.05
+        subscription = stream.h264.subscribe("gop", max_packets=1000)
+        stream.start()
+        restarts_seen = 0
+        expect_keyframe = True
+        try:
+            while restarts_seen < 3:
+                item = await asyncio.wait_for(subscription.get(), 10)
+                if isinstance(item, dict):
+                    if item["state"] == "restarting":
+                        restarts_seen += 1
+                        assert item["message"] == "simulated sensor timeout"
+                    if item["state"] == "running":
+                        expect_keyframe = True
+                    continue
+                if expect_keyframe:
+                    assert item.keyframe and item.config, f"seq {item.seq} after a restart is not an IDR with SPS/PPS"
+                    expect_keyframe = False
+        finally:
+            subscription.close()
+            stream.stop()
+        assert stream.supervisor.restarts >= 3
+
+    asyncio.run(scenario())

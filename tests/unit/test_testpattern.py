@@ -1,0 +1,60 @@
+import time
+
+import numpy as np
+
+from vergence.config import CameraSettings
+from vergence.media import timecode
+from vergence.media.frame import i420_planes
+from vergence.sources.testpattern import TestPatternSource
+
+
+def test_frames_move_and_carry_their_capture_time():
+    source = TestPatternSource(CameraSettings(size="320x240", fps=60))
+    info = source.open()
+    assert (info.width, info.height, info.fps) == (320, 240, 60)
+    first, second = source.read(), source.read()
+    assert first.image.shape == (360, 320) and first.pix_fmt == "yuv420p"
+    assert second.seq == first.seq + 1 and second.pts > first.pts
+    assert not np.array_equal(first.image, second.image)
+    y, u, v = i420_planes(first.image, 320, 240)
+    assert timecode.read(y) == first.capture_ns // 1000 * 1000
+    source.close()
+
+
+def test_close_unblocks_a_waiting_read_and_is_idempotent():
+    import threading
+
+    from vergence.errors import SourceEnded
+
+    source = TestPatternSource(CameraSettings(size="64x48", fps=0.5))
+    source.open()
+    source.read()
+    failures = []
+
+    def reader():
+        try:
+            source.read()
+        except SourceEnded as err:
+            failures.append(err)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    source.close()
+    source.close()
+    thread.join(timeout=2)
+    assert not thread.is_alive() and len(failures) == 1
+
+
+def test_holds_30_fps_within_half_a_percent_over_20_seconds():
+    source = TestPatternSource(CameraSettings(size="640x360", fps=30))
+    source.open()
+    first = source.read()
+    started = time.monotonic()
+    frames = 0
+    while time.monotonic() - started < 20.0:
+        last = source.read()
+        frames += 1
+    elapsed_s = (last.capture_ns - first.capture_ns) / 1e9
+    fps = frames / elapsed_s
+    assert abs(fps - 30.0) <= 30.0 * 0.005, fps
+    source.close()
