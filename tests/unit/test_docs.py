@@ -1,0 +1,21 @@
+"""The docs stay true to the code."""
+
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from vergence.config import Settings
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def test_every_config_key_is_documented():
+    text = (DOCS / "config.md").read_text()
+    for section_name, section in Settings.model_fields.items():
+        model = section.annotation
+        model = getattr(model, "__args__", (model,))[0]
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        heading = f"[[{section_name}]]" if section_name == "cameras" else f"[{section_name}]"
+        assert heading in text, heading
+        for key in model.model_fields:
+            assert f"| `{key}` |" in text, f"{section_name}.{key} is not in docs/config.md"
