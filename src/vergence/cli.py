@@ -6,7 +6,7 @@ import logging
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -20,15 +20,17 @@ app.add_typer(bench_app, name="bench")
 
 @app.command()
 def serve(
-    source: Annotated[Optional[str], typer.Option(help="testpattern, or a file, URL or /dev/videoN")] = None,
-    size: Annotated[Optional[str], typer.Option(help="picture size WIDTHxHEIGHT, e.g. 1280x720")] = None,
-    fps: Annotated[Optional[float], typer.Option(help="frames per second")] = None,
-    host: Annotated[Optional[str], typer.Option(help="address to bind (default 0.0.0.0)")] = None,
-    port: Annotated[Optional[int], typer.Option(help="TCP port (default 8000)")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="TOML config file")] = None,
+    source: Annotated[str | None, typer.Option(help="testpattern, or a file, URL or /dev/videoN")] = None,
+    size: Annotated[str | None, typer.Option(help="picture size WIDTHxHEIGHT, e.g. 1280x720")] = None,
+    fps: Annotated[float | None, typer.Option(help="frames per second")] = None,
+    host: Annotated[str | None, typer.Option(help="address to bind (default 0.0.0.0)")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default 8000)")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config file")] = None,
 ) -> None:
     """Serve the cameras: page at http://HOST:PORT/, API docs at /docs."""
-    camera_flags: dict[str, Any] = {k: v for k, v in {"source": source, "size": size, "fps": fps}.items() if v is not None}
+    camera_flags: dict[str, Any] = {
+        k: v for k, v in {"source": source, "size": size, "fps": fps}.items() if v is not None
+    }
     server_flags: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     try:
         settings = load_settings(config, camera_flags, server_flags)
@@ -41,11 +43,13 @@ def serve(
     from vergence.app import create_app
 
     logging.basicConfig(
-        level=settings.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=settings.server.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
     shown_host = "localhost" if settings.server.host in ("0.0.0.0", "::", "127.0.0.1") else settings.server.host
     typer.echo(f"vergence: page at http://{shown_host}:{settings.server.port}/  API docs at /docs", err=True)
-    config = uvicorn.Config(
+    server_config = uvicorn.Config(
         create_app(settings), ws=settings.server.ws, log_level=settings.server.log_level, access_log=False
     )
     try:
@@ -53,7 +57,7 @@ def serve(
     except OSError as err:
         typer.echo(f"vergence: cannot listen on {settings.server.host}:{settings.server.port}: {err}", err=True)
         raise typer.Exit(1) from None
-    uvicorn.Server(config).run(sockets=[sock])
+    uvicorn.Server(server_config).run(sockets=[sock])
 
 
 def listen_socket(host: str, port: int, send_buffer_bytes: int) -> socket.socket:
@@ -62,7 +66,9 @@ def listen_socket(host: str, port: int, send_buffer_bytes: int) -> socket.socket
     A small fixed send buffer keeps a stalled viewer's backlog in the hub, where its policy drops to the next keyframe,
     instead of seconds of stale video queued in the kernel (Linux autotuning grows it to megabytes).
     """
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[
+        0
+    ]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if send_buffer_bytes:
@@ -80,7 +86,7 @@ def bench_latency(
     fps: Annotated[float, typer.Option(help="frames per second")] = 30.0,
     players: Annotated[str, typer.Option(help="comma-separated player modes")] = "webcodecs,mse,mjpeg",
     floor: Annotated[bool, typer.Option(help="also measure the bare floor pipeline")] = True,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="write the results as JSON here")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the results as JSON here")] = None,
 ) -> None:
     """Measure capture→decoded latency per player mode in headless Chromium, beside a bare floor pipeline."""
     from vergence.bench.latency import run

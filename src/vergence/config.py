@@ -87,7 +87,10 @@ class HubSettings(_Section):
     """Fan-out buffers."""
 
     h264_buffer_packets: int = Field(
-        90, ge=2, le=10_000, description="packets an H.264 subscriber may fall behind before it is cut to the next keyframe"
+        90,
+        ge=2,
+        le=10_000,
+        description="packets an H.264 subscriber may fall behind before it is cut to the next keyframe",
     )
     encoder_linger_s: float = Field(
         2.0, ge=0, le=600, description="seconds an encoder keeps running after its last consumer left, 0 … 600"

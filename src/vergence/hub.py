@@ -272,7 +272,9 @@ class Channel:
     def request_keyframe(self, force: bool = False) -> None:
         """Ask the producer for a keyframe, at most once per KEYFRAME_REQUEST_INTERVAL_S unless forced."""
         now = time.monotonic()
-        if self.producer is None or (not force and now - self._last_keyframe_request < self.KEYFRAME_REQUEST_INTERVAL_S):
+        if self.producer is None or (
+            not force and now - self._last_keyframe_request < self.KEYFRAME_REQUEST_INTERVAL_S
+        ):
             return
         self._last_keyframe_request = now
         self.stats.keyframe_requests += 1

@@ -55,13 +55,17 @@ class Stream:
         self.latest_frame: Frame | None = None
         self.fps = WindowedRate()
         self.stage_ms: dict[str, WindowedMean] = {"capture": WindowedMean()}
-        self.h264 = self._encoder_channel(H264Encoder(self.id, settings.h264, self._sink("h264")), cache_gop=True)
+        self.h264 = self._encoder_channel(
+            H264Encoder(self.id, settings.h264, self._sink("h264"), lambda: self.info.fps), cache_gop=True
+        )
         self.jpeg = self._encoder_channel(JpegEncoder(self.id, settings.jpeg, self._sink("jpeg")), cache_gop=False)
         self.fmp4 = hub.add(
             Channel(
                 self.id,
                 "fmp4",
-                Fmp4Muxer(self.h264, lambda packet: self.fmp4.publish(packet), lambda: (self.info.width, self.info.height)),
+                Fmp4Muxer(
+                    self.h264, lambda packet: self.fmp4.publish(packet), lambda: (self.info.width, self.info.height)
+                ),
                 linger_s=settings.hub.encoder_linger_s,
                 cache_gop=True,
                 max_cached_packets=settings.hub.h264_buffer_packets,

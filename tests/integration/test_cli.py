@@ -27,6 +27,7 @@ def test_bad_environment_value_fails_the_same_way():
     import os
 
     env = {**os.environ, "VERGENCE_JPEG__QUALITY": "0"}
-    result = subprocess.run([sys.executable, "-m", "vergence", "serve"], capture_output=True, text=True, env=env,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "vergence", "serve"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert result.returncode != 0 and "jpeg.quality" in result.stderr and "1 … 100" in result.stderr

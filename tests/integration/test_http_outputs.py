@@ -6,7 +6,6 @@ import time
 
 import av
 import httpx
-import numpy as np
 import simplejpeg
 from websockets.sync.client import connect
 
@@ -99,8 +98,15 @@ def test_control_ws_clock_sync_and_player_reports(shared_server):
         control.send(json.dumps({"type": "ping", "t": 12.5}))
         pong = json.loads(control.recv(timeout=5))
         assert pong["type"] == "pong" and pong["t"] == 12.5 and abs(pong["server_ns"] - time.time_ns()) < 1e9
-        report = {"type": "report", "stream": "cam0", "player": "webcodecs", "fps": 30,
-                  "latency_ms": {"p50": 6.0, "p95": 9.0, "max": 12.0}, "frames": 10, "dropped": 0}
+        report = {
+            "type": "report",
+            "stream": "cam0",
+            "player": "webcodecs",
+            "fps": 30,
+            "latency_ms": {"p50": 6.0, "p95": 9.0, "max": 12.0},
+            "frames": 10,
+            "dropped": 0,
+        }
         control.send(json.dumps(report))
         control.send(json.dumps({"type": "bogus"}))
         error = json.loads(control.recv(timeout=5))
@@ -108,8 +114,14 @@ def test_control_ws_clock_sync_and_player_reports(shared_server):
         control.send("not json")
         assert json.loads(control.recv(timeout=5))["code"] == "bad_json"
         clients = httpx.get(f"{shared_server.url}/api/stats").json()["clients"]
-        assert {"stream": "cam0", "player": "webcodecs", "fps": 30, "latency_ms": report["latency_ms"], "frames": 10,
-                "dropped": 0} in clients
+        assert {
+            "stream": "cam0",
+            "player": "webcodecs",
+            "fps": 30,
+            "latency_ms": report["latency_ms"],
+            "frames": 10,
+            "dropped": 0,
+        } in clients
 
 
 def test_api_is_documented(shared_server):

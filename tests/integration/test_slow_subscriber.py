@@ -18,16 +18,15 @@ def subscriber(stream: dict, port: int) -> dict:
 
 
 def test_a_stalled_viewer_costs_the_others_no_frame_and_resumes_at_a_keyframe(vergence_server):
-    server = vergence_server(
-        "--size", "1280x720", env={"VERGENCE_HUB__H264_BUFFER_PACKETS": str(BUFFER_PACKETS)}
-    )
+    server = vergence_server("--size", "1280x720", env={"VERGENCE_HUB__H264_BUFFER_PACKETS": str(BUFFER_PACKETS)})
     # A tiny receive window and a one-message client queue: once both are full this client reads nothing more.
     import socket
 
     sock = socket.create_connection(("127.0.0.1", server.port))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    slow = connect(f"{server.ws_url}/ws/video/cam0", sock=sock, max_size=None, max_queue=1, close_timeout=2,
-                   legacy=True)
+    slow = connect(
+        f"{server.ws_url}/ws/video/cam0", sock=sock, max_size=None, max_queue=1, close_timeout=2, legacy=True
+    )
     slow_port = sock.getsockname()[1]
     with VideoClient.open(server.ws_url, "/ws/video/cam0") as fast:
         seqs = [fast.next().header.seq]

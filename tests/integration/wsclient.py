@@ -32,7 +32,9 @@ class VideoClient:
             sock = socket.socket()
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             sock.connect((host, int(port)))
-        connection = connect(f"{ws_url}{path}", max_size=None, sock=sock, open_timeout=10, close_timeout=2, max_queue=None, legacy=True)
+        connection = connect(
+            f"{ws_url}{path}", max_size=None, sock=sock, open_timeout=10, close_timeout=2, max_queue=None, legacy=True
+        )
         return cls(connection)
 
     def next(self, timeout: float = 10.0, raw: bool = False) -> Message:

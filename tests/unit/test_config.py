@@ -15,8 +15,10 @@ def test_defaults_serve_the_test_camera_at_720p30_on_port_8000():
 
 def test_file_then_environment_then_flags(tmp_path: Path, monkeypatch):
     config = tmp_path / "vergence.toml"
-    config.write_text('[server]\nport = 9001\nhost = "127.0.0.1"\n[h264]\nbitrate_bps = 1000000\n'
-                      '[[cameras]]\nid = "left"\nfps = 15\nsize = "640x480"\n')
+    config.write_text(
+        '[server]\nport = 9001\nhost = "127.0.0.1"\n[h264]\nbitrate_bps = 1000000\n'
+        '[[cameras]]\nid = "left"\nfps = 15\nsize = "640x480"\n'
+    )
     settings = load_settings(config)
     assert settings.server.port == 9001 and settings.cameras[0].id == "left" and settings.cameras[0].size == (640, 480)
     monkeypatch.setenv("VERGENCE_SERVER__PORT", "9002")

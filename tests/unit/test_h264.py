@@ -1,5 +1,5 @@
-from vergence.media import h264
 from tests.media import encode_h264
+from vergence.media import h264
 
 
 def test_nal_units_split_on_three_and_four_byte_start_codes():

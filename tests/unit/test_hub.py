@@ -21,7 +21,9 @@ class FakeProducer:
 
 
 def packet(seq, keyframe=False):
-    return EncodedPacket(data=bytes([seq % 256]) * 10, keyframe=keyframe, config=keyframe, seq=seq, pts=seq, capture_ns=seq)
+    return EncodedPacket(
+        data=bytes([seq % 256]) * 10, keyframe=keyframe, config=keyframe, seq=seq, pts=seq, capture_ns=seq
+    )
 
 
 def run(coro):

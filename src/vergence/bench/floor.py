@@ -200,8 +200,11 @@ class Floor:
         if path == "/ws":
             return None  # go on with the WebSocket handshake
         if path == "/":
-            return _response(connection, PAGE.replace("__W__", str(self.width)).replace("__H__", str(self.height)),
-                             "text/html; charset=utf-8")
+            return _response(
+                connection,
+                PAGE.replace("__W__", str(self.width)).replace("__H__", str(self.height)),
+                "text/html; charset=utf-8",
+            )
         if path == "/stats":
             return _response(connection, json.dumps(self.stats()), "application/json")
         return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")

@@ -29,8 +29,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 GOALS = {"p50_ms": 8.0, "p95_ms": 16.0, "ratio": 1.5}  # WebCodecs at 1280x720@30, ratio to the floor of the same run
 CHROMIUM = Path(os.environ.get("VERGENCE_CHROMIUM", "/usr/bin/chromium"))
@@ -121,7 +122,7 @@ def run(
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            measure = lambda url, root, want, label: _measure(  # noqa: E731
+            measure = lambda url, root, want, label: _measure(
                 browser, url, root, want, label, seconds=seconds, fps=fps, warmup_s=warmup_s
             )
             if floor:
@@ -129,9 +130,23 @@ def run(
             if players:
                 port = _free_port()
                 server = _Server(
-                    [sys.executable, "-m", "vergence", "serve", "--host", "127.0.0.1", "--port", str(port),
-                     "--size", f"{width}x{height}", "--fps", f"{fps:g}"],
-                    f"http://127.0.0.1:{port}/api/streams", workdir / "vergence.log", "vergence",
+                    [
+                        sys.executable,
+                        "-m",
+                        "vergence",
+                        "serve",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        "--size",
+                        f"{width}x{height}",
+                        "--fps",
+                        f"{fps:g}",
+                    ],
+                    f"http://127.0.0.1:{port}/api/streams",
+                    workdir / "vergence.log",
+                    "vergence",
                 )
                 with server:
                     for mode in players:
@@ -161,9 +176,21 @@ def _floor_phase(measure: Any, label: str, width: int, height: int, fps: float, 
     port = _free_port()
     name = label.split()[-1].strip("()")
     server = _Server(
-        [sys.executable, str(FLOOR_SCRIPT), "--host", "127.0.0.1", "--port", str(port),
-         "--size", f"{width}x{height}", "--fps", f"{fps:g}"],
-        f"http://127.0.0.1:{port}/stats", workdir / f"floor-{name}.log", "floor",
+        [
+            sys.executable,
+            str(FLOOR_SCRIPT),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--size",
+            f"{width}x{height}",
+            "--fps",
+            f"{fps:g}",
+        ],
+        f"http://127.0.0.1:{port}/stats",
+        workdir / f"floor-{name}.log",
+        "floor",
     )
     with server:
         row = measure(f"http://localhost:{port}/", "floor", "floor", label)
@@ -204,7 +231,9 @@ def _measure(
         page.evaluate(START_JS)
         page.wait_for_timeout(seconds * 1000)
         data = page.evaluate(STOP_JS, root)
-        row["cpu_busy_pct"], row["others_busy_pct"] = _cpu_busy_pct(machine, ours, _cpu_times(), _tree_jiffies(os.getpid()))
+        row["cpu_busy_pct"], row["others_busy_pct"] = _cpu_busy_pct(
+            machine, ours, _cpu_times(), _tree_jiffies(os.getpid())
+        )
         row["loadavg_1m"] = round(os.getloadavg()[0], 2)
         if data["player"] != want:
             raise RuntimeError(f"the page switched to {data['player']!r} while measuring")
@@ -264,8 +293,12 @@ def _summarise(rows: list[dict[str, Any]], **config: Any) -> dict[str, Any]:
         lat: list[float] = []
         for r in floors:
             lat.extend(r.pop("_latencies"))
-        floor = {"mode": "floor (both)", "frames": len(lat), **_pcts(lat),
-                 "fps": round(sum(r["fps"] for r in floors) / len(floors), 2)}
+        floor = {
+            "mode": "floor (both)",
+            "frames": len(lat),
+            **_pcts(lat),
+            "fps": round(sum(r["fps"] for r in floors) / len(floors), 2),
+        }
     for r in rows:
         r.pop("_latencies", None)
     wc = next((r for r in rows if r["requested"] == "webcodecs"), None)
@@ -313,30 +346,43 @@ def _format(results: dict[str, Any]) -> str:
         )
     staged = [r for r in results["rows"] if "stages" in r]
     if staged:
-        lines += ["", "stages, p50 / p95 ms (server clock; capture→send = draw+encode+hub, send→receive = to page JS, "
-                      "receive→output = decode or MSE)",
-                  f"{'mode':<16}{'capture→send':>16}{'send→receive':>16}{'receive→output':>16}"]
+        lines += [
+            "",
+            "stages, p50 / p95 ms (server clock; capture→send = draw+encode+hub, send→receive = to page JS, "
+            "receive→output = decode or MSE)",
+            f"{'mode':<16}{'capture→send':>16}{'send→receive':>16}{'receive→output':>16}",
+        ]
         for r in staged:
             s = r["stages"]
-            lines.append(f"{r['mode']:<16}" + "".join(
-                f"{s[k]['p50_ms']:>8.2f} /{s[k]['p95_ms']:>6.2f}"
-                for k in ("capture_to_send", "send_to_receive", "receive_to_output")
-            ))
+            lines.append(
+                f"{r['mode']:<16}"
+                + "".join(
+                    f"{s[k]['p50_ms']:>8.2f} /{s[k]['p95_ms']:>6.2f}"
+                    for k in ("capture_to_send", "send_to_receive", "receive_to_output")
+                )
+            )
     servers = [r for r in results["rows"] if isinstance(r.get("server"), dict) and "streams" in r["server"]]
     if servers:
         lines += ["", "vergence /api/stats after each mode (means over the last second):"]
         for r in servers:
             for sid, st in r["server"]["streams"].items():
-                chans = ", ".join(f"{k} {v.get('bitrate_bps', 0) / 1e6:.2f} Mbit/s drops {v.get('drops', 0)}"
-                                  for k, v in st.get("channels", {}).items() if v.get("running"))
+                chans = ", ".join(
+                    f"{k} {v.get('bitrate_bps', 0) / 1e6:.2f} Mbit/s drops {v.get('drops', 0)}"
+                    for k, v in st.get("channels", {}).items()
+                    if v.get("running")
+                )
                 lines.append(f"  {r['mode']:<16}{sid}: stages_ms {st.get('stages_ms')}; {chans}")
     floors = [r for r in results["rows"] if isinstance(r.get("server"), dict) and "encode_ms_mean" in r["server"]]
     for r in floors:
         s = r["server"]
-        lines.append(f"  {r['mode']:<16}draw+encode {s['encode_ms_mean']:.2f} ms mean, {s['bitrate_bps'] / 1e6:.2f} Mbit/s")
+        lines.append(
+            f"  {r['mode']:<16}draw+encode {s['encode_ms_mean']:.2f} ms mean, {s['bitrate_bps'] / 1e6:.2f} Mbit/s"
+        )
     lines.append("")
     if results["ratio"]:
-        lines.append(f"ratio webcodecs / floor: p50 {results['ratio']['p50']:.2f}×   p95 {results['ratio']['p95']:.2f}×")
+        lines.append(
+            f"ratio webcodecs / floor: p50 {results['ratio']['p50']:.2f}×   p95 {results['ratio']['p95']:.2f}×"
+        )
     goal_text = {
         "webcodecs_p50": "WebCodecs p50 ≤ 8 ms",
         "webcodecs_p95": "WebCodecs p95 ≤ 16 ms",
@@ -389,7 +435,7 @@ class _Server:
         self.argv, self.ready_url, self.log_path, self.name = argv, ready_url, log_path, name
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> "_Server":
+    def __enter__(self) -> _Server:
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()

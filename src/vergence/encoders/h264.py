@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from fractions import Fraction
+from typing import cast
 
 import av
 import av.error
@@ -48,9 +50,12 @@ class H264Encoder(Encoder):
 
     format = "h264"
 
-    def __init__(self, stream_id: str, settings: H264Settings, sink: PacketSink) -> None:
+    def __init__(
+        self, stream_id: str, settings: H264Settings, sink: PacketSink, fps: Callable[[], float] = lambda: 30.0
+    ) -> None:
         super().__init__(stream_id, sink)
         self.settings = settings
+        self._fps = fps
         self.codec_name: str | None = None
         self._ctx: av.VideoCodecContext | None = None
         self._size: tuple[int, int, str] | None = None
@@ -68,17 +73,18 @@ class H264Encoder(Encoder):
 
     def _open(self, frame: Frame) -> av.VideoCodecContext:
         errors = []
+        fps = self._fps()
         for name in self._candidates():
             try:
-                ctx = av.CodecContext.create(name, "w")
+                ctx = cast(av.VideoCodecContext, av.CodecContext.create(name, "w"))
                 ctx.width, ctx.height = frame.width, frame.height
                 ctx.pix_fmt = "yuv420p"
                 ctx.time_base = TIME_BASE
-                ctx.framerate = Fraction(30)
+                ctx.framerate = Fraction(fps).limit_denominator(1001)
                 ctx.bit_rate = self.settings.bitrate_bps
                 ctx.gop_size = self.settings.gop_frames
                 if name == "libx264":
-                    ctx.options = _libx264_options(self.settings, 30)
+                    ctx.options = _libx264_options(self.settings, fps)
                 else:
                     ctx.options = {"repeat_sequence_header": "1"}
                 ctx.open()

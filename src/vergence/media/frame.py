@@ -66,7 +66,9 @@ class EncodedPacket:
                 | (FLAG_CONFIG if self.config else 0)
                 | (FLAG_INIT if self.init else 0)
             )
-            header = HEADER.pack(HEADER_VERSION, flags, HEADER.size, self.seq & 0xFFFFFFFF, self.capture_ns, self.send_ns)
+            header = HEADER.pack(
+                HEADER_VERSION, flags, HEADER.size, self.seq & 0xFFFFFFFF, self.capture_ns, self.send_ns
+            )
             self._framed = header + self.data
         return self._framed
 
@@ -105,4 +107,8 @@ def i420_planes(image: np.ndarray, width: int, height: int) -> tuple[np.ndarray,
     """Return views of the Y, U and V planes of an I420 image of shape (height * 3/2, width)."""
     quarter = (height // 2) * (width // 2)
     chroma = image[height:].reshape(-1)
-    return image[:height], chroma[:quarter].reshape(height // 2, width // 2), chroma[quarter:].reshape(height // 2, width // 2)
+    return (
+        image[:height],
+        chroma[:quarter].reshape(height // 2, width // 2),
+        chroma[quarter:].reshape(height // 2, width // 2),
+    )

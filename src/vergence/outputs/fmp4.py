@@ -52,7 +52,7 @@ class Fmp4Muxer:
         self._size = size
         self._publish = publish
         self._container: av.container.OutputContainer | None = None
-        self._stream: av.video.stream.VideoStream | None = None
+        self._stream: av.stream.Stream | None = None
         self._file: _Chunks | None = None
         self._pending: EncodedPacket | None = None  # the packet whose fragment the muxer still holds
         self._first_pts = 0
@@ -113,7 +113,9 @@ class Fmp4Muxer:
         if not self._init_sent and written:
             init, written = split_init_segment(written)
             self._init_sent = True
-            self._publish(EncodedPacket(data=init, keyframe=True, init=True, seq=packet.seq, pts=0, capture_ns=packet.capture_ns))
+            self._publish(
+                EncodedPacket(data=init, keyframe=True, init=True, seq=packet.seq, pts=0, capture_ns=packet.capture_ns)
+            )
         previous, self._pending = self._pending, packet
         if written and previous is not None:
             self._publish(

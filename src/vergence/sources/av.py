@@ -50,7 +50,9 @@ class AvSource(Source):
         if self._url.startswith(("rtsp://", "rtsps://")):
             options.setdefault("rtsp_transport", "tcp")
         try:
-            self._container = av.open(self._url, options=options, timeout=(10.0, 5.0), **kwargs)  # type: ignore[arg-type]
+            self._container = av.open(  # type: ignore[call-overload]
+                self._url, options=options, timeout=(10.0, 5.0), **kwargs
+            )
         except (av.error.FFmpegError, OSError) as err:
             raise SourceError(f"cannot open {redact(self._url)}: {err}") from err
         if not self._container.streams.video:

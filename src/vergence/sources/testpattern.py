@@ -124,7 +124,9 @@ class TestPatternSource(Source):
         clock = datetime.fromtimestamp(capture_ns / 1e9).strftime("%H:%M:%S.%f")[:-3]
         line_px = round(44 * scale)
         _outlined_text(luma, clock, (cell, timecode.ROWS * cell + line_px), 1.2 * scale)
-        _outlined_text(luma, f"#{self._seq}  {w}x{h}@{self.camera.fps:g}", (cell, timecode.ROWS * cell + 2 * line_px), 0.9 * scale)
+        _outlined_text(
+            luma, f"#{self._seq}  {w}x{h}@{self.camera.fps:g}", (cell, timecode.ROWS * cell + 2 * line_px), 0.9 * scale
+        )
         timecode.paint(luma, capture_ns, (u_plane, v_plane))
         return image
 

@@ -6,12 +6,12 @@ import { parseFrameHeader, wallClockMs } from './frame_header.js';
 import { LiveSocket, wsUrl } from './live_socket.js';
 import { fragmentTime, parseInitSegment } from './mp4.js';
 
-const CATCH_UP_ABOVE_S = 0.12; // behind the buffered end by more than this: play faster…
-const CATCH_UP_UNTIL_S = 0.07; // …until this close
+const CATCH_UP_ABOVE_S = 0.2; // behind the buffered end by more than this: play faster…
+const CATCH_UP_UNTIL_S = 0.12; // …until this close (closer, and arrival jitter makes it stall and drop)
 const CATCH_UP_RATE = 1.1;
 const LIVE_LAG_MAX_S = 0.3; // further behind than this: jump forward
 const LIVE_TARGET_S = 0.05; // where to jump: just behind the end, so the frame there is buffered
-const LIVE_SLACK_MS = 100; // a fragment sent within this of its capture is live, not backlog
+const LIVE_AGE_MS = 150; // a fragment younger than this (+ 2 frames) on arrival is live, not backlog
 const START_BUFFER_S = 0.1; // buffered before playing: starting on a single frame stutters (and drops)
 const START_ANYWAY_S = 2;
 const SEEK_SETTLE_MS = 1000; // give a jump time to take effect before judging the lag again
@@ -71,7 +71,8 @@ export class MsePlayer {
   #onText(msg) {
     if (msg.type === 'init') {
       if (msg.width && msg.height) this.stats.setResolution(msg.width, msg.height);
-      this.liveSlackMs = Math.max(LIVE_SLACK_MS, 2000 / (msg.fps || 30)); // the muxer holds a frame back
+      this.frameMs = 1000 / (msg.fps || 30);
+      this.liveAgeMs = LIVE_AGE_MS + 2 * this.frameMs; // the muxer holds a frame back
       const mime = msg.mime || `video/mp4; codecs="${msg.codec}"`;
       if (!MediaSource.isTypeSupported(mime)) {
         this.onFail(`MSE cannot play ${mime}`);
@@ -105,11 +106,21 @@ export class MsePlayer {
       this.socket.start();
       return;
     }
-    // The server may start with a backlog (the frames since the last keyframe), sent at once: a fragment sent
-    // long after its capture is backlog. Its own clock says so; no clock sync needed.
-    const live = !frame.init && frame.sendMs - frame.captureMs < this.liveSlackMs;
-    this.queue.push({ append: frame.payload, live });
+    this.queue.push({ append: frame.payload, live: !frame.init && this.#isLive(frame) });
     this.#pump();
+  }
+
+  /**
+   * Tell a live fragment from the backlog a server may send first (the frames since the last keyframe, at once):
+   * by its age on the synced clock, else by its arrival after a frame-sized gap (backlog comes in a burst).
+   * Not by send_ns: a replayed packet keeps the time it was first released.
+   */
+  #isLive(frame) {
+    const now = wallClockMs();
+    const gapMs = now - (this.lastArrivalMs ?? -Infinity);
+    this.lastArrivalMs = now;
+    if (this.clock.synced) return this.clock.toServerMs(now) - frame.captureMs < this.liveAgeMs;
+    return gapMs > this.frameMs / 2;
   }
 
   #openMediaSource() {
@@ -141,6 +152,7 @@ export class MsePlayer {
     this.mediaSource = null;
     this.playing = false;
     this.liveBuffered = false;
+    this.lastArrivalMs = null;
     this.inFlight = null;
     this.lastPresented = 0;
     this.video.playbackRate = 1;
