@@ -17,5 +17,12 @@ if __name__ == "__main__":
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--check", action="store_true", help="exit 1 when a WebCodecs goal fails")
     args = parser.parse_args()
-    run(seconds=args.seconds, size=args.size, fps=args.fps, players=args.players.split(","), floor=not args.no_floor,
-        json_out=args.json, check=args.check)
+    run(
+        seconds=args.seconds,
+        size=args.size,
+        fps=args.fps,
+        players=args.players.split(","),
+        floor=not args.no_floor,
+        json_out=args.json,
+        check=args.check,
+    )

@@ -1,7 +1,8 @@
-"""The latency floor: the barest WebSocket → PyAV libx264 → WebCodecs pipeline, with no vergence code at all.
+"""The latency floor: the barest WebSocket → PyAV libx264 → WebCodecs pipeline, with no vergence code.
 
 `vergence bench latency` runs this file as its own process (`python floor.py --port N`) and measures it in the same
-headless Chromium as the vergence players, so the ratio vergence/floor says how much vergence itself adds on this machine.
+headless Chromium as the vergence players, so the ratio vergence/floor says how much vergence itself adds on this
+machine.
 
 What it does, and nothing more:
 
@@ -124,10 +125,10 @@ class Floor:
         ctx.width, ctx.height = self.width, self.height
         ctx.pix_fmt = "yuv420p"
         ctx.time_base = TIME_BASE
-        ctx.framerate = Fraction(30)
+        ctx.framerate = Fraction(self.fps).limit_denominator(1001)
         ctx.bit_rate = BITRATE_BPS
         ctx.gop_size = GOP_FRAMES
-        ctx.options = libx264_options(30)
+        ctx.options = libx264_options(self.fps)
         ctx.open()
         return ctx
 

@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,9 +122,10 @@ def run(
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            measure = lambda url, root, want, label: _measure(
-                browser, url, root, want, label, seconds=seconds, fps=fps, warmup_s=warmup_s
-            )
+
+            def measure(url: str, root: str, want: str, label: str) -> dict[str, Any]:
+                return _measure(browser, url, root, want, label, seconds=seconds, fps=fps, warmup_s=warmup_s)
+
             if floor:
                 rows.append(_floor_phase(measure, "floor (before)", width, height, fps, workdir))
             if players:
@@ -172,7 +173,9 @@ def run(
 # ---- phases -------------------------------------------------------------------------------------------------------
 
 
-def _floor_phase(measure: Any, label: str, width: int, height: int, fps: float, workdir: Path) -> dict[str, Any]:
+def _floor_phase(
+    measure: Callable[..., dict[str, Any]], label: str, width: int, height: int, fps: float, workdir: Path
+) -> dict[str, Any]:
     port = _free_port()
     name = label.split()[-1].strip("()")
     server = _Server(
@@ -306,9 +309,9 @@ def _summarise(rows: list[dict[str, Any]], **config: Any) -> dict[str, Any]:
     if floor and wc and "error" not in wc and floor["p50_ms"] and floor["p95_ms"]:
         ratio = {"p50": round(wc["p50_ms"] / floor["p50_ms"], 2), "p95": round(wc["p95_ms"] / floor["p95_ms"], 2)}
     goals: dict[str, Any] = {}
-    ok = wc is not None and "error" not in wc
-    goals["webcodecs_p50"] = _goal(wc["p50_ms"] if ok else None, GOALS["p50_ms"])
-    goals["webcodecs_p95"] = _goal(wc["p95_ms"] if ok else None, GOALS["p95_ms"])
+    measured = wc if wc is not None and "error" not in wc else None
+    goals["webcodecs_p50"] = _goal(measured["p50_ms"] if measured else None, GOALS["p50_ms"])
+    goals["webcodecs_p95"] = _goal(measured["p95_ms"] if measured else None, GOALS["p95_ms"])
     goals["ratio_p50"] = _goal(ratio["p50"] if ratio else None, GOALS["ratio"])
     goals["ratio_p95"] = _goal(ratio["p95"] if ratio else None, GOALS["ratio"])
     passed = all(g["pass"] for g in goals.values())
@@ -327,7 +330,8 @@ def _format(results: dict[str, Any]) -> str:
         "cpu % = whole machine busy while measuring (100 = both cores), other % = of it outside this bench's "
         "processes (servers, Chromium): other % well above 0 means the figures are disturbed",
         "",
-        f"{'mode':<16}{'p50 ms':>8}{'p95 ms':>8}{'max ms':>8}{'frames':>8}{'fps':>7}{'cpu %':>7}{'other %':>8}{'load':>6}",
+        f"{'mode':<16}{'p50 ms':>8}{'p95 ms':>8}{'max ms':>8}{'frames':>8}{'fps':>7}"
+        f"{'cpu %':>7}{'other %':>8}{'load':>6}",
     ]
     for r in results["rows"]:
         if "error" in r:

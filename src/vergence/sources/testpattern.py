@@ -17,6 +17,9 @@ from vergence.sources.base import Source, SourceInfo, register
 
 PAN_PX_PER_S = 120  # how fast the scene slides, so encoders do real motion estimation
 SWEEP_S = 4.0  # one to-and-fro of the bright box
+# Behind schedule by less than this (a busy moment on a small machine), frames follow at once to keep the average rate
+# exact; behind by more, the missed slots are skipped, as a camera that stalled would.
+MAX_CATCH_UP_S = 0.25
 
 
 def _outlined_text(luma: np.ndarray, text: str, origin: tuple[int, int], scale: float) -> None:
@@ -83,9 +86,9 @@ class TestPatternSource(Source):
             raise SourceEnded("test pattern closed")
         if self._closed.is_set() or not self._scene_planes:
             raise SourceEnded("test pattern closed")
-        late_slots = int((time.monotonic() - due) / self._period_s)
-        if late_slots > 1:  # we were stalled: skip the missed slots rather than burst to catch up
-            self._slot += late_slots
+        late_s = time.monotonic() - due
+        if late_s > MAX_CATCH_UP_S:  # a real stall: skip the missed slots rather than burst out stale frames
+            self._slot += int(late_s / self._period_s)
         capture_ns = time.time_ns()
         started = time.perf_counter()
         image = self._draw(capture_ns)

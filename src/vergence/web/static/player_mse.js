@@ -6,15 +6,17 @@ import { parseFrameHeader, wallClockMs } from './frame_header.js';
 import { LiveSocket, wsUrl } from './live_socket.js';
 import { fragmentTime, parseInitSegment } from './mp4.js';
 
-const CATCH_UP_ABOVE_S = 0.2; // behind the buffered end by more than this: play faster…
-const CATCH_UP_UNTIL_S = 0.12; // …until this close (closer, and arrival jitter makes it stall and drop)
+// Staying live: lag = buffered end − currentTime.
+const CATCH_UP_ABOVE_S = 0.2; // lag above this: play at CATCH_UP_RATE…
+const CATCH_UP_UNTIL_S = 0.12; // …until it is below this
 const CATCH_UP_RATE = 1.1;
-const LIVE_LAG_MAX_S = 0.3; // further behind than this: jump forward
-const LIVE_TARGET_S = 0.05; // where to jump: just behind the end, so the frame there is buffered
+const FAST_ABOVE_S = 0.5; // lag above this: FAST_RATE
+const FAST_RATE = 1.5;
+const JUMP_ABOVE_S = 1.5; // lag above this: jump (costs the frames decoded to get there)
+const SEEK_SETTLE_MS = 2000; // give a jump time to take effect before judging the lag again
+const START_BUFFER_S = 0.1; // buffered before playing: starting on a single frame stalls at once
+const START_ANYWAY_S = 2; // buffered when nothing looks live: play anyway
 const LIVE_AGE_MS = 150; // a fragment younger than this (+ 2 frames) on arrival is live, not backlog
-const START_BUFFER_S = 0.1; // buffered before playing: starting on a single frame stutters (and drops)
-const START_ANYWAY_S = 2;
-const SEEK_SETTLE_MS = 1000; // give a jump time to take effect before judging the lag again
 const KEEP_BEHIND_S = 10; // buffer kept behind currentTime
 const TRIM_EVERY_MS = 5000;
 const MAX_QUEUE = 90; // appends waiting for the SourceBuffer; beyond this we are not live: start over
@@ -193,26 +195,31 @@ export class MsePlayer {
     const buffered = this.video.buffered;
     if (!buffered.length) return;
     const end = buffered.end(buffered.length - 1);
+    const video = this.video;
     if (!this.playing) {
-      // Start once live frames are in (or, should send times mislead, once plenty is buffered).
-      const ready = this.liveBuffered && end - buffered.start(0) >= START_BUFFER_S;
-      if (!ready && end - buffered.start(0) < START_ANYWAY_S) return;
+      // Start once live frames are in (or, should that never be clear, once plenty is buffered).
+      const span = end - buffered.start(0);
+      if (!(this.liveBuffered && span >= START_BUFFER_S) && span < START_ANYWAY_S) return;
       this.playing = true;
-      // The server starts at a keyframe, maybe a GOP ago: start near the live edge (Chrome decodes its way there).
-      this.video.currentTime = Math.max(buffered.start(0), end - START_BUFFER_S);
-      this.video.play().catch((err) => { this.stats.status = `cannot play: ${err.message}`; });
+      // Start at the server's first keyframe: a jump past it makes Chrome decode, and count as dropped, every
+      // frame before the target. Only a long backlog is worth that.
+      video.currentTime = span > JUMP_ABOVE_S ? end - START_BUFFER_S : buffered.start(0);
+      video.play().catch((err) => { this.stats.status = `cannot play: ${err.message}`; });
       return;
     }
-    const lag = end - this.video.currentTime;
-    // Chrome refills a few frames after any stall and then plays at 1×, keeping that lag for good: play a little
-    // faster to drain it (no frames dropped), jump only when far behind (a jump costs a stall).
-    const rate = this.video.playbackRate;
-    if (lag > CATCH_UP_ABOVE_S && rate === 1) this.video.playbackRate = CATCH_UP_RATE;
-    else if (lag < CATCH_UP_UNTIL_S && rate !== 1) this.video.playbackRate = 1;
+    // Chrome refills a few frames after any stall, then plays at 1× and keeps that lag for good: play faster until
+    // close to the end instead (no frame dropped); too close and arrival jitter stalls it again.
+    const lag = end - video.currentTime;
+    let rate = video.playbackRate;
+    if (lag > FAST_ABOVE_S) rate = FAST_RATE;
+    else if (lag > CATCH_UP_ABOVE_S) rate = rate === FAST_RATE ? FAST_RATE : CATCH_UP_RATE;
+    else if (lag < CATCH_UP_UNTIL_S) rate = 1;
+    else if (rate === FAST_RATE) rate = CATCH_UP_RATE;
+    if (rate !== video.playbackRate) video.playbackRate = rate;
     const now = performance.now();
-    if (lag > LIVE_LAG_MAX_S && now - this.lastSeekAt > SEEK_SETTLE_MS) {
+    if (lag > JUMP_ABOVE_S && now - this.lastSeekAt > SEEK_SETTLE_MS) {
       this.lastSeekAt = now;
-      this.video.currentTime = Math.max(buffered.start(buffered.length - 1), end - LIVE_TARGET_S);
+      video.currentTime = end - START_BUFFER_S;
     }
   }
 
