@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 
 from vergence.media import h264
 from vergence.media.frame import EncodedPacket
-from vergence.metrics import RateLimitedLog, WindowedRate
+from vergence.metrics import RateLimitedLog, WindowedMean, WindowedRate
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,7 @@ class ChannelStats:
     drops: int = 0
     keyframe_requests: int = 0
     rate: WindowedRate = field(default_factory=WindowedRate)
+    capture_to_send_ms: WindowedMean = field(default_factory=WindowedMean)
 
 
 class Channel:
@@ -201,6 +202,8 @@ class Channel:
 
     def _account(self, packet: EncodedPacket) -> None:
         packet.send_ns = time.time_ns()
+        if packet.capture_ns:
+            self.stats.capture_to_send_ms.add((packet.send_ns - packet.capture_ns) / 1e6)
         self.stats.packets += 1
         self.stats.rate.add(len(packet.data))
         if packet.init:
@@ -300,6 +303,7 @@ class Channel:
             "packets": self.stats.packets,
             "drops": self.stats.drops,
             "keyframe_requests": self.stats.keyframe_requests,
+            "capture_to_send_ms": round(self.stats.capture_to_send_ms.mean(), 3),
             "subscribers": [
                 {
                     "name": sub.name,

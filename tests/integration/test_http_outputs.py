@@ -91,6 +91,7 @@ def test_stats_report_rate_viewers_and_stage_timings(shared_server):
     h264 = stream["channels"]["h264"]
     assert h264["running"] and h264["viewers"] >= 1 and h264["bitrate_bps"] > 100_000
     assert stream["stages_ms"]["capture"] > 0 and stream["stages_ms"]["encode_h264"] > 0
+    assert 0 < h264["capture_to_send_ms"] < 100
 
 
 def test_control_ws_clock_sync_and_player_reports(shared_server):
