@@ -63,3 +63,22 @@ def test_a_missing_file_is_reported_and_retried(vergence_server, tmp_path):
         time.sleep(0.05)
     assert stats["restarts"] >= 2 and "nowhere.mp4" in stats["last_error"]
     assert httpx.get(f"{server.url}/api/streams").status_code == 200  # the server itself is fine
+
+
+def test_a_file_over_http_is_paced_like_a_local_one(vergence_server, clip):
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(clip.parent))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        server = vergence_server("--source", f"http://127.0.0.1:{httpd.server_address[1]}/{clip.name}", "--fps", "30")
+        with VideoClient.open(server.ws_url, "/ws/video/cam0") as client:
+            messages = [client.next() for _ in range(31)]
+        span_s = (messages[-1].header.capture_ns - messages[0].header.capture_ns) / 1e9
+        assert 30 / 30 * 0.8 < span_s < 30 / 30 * 1.25
+    finally:
+        httpd.shutdown()

@@ -14,7 +14,7 @@ from vergence.errors import SourceEnded, SourceError, redact
 from vergence.media.frame import TIME_BASE, Frame
 from vergence.sources.base import Source, SourceInfo, register
 
-_LIVE_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "srt://", "udp://", "tcp://", "http://", "https://", "/dev/video")
+_LIVE_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "srt://", "udp://", "tcp://", "/dev/video")
 # Low-latency demuxing: no probing buffer, no reordering wait. Users may override any of these with `options`.
 _LIVE_OPTIONS = {"fflags": "nobuffer", "flags": "low_delay", "probesize": "32768", "analyzeduration": "0"}
 
@@ -30,7 +30,7 @@ class AvSource(Source):
         self._reading = threading.Lock()  # the container is closed only when no read is in progress
         self._container: av.container.InputContainer | None = None
         self._frames: Iterator[av.VideoFrame] | None = None
-        self._live = self._url.startswith(_LIVE_PREFIXES)
+        self._live = False  # known once opened: a live input has no duration
         self._seq = 0
         self._t0 = 0.0
         self._first_pts_s: float | None = None
@@ -45,7 +45,7 @@ class AvSource(Source):
             kwargs["format"] = "v4l2"
             options.setdefault("video_size", f"{self.camera.width}x{self.camera.height}")
             options.setdefault("framerate", f"{self.camera.fps:g}")
-        if self._live:
+        if self._url.startswith(_LIVE_PREFIXES):
             options = {**_LIVE_OPTIONS, **options}
         if self._url.startswith(("rtsp://", "rtsps://")):
             options.setdefault("rtsp_transport", "tcp")
@@ -57,6 +57,9 @@ class AvSource(Source):
             raise SourceError(f"cannot open {redact(self._url)}: {err}") from err
         if not self._container.streams.video:
             raise SourceError(f"{redact(self._url)} has no video stream")
+        # A file (local or over HTTP) has a duration: it is paced at its own rate and looped. A camera, an RTSP feed or an
+        # HTTP MJPEG stream has none: its frames are taken as they come, since pacing by the sender's clock would drift.
+        self._live = self._container.duration is None or self._url.startswith("/dev/video")
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
         self._frames = self._container.decode(stream)

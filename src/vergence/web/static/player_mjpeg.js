@@ -26,7 +26,8 @@ export class MjpegPlayer {
     this.stopped = false;
     const lacking = mjpegStreamingSupport();
     if (lacking) {
-      this.stats.note = `${lacking}: plain <img>, no latency`;
+      console.info(`MJPEG: ${lacking}; showing a plain <img>, which gives no frame timing`);
+      this.stats.note = 'n/a (<img>)';
       this.img.hidden = false;
       this.img.src = this.url;
       this.img.onload = () => this.stats.setResolution(this.img.naturalWidth, this.img.naturalHeight);

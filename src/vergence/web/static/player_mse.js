@@ -235,7 +235,8 @@ export class MsePlayer {
 
   #watchFrames() {
     if (!('requestVideoFrameCallback' in HTMLVideoElement.prototype)) {
-      this.stats.note = 'no requestVideoFrameCallback: no latency';
+      console.info('MSE: no requestVideoFrameCallback, so no per-frame timing');
+      this.stats.note = 'n/a (no rVFC)';
       this.pollTimer = setInterval(() => this.#countFromQuality(), 250);
       return;
     }
