@@ -13,6 +13,10 @@ import typer
 from vergence.config import load_settings
 from vergence.errors import ConfigError
 
+SHUTDOWN_GRACE_S = 2.0
+
+SHUTDOWN_GRACE_S = 2.0
+
 app = typer.Typer(help="Low-latency camera streaming with live digital pan/tilt/zoom.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that print tables.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -50,7 +54,12 @@ def serve(
     shown_host = "localhost" if settings.server.host in ("0.0.0.0", "::", "127.0.0.1") else settings.server.host
     typer.echo(f"vergence: page at http://{shown_host}:{settings.server.port}/  API docs at /docs", err=True)
     server_config = uvicorn.Config(
-        create_app(settings), ws=settings.server.ws, log_level=settings.server.log_level, access_log=False
+        create_app(settings),
+        ws=settings.server.ws,
+        log_level=settings.server.log_level,
+        access_log=False,
+        # MJPEG responses never end by themselves: without a bound, one open viewer holds up shutdown forever.
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )
     try:
         sock = listen_socket(settings.server.host, settings.server.port, settings.server.send_buffer_bytes)

@@ -87,6 +87,9 @@ class Subscription:
                 self._queue = deque(queued for queued in self._queue if not isinstance(queued, EncodedPacket))
             self._queue.append(packet)
             return
+        if packet.init:  # an fMP4 init segment: always first, and no picture to wait for
+            self._queue.append(packet)
+            return
         if self._awaiting_keyframe and not packet.keyframe:
             self._drop(1)
             return
@@ -223,7 +226,10 @@ class Channel:
         subscription = Subscription(self, policy, max_packets, name or f"{self.name}#{len(self.subscribers)}")
         if self.init_segment is not None:
             subscription.offer(self.init_segment)
-        replay = self._cache if policy == "gop" else self._cache[-1:]
+        if policy == "latest":
+            replay = self._cache[-1:]
+        else:
+            replay = self._cache if self.cache_gop else []
         for packet in replay[-subscription.max_packets :]:
             subscription.offer(packet)
         self.subscribers.add(subscription)

@@ -67,8 +67,9 @@ class Stream:
                     self.h264, lambda packet: self.fmp4.publish(packet), lambda: (self.info.width, self.info.height)
                 ),
                 linger_s=settings.hub.encoder_linger_s,
-                cache_gop=True,
-                max_cached_packets=settings.hub.h264_buffer_packets,
+                # No replay for MSE: a SourceBuffer given a second of backlog either plays it late or, when the player
+                # jumps ahead, counts every skipped frame as dropped. A joiner waits for a fresh keyframe instead.
+                cache_gop=False,
             )
         )
         hub.add(self.h264)

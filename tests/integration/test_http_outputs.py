@@ -134,3 +134,27 @@ def test_api_is_documented(shared_server):
 def test_index_page_is_served(shared_server):
     page = httpx.get(f"{shared_server.url}/")
     assert page.status_code == 200 and "<html" in page.text.lower()
+
+
+def test_fmp4_joiners_start_at_a_fresh_keyframe_not_a_backlog(shared_server):
+    with VideoClient.open(shared_server.ws_url, "/ws/fmp4/cam0") as first:
+        for _ in range(40):  # let the GOP age
+            first.next()
+        with VideoClient.open(shared_server.ws_url, "/ws/fmp4/cam0") as late:
+            init = late.next()
+            fragment = late.next()
+            arrived = time.time_ns()
+    assert init.header.init and fragment.header.keyframe
+    assert arrived - fragment.header.capture_ns < 500_000_000  # fresh, not the start of a two-second GOP
+
+
+def test_the_server_stops_promptly_with_an_mjpeg_viewer_connected(vergence_server):
+    import signal
+
+    server = vergence_server("--size", "320x240")
+    with httpx.stream("GET", f"{server.url}/stream/cam0.mjpeg", timeout=10) as response:
+        next(response.iter_bytes())
+        server.process.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        server.process.wait(timeout=8)
+    assert time.monotonic() - started < 5

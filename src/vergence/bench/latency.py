@@ -149,11 +149,15 @@ def run(
                     workdir / "vergence.log",
                     "vergence",
                 )
-                with server:
-                    for mode in players:
-                        row = measure(f"http://localhost:{port}/?player={mode}", "vergence", mode, mode)
-                        row["server"] = _get_json(f"http://127.0.0.1:{port}/api/stats")
-                        rows.append(row)
+                try:
+                    with server:
+                        for mode in players:
+                            row = measure(f"http://localhost:{port}/?player={mode}", "vergence", mode, mode)
+                            row["server"] = _try_get_json(f"http://127.0.0.1:{port}/api/stats")
+                            rows.append(row)
+                except RuntimeError as err:  # the server did not start: say so in every row it owed
+                    done = {r["requested"] for r in rows}
+                    rows += [_failed(mode, mode, err) for mode in players if mode not in done]
             if floor:
                 rows.append(_floor_phase(measure, "floor (after)", width, height, fps, workdir))
             version = browser.version
@@ -195,10 +199,18 @@ def _floor_phase(
         workdir / f"floor-{name}.log",
         "floor",
     )
-    with server:
-        row = measure(f"http://localhost:{port}/", "floor", "floor", label)
-        row["server"] = _get_json(f"http://127.0.0.1:{port}/stats")
+    try:
+        with server:
+            row = measure(f"http://localhost:{port}/", "floor", "floor", label)
+            row["server"] = _try_get_json(f"http://127.0.0.1:{port}/stats")
+    except RuntimeError as err:
+        return _failed(label, "floor", err)
     return row
+
+
+def _failed(label: str, want: str, err: Exception) -> dict[str, Any]:
+    _say(f"bench: {label} failed: {err}")
+    return {"mode": label, "requested": want, "error": str(err).splitlines()[0], "detail": str(err)}
 
 
 def _measure(
@@ -267,7 +279,10 @@ def _frame_summary(data: dict[str, Any]) -> dict[str, Any]:
     # Stage split for WebSocket players: join shown frames with their receive record by seq.
     recv = {seq: (at, capture, send) for at, seq, capture, send in data["recv"]}
     server, transit, client = [], [], []
-    for _, seq, lat in shown:
+    samples = []  # per shown frame: ms into the window, seq, latency, and the stage split where known
+    for t, seq, lat in shown:
+        sample = [round(t - data["t0"], 2), seq, None if lat is None else round(lat, 3)]
+        samples.append(sample)
         if lat is None or seq is None or seq not in recv:
             continue
         at, capture, send = recv[seq]
@@ -275,6 +290,16 @@ def _frame_summary(data: dict[str, Any]) -> dict[str, Any]:
         server.append(send - capture)
         transit.append(at - send)
         client.append(lat - (at - capture))
+        sample += [round(server[-1], 3), round(transit[-1], 3), round(client[-1], 3)]
+    out["samples_columns"] = [
+        "t_ms",
+        "seq",
+        "latency_ms",
+        "capture_to_send_ms",
+        "send_to_receive_ms",
+        "receive_to_output_ms",
+    ]
+    out["samples"] = samples
     if server:
         out["stages"] = {
             "joined": len(server),
@@ -446,7 +471,9 @@ class _Server:
         deadline = time.monotonic() + STARTUP_S
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self._tail()}")
+                tail = self._tail()
+                last = tail.splitlines()[-1] if tail else ""
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {last}\n{tail}")
             try:
                 body = _get_json(self.ready_url, timeout=1.0)
                 if body:
@@ -481,6 +508,13 @@ class _Server:
 def _get_json(url: str, timeout: float = 5.0) -> Any:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return json.loads(response.read())
+
+
+def _try_get_json(url: str) -> Any:
+    try:
+        return _get_json(url)
+    except (OSError, ValueError) as err:
+        return {"error": str(err)}
 
 
 def _free_port() -> int:

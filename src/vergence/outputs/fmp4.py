@@ -85,9 +85,10 @@ class Fmp4Muxer:
             self._open(packet)
         try:
             self._mux(packet)
-        except av.error.FFmpegError as err:
+        except (av.error.FFmpegError, ValueError) as err:
             log.warning("fMP4 mux of %s failed (%s); restarting at the next keyframe", self._h264.stream_id, err)
             self._close()
+            self._h264.request_keyframe()
 
     def _open(self, packet: EncodedPacket) -> None:
         self._file = _Chunks()

@@ -10,11 +10,11 @@ import { fragmentTime, parseInitSegment } from './mp4.js';
 const CATCH_UP_ABOVE_S = 0.2; // lag above this: play at CATCH_UP_RATE…
 const CATCH_UP_UNTIL_S = 0.12; // …until it is below this
 const CATCH_UP_RATE = 1.1;
-const FAST_ABOVE_S = 0.5; // lag above this: FAST_RATE
-const FAST_RATE = 1.5;
-const JUMP_ABOVE_S = 1.5; // lag above this: jump (costs the frames decoded to get there)
+const FAST_ABOVE_S = 0.5; // lag above this: play as fast as the display shows every frame (2× at 30 fps)
+const DISPLAY_HZ = 60;
+const JUMP_ABOVE_S = 3; // lag above this: jump (Chrome counts the frames it decodes to get there as dropped)
 const SEEK_SETTLE_MS = 2000; // give a jump time to take effect before judging the lag again
-const START_BUFFER_S = 0.1; // buffered before playing: starting on a single frame stalls at once
+const START_BUFFER_S = 0.2; // buffered before playing: less, and startup jitter stalls it at once (and drops)
 const START_ANYWAY_S = 2; // buffered when nothing looks live: play anyway
 const LIVE_AGE_MS = 150; // a fragment younger than this (+ 2 frames) on arrival is live, not backlog
 const KEEP_BEHIND_S = 10; // buffer kept behind currentTime
@@ -55,6 +55,9 @@ export class MsePlayer {
   start() {
     this.video.hidden = false;
     this.video.muted = true;
+    this.video.onerror = () => {
+      if (this.mediaSource) this.#restart(`media error: ${this.video.error?.message || this.video.error?.code}`);
+    };
     this.stopped = false;
     this.socket.start();
     this.trimTimer = setInterval(() => this.#trim(), TRIM_EVERY_MS);
@@ -66,14 +69,25 @@ export class MsePlayer {
     this.socket.stop();
     clearInterval(this.trimTimer);
     clearInterval(this.pollTimer);
+    this.video.onerror = null;
     this.#teardown();
     this.video.hidden = true;
+  }
+
+  /** Start over from a new connection (and so a new init segment and keyframe). */
+  #restart(reason) {
+    console.warn(`MSE: ${reason}; reconnecting`);
+    this.stats.status = `${reason}, reconnecting…`;
+    this.#teardown();
+    this.socket.stop();
+    this.socket.start();
   }
 
   #onText(msg) {
     if (msg.type === 'init') {
       if (msg.width && msg.height) this.stats.setResolution(msg.width, msg.height);
       this.frameMs = 1000 / (msg.fps || 30);
+      this.fastRate = Math.min(2, Math.max(CATCH_UP_RATE, DISPLAY_HZ / (msg.fps || 30)));
       this.liveAgeMs = LIVE_AGE_MS + 2 * this.frameMs; // the muxer holds a frame back
       const mime = msg.mime || `video/mp4; codecs="${msg.codec}"`;
       if (!MediaSource.isTypeSupported(mime)) {
@@ -102,10 +116,7 @@ export class MsePlayer {
       if (t !== null) this.captureByTime.set(Math.round(t * 1000), { seq: frame.seq, captureMs: frame.captureMs });
     }
     if (this.queue.length > MAX_QUEUE) {
-      console.warn('SourceBuffer fell behind; reconnecting');
-      this.#teardown();
-      this.socket.stop();
-      this.socket.start();
+      this.#restart('the SourceBuffer fell behind');
       return;
     }
     this.queue.push({ append: frame.payload, live: !frame.init && this.#isLive(frame) });
@@ -175,9 +186,13 @@ export class MsePlayer {
       if (op.append) sb.appendBuffer(op.append);
       else sb.remove(op.remove[0], op.remove[1]);
     } catch (err) {
-      if (err.name === 'QuotaExceededError' && op.append) {
-        this.queue.unshift(op);
-        this.#trim(1);
+      const buffered = this.video.buffered;
+      const freeUpTo = this.video.currentTime - 1;
+      if (err.name === 'QuotaExceededError' && op.append && buffered.length && buffered.start(0) < freeUpTo) {
+        this.queue.unshift({ remove: [0, freeUpTo] }, op); // make room, then try again
+        this.#pump();
+      } else if (err.name === 'QuotaExceededError') {
+        this.#restart('the SourceBuffer is full');
       } else {
         console.warn('SourceBuffer:', err);
         this.stats.status = `MSE error: ${err.message}`;
@@ -211,10 +226,11 @@ export class MsePlayer {
     // close to the end instead (no frame dropped); too close and arrival jitter stalls it again.
     const lag = end - video.currentTime;
     let rate = video.playbackRate;
-    if (lag > FAST_ABOVE_S) rate = FAST_RATE;
-    else if (lag > CATCH_UP_ABOVE_S) rate = rate === FAST_RATE ? FAST_RATE : CATCH_UP_RATE;
+    const fast = this.fastRate;
+    if (lag > FAST_ABOVE_S) rate = fast;
+    else if (lag > CATCH_UP_ABOVE_S) rate = rate === fast ? fast : CATCH_UP_RATE;
     else if (lag < CATCH_UP_UNTIL_S) rate = 1;
-    else if (rate === FAST_RATE) rate = CATCH_UP_RATE;
+    else if (rate === fast) rate = CATCH_UP_RATE;
     if (rate !== video.playbackRate) video.playbackRate = rate;
     const now = performance.now();
     if (lag > JUMP_ABOVE_S && now - this.lastSeekAt > SEEK_SETTLE_MS) {

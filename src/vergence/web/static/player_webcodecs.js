@@ -103,17 +103,19 @@ export class WebCodecsPlayer {
     }
     this.#closeDecoder();
     this.config = config;
-    this.decoder = new VideoDecoder({
+    const decoder = new VideoDecoder({
       output: (videoFrame) => this.#onFrame(videoFrame),
       error: (err) => {
+        if (this.decoder !== decoder) return; // a decoder we already replaced
         console.warn('VideoDecoder error:', err);
         this.stats.status = `decoder error: ${err.message}; waiting for a keyframe`;
         this.decoder = null; // an errored decoder is closed; the next keyframe makes a new one
         this.waitingForKey = true;
       },
     });
+    this.decoder = decoder;
     try {
-      this.decoder.configure(config);
+      decoder.configure(config);
     } catch (err) {
       this.#closeDecoder();
       this.onFail(`WebCodecs cannot decode ${codec}: ${err.message}`);
