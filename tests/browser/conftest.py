@@ -87,8 +87,9 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def player_page(browser: Any) -> Iterator[PlayerPage]:
-    """A fresh tab; uncaught errors in it fail the test."""
+def player_page(vergence_server: Any, browser: Any) -> Iterator[PlayerPage]:
+    """A fresh tab; uncaught errors in it fail the test. It closes before the test's servers stop (it depends on
+    their factory), so no server waits at shutdown for this page's connections."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     driver = PlayerPage(context.new_page())
     yield driver

@@ -6,6 +6,10 @@ import re
 
 import pytest
 
+pytestmark = pytest.mark.browser
+
+PLAYER_LABELS = {"webcodecs": "WebCodecs", "mse": "MSE", "mjpeg": "MJPEG"}
+
 # FNV-1a over the canvas pixels (as 32-bit words): equal pictures give equal hashes.
 CANVAS_HASH_JS = """() => {
   const canvas = document.querySelector('#canvas');
@@ -29,6 +33,7 @@ def test_webcodecs_decodes_99_percent_of_frames(player_page, server_720p):
     assert decoded >= 0.99 * sent, f"decoded {decoded} of {sent} frames\n{player_page.describe()}"
     assert decoded >= 145
     assert after["dropped"] == before["dropped"]
+    assert after["lastSeq"] - after["lastDecodedSeq"] <= 3, "the decoder fell behind what was received"
     assert player_page.page.evaluate("() => window.vergence.stats.seqs.length") == after["decoded"]
 
 
@@ -37,7 +42,7 @@ def test_mse_plays_live_without_dropping(player_page, server_720p):
     video = "document.querySelector('#video')"
     player_page.wait_for(f"{video}.currentTime > 0 && !{video}.paused", 20000)
     before = player_page.page.evaluate(f"() => ({{t: performance.now(), ct: {video}.currentTime}})")
-    player_page.wait_ms(before["t"], 4000)
+    player_page.wait_ms(before["t"], 5000)
     after = player_page.page.evaluate(
         f"""() => {{
           const q = {video}.getVideoPlaybackQuality();
@@ -47,8 +52,8 @@ def test_mse_plays_live_without_dropping(player_page, server_720p):
         }}"""
     )
     played = after["ct"] - before["ct"]
-    assert played > 3.0, f"currentTime advanced {played:.2f} s in 4 s\n{player_page.describe()}"
-    assert after["total"] >= 100, after
+    assert played > 4.0, f"currentTime advanced {played:.2f} s in 5 s\n{player_page.describe()}"
+    assert after["total"] >= 145, after
     assert after["dropped"] < 0.02 * after["total"], after
     assert after["lag"] is not None and after["lag"] < 1.0, f"{after['lag']} s behind the live edge"
 
@@ -73,5 +78,5 @@ def test_hud_shows_latency(player_page, server_720p, player):
     assert 0 < latency_ms < 1000, text
     player_page.wait_for("parseFloat(document.querySelector('#hud-fps').textContent) > 15", 10000)
     hud = {name: player_page.page.locator(f"#hud-{name}").text_content() for name in ("player", "resolution")}
-    assert hud == {"player": {"webcodecs": "WebCodecs", "mse": "MSE", "mjpeg": "MJPEG"}[player], "resolution": "1280×720"}
+    assert hud == {"player": PLAYER_LABELS[player], "resolution": "1280×720"}
     assert re.fullmatch(r"\d+\.\d\d Mbit/s", player_page.page.locator("#hud-bitrate").text_content())
