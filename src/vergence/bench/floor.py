@@ -63,7 +63,7 @@ def libx264_options(fps: float) -> dict[str, str]:
         f"min-keyint={min(GOP_FRAMES, rate)}",
         "scenecut=0",
         f"vbv-maxrate={BITRATE_BPS // 1000}",
-        f"vbv-bufsize={max(1, BITRATE_BPS // 1000 // rate * 2)}",
+        f"vbv-bufsize={max(1, BITRATE_BPS // 2000)}",  # half a second
     ]
     return {
         "preset": "ultrafast",

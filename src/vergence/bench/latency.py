@@ -164,6 +164,7 @@ def run(
         finally:
             browser.close()
     results = _summarise(rows, seconds=seconds, size=size, fps=fps, chromium=version)
+    results["floor_options"] = _compare_encoder_options(fps)
     print(_format(results))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -343,6 +344,23 @@ def _summarise(rows: list[dict[str, Any]], **config: Any) -> dict[str, Any]:
     return {"config": config, "rows": rows, "floor": floor, "ratio": ratio, "goals": goals, "passed": passed}
 
 
+def _compare_encoder_options(fps: float) -> dict[str, Any]:
+    """The floor copies vergence's libx264 options as values: say when they have drifted apart."""
+    from vergence.bench import floor as floor_module
+
+    floor_options = floor_module.libx264_options(fps)
+    try:
+        from vergence.config import H264Settings
+        from vergence.encoders.h264 import _libx264_options
+
+        settings = H264Settings()
+        ours = _libx264_options(settings, fps)
+        same_rate = (settings.bitrate_bps, settings.gop_frames) == (floor_module.BITRATE_BPS, floor_module.GOP_FRAMES)
+    except (ImportError, TypeError, ValueError) as err:
+        return {"match": None, "note": f"cannot read vergence's options: {err}"}
+    return {"match": ours == floor_options and same_rate, "floor": floor_options, "vergence": ours}
+
+
 def _goal(value: float | None, limit: float) -> dict[str, Any]:
     return {"value": value, "limit": limit, "pass": value is not None and value <= limit}
 
@@ -423,6 +441,12 @@ def _format(results: dict[str, Any]) -> str:
         value = "not measured" if g["value"] is None else f"{g['value']:g}"
         parts.append(f"{goal_text[key]}: {value} {'PASS' if g['pass'] else 'FAIL'}")
     lines.append("goals (set for 1280x720@30): " + "; ".join(parts))
+    options = results.get("floor_options", {})
+    if options.get("match") is False:
+        lines.append(
+            "WARNING: the floor's libx264 options differ from vergence's defaults; update floor.py:\n"
+            f"  floor    {options['floor']}\n  vergence {options['vergence']}"
+        )
     lines.append("RESULT: " + ("PASS" if results["passed"] else "FAIL"))
     return "\n".join(lines)
 
