@@ -147,6 +147,7 @@ class ChannelStats:
     keyframe_requests: int = 0
     rate: WindowedRate = field(default_factory=WindowedRate)
     capture_to_send_ms: WindowedMean = field(default_factory=WindowedMean)
+    send_to_wire_ms: WindowedMean = field(default_factory=WindowedMean)
 
 
 class Channel:
@@ -310,6 +311,7 @@ class Channel:
             "drops": self.stats.drops,
             "keyframe_requests": self.stats.keyframe_requests,
             "capture_to_send_ms": round(self.stats.capture_to_send_ms.mean(), 3),
+            "send_to_wire_ms": round(self.stats.send_to_wire_ms.mean(), 3),
             "subscribers": [
                 {
                     "name": sub.name,

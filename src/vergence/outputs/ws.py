@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from fastapi import WebSocket
@@ -71,6 +72,7 @@ async def serve_channel(websocket: WebSocket, stream: Stream, channel: Channel, 
             if not raw:
                 codec = await _send_init_if_new(websocket, stream, item, codec, mse)
             await websocket.send_bytes(item.data if raw else item.framed())
+            channel.stats.send_to_wire_ms.add((time.time_ns() - item.send_ns) / 1e6)
     except (SubscriptionClosed, WebSocketDisconnect):
         pass
     except RuntimeError as err:  # sending on a socket that closed under us

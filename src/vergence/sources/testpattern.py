@@ -89,9 +89,13 @@ class TestPatternSource(Source):
         late_s = time.monotonic() - due
         if late_s > MAX_CATCH_UP_S:  # a real stall: skip the missed slots rather than burst out stale frames
             self._slot += int(late_s / self._period_s)
-        capture_ns = time.time_ns()
         started = time.perf_counter()
-        image = self._draw(capture_ns)
+        image = self._draw(time.time_ns())
+        # The picture exists now: this is the moment a sensor would have captured it. Only the time code, which must carry
+        # this very value, is painted after it (a few microseconds).
+        capture_ns = time.time_ns()
+        luma, u_plane, v_plane = i420_planes(image, self._width, self._height)
+        timecode.paint(luma, capture_ns, (u_plane, v_plane))
         frame = Frame(
             image=image,
             pix_fmt="yuv420p",
@@ -107,7 +111,8 @@ class TestPatternSource(Source):
         self._seq += 1
         return frame
 
-    def _draw(self, capture_ns: int) -> np.ndarray:
+    def _draw(self, now_ns: int) -> np.ndarray:
+        """Render the scene, the moving box, the clock and the frame label (everything but the time code)."""
         w, h = self._width, self._height
         image = np.empty((h * 3 // 2, w), np.uint8)
         luma, u_plane, v_plane = i420_planes(image, w, h)
@@ -124,13 +129,12 @@ class TestPatternSource(Source):
         luma[by : by + box, bx : bx + box] = 235
         cell = timecode.cell_px(w)
         scale = max(0.35, h / 720)
-        clock = datetime.fromtimestamp(capture_ns / 1e9).strftime("%H:%M:%S.%f")[:-3]
+        clock = datetime.fromtimestamp(now_ns / 1e9).strftime("%H:%M:%S.%f")[:-3]
         line_px = round(44 * scale)
         _outlined_text(luma, clock, (cell, timecode.ROWS * cell + line_px), 1.2 * scale)
         _outlined_text(
             luma, f"#{self._seq}  {w}x{h}@{self.camera.fps:g}", (cell, timecode.ROWS * cell + 2 * line_px), 0.9 * scale
         )
-        timecode.paint(luma, capture_ns, (u_plane, v_plane))
         return image
 
     def close(self) -> None:
