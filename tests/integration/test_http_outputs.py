@@ -78,7 +78,7 @@ def test_fmp4_is_an_init_segment_then_one_fragment_per_frame(shared_server):
         frames = list(container.decode(video=0))
     assert len(frames) == 30 and (frames[0].width, frames[0].height) == (640, 360)
     codes = [timecode.read(frame.to_ndarray(format="gray")) for frame in frames]
-    assert all(abs(code - f.header.capture_ns) < 1_000_000 for code, f in zip(codes, fragments))
+    assert all(abs(code - f.header.capture_ns) < 1_000_000 for code, f in zip(codes, fragments, strict=True))
 
 
 def test_stats_report_rate_viewers_and_stage_timings(shared_server):

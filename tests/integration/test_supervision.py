@@ -3,6 +3,7 @@
 import asyncio
 import threading
 
+from tests.aio import run
 from vergence.config import CameraSettings, Settings
 from vergence.errors import SourceError
 from vergence.hub import Hub
@@ -80,4 +81,4 @@ def test_viewers_are_told_and_h264_resumes_at_a_keyframe_after_each_failure():
             stream.stop()
         assert stream.supervisor.restarts >= 3
 
-    asyncio.run(scenario())
+    run(scenario())

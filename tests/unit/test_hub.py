@@ -1,5 +1,6 @@
 import asyncio
 
+from tests.aio import run
 from vergence.hub import Channel, SubscriptionClosed
 from vergence.media.frame import EncodedPacket
 
@@ -24,10 +25,6 @@ def packet(seq, keyframe=False):
     return EncodedPacket(
         data=bytes([seq % 256]) * 10, keyframe=keyframe, config=keyframe, seq=seq, pts=seq, capture_ns=seq
     )
-
-
-def run(coro):
-    return asyncio.run(coro)
 
 
 def test_latest_policy_keeps_only_the_newest_and_counts_the_rest():
