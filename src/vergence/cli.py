@@ -102,7 +102,9 @@ def bench_latency(
     players: Annotated[str, typer.Option(help="comma-separated player modes")] = "webcodecs,mse,mjpeg",
     floor: Annotated[bool, typer.Option(help="also measure the bare floor pipeline")] = True,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the results as JSON here")] = None,
-    check: Annotated[bool, typer.Option(help="exit 1 when a WebCodecs goal (p50, p95, ratio to the floor) fails")] = False,
+    check: Annotated[
+        bool, typer.Option(help="exit 1 when a WebCodecs goal (p50, p95, ratio to the floor) fails")
+    ] = False,
 ) -> None:
     """Measure capture→decoded latency per player mode in headless Chromium, beside a bare floor pipeline."""
     from vergence.bench.latency import run
