@@ -13,10 +13,10 @@ import typer
 from vergence.config import load_settings
 from vergence.errors import ConfigError
 
-SHUTDOWN_GRACE_S = 2.0
+SHUTDOWN_GRACE_S = 2
 GIL_SWITCH_INTERVAL_S = 0.0005
 
-SHUTDOWN_GRACE_S = 2.0
+SHUTDOWN_GRACE_S = 2
 GIL_SWITCH_INTERVAL_S = 0.0005
 
 app = typer.Typer(help="Low-latency camera streaming with live digital pan/tilt/zoom.", no_args_is_help=True)
