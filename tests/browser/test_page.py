@@ -28,7 +28,8 @@ def test_switching_player_reconnects(player_page, server_720p):
     player_page.wait_for("window.vergence.player === 'mjpeg' && window.vergence.stats.decoded >= 5", 20000)
     assert "player=mjpeg" in player_page.page.url
     assert player_page.page.locator("#canvas").is_visible()
-    assert player_page.page.locator("#hud-player").text_content() == "MJPEG"
+    # The HUD refreshes a few times a second, so wait for it rather than read it at once.
+    player_page.wait_for("document.querySelector('#hud-player').textContent === 'MJPEG'", 5000)
 
 
 def test_latency_report_reaches_server_stats(player_page, server_720p):
