@@ -8,14 +8,14 @@ import time
 from typing import Any
 
 from vergence.config import CameraSettings, Settings
-from vergence.encoders.base import Encoder
+from vergence.encoders.base import Encoder, PacketSink
 from vergence.encoders.h264 import H264Encoder
 from vergence.encoders.jpeg import JpegEncoder, encode_jpeg
 from vergence.hub import Channel, Hub
 from vergence.media.frame import EncodedPacket, Frame
 from vergence.metrics import WindowedMean, WindowedRate
 from vergence.outputs.fmp4 import Fmp4Muxer
-from vergence.sources.base import SourceInfo, create_source
+from vergence.sources.base import SourceInfo, backend_for, create_source
 from vergence.sources.supervisor import SourceSupervisor
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ class Stream:
         )
         hub.add(self.h264)
         hub.add(self.jpeg)
+        self.backend = backend_for(camera).kind
         self.supervisor = SourceSupervisor(self.id, lambda: create_source(camera), self._on_frame, self._on_state)
 
     def _encoder_channel(self, encoder: Encoder, cache_gop: bool) -> Channel:
@@ -87,7 +88,9 @@ class Stream:
             max_cached_packets=self.settings.hub.h264_buffer_packets,
         )
 
-    def _sink(self, format: str):  # type: ignore[no-untyped-def]
+    def _sink(self, format: str) -> PacketSink:
+        """Return the encoder thread's door to the loop: packets reach the channel only via call_soon_threadsafe."""
+
         def sink(packet: EncodedPacket) -> None:
             channel = self.h264 if format == "h264" else self.jpeg
             self._loop.call_soon_threadsafe(channel.publish, packet)
@@ -156,7 +159,7 @@ class Stream:
             "height": self.info.height,
             "fps": self.info.fps,
             "codec": self.h264.codec,
-            "source": self.camera.source if self.camera.source == "testpattern" else "av",
+            "source": self.backend,
             "state": self.state,
         }
 

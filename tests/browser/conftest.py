@@ -3,24 +3,12 @@ small driver for the vergence page."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-CHROMIUM = Path(os.environ.get("VERGENCE_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
+from vergence.bench.latency import CHROMIUM, CHROMIUM_ARGS  # one launch recipe for tests and benchmarks
 
 STATS_JS = """() => {
   const s = window.vergence.stats;
