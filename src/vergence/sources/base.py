@@ -10,6 +10,7 @@ from typing import ClassVar
 from vergence.config import CameraSettings
 from vergence.errors import ConfigError
 from vergence.media.frame import Frame
+from vergence.ptz import Rect, SensorGeometry
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,22 @@ class Source(ABC):
     @abstractmethod
     def close(self) -> None:
         """Stop capturing and release the device."""
+
+    # Pan/tilt/zoom. A source that crops at the sensor (picamera2's ScalerCrop, the test pattern's virtual sensor) says so
+    # with `crops_at_sensor` and applies crops itself; for the others the pipeline crops and scales in software.
+    crops_at_sensor: ClassVar[bool] = False
+
+    def sensor_geometry(self) -> SensorGeometry | None:
+        """Return the sensor's size and crop limits, once opened (None: the delivered picture is the whole sensor)."""
+        return None
+
+    def set_crop(self, crop: Rect) -> None:
+        """Show only `crop` (sensor pixels), scaled to the output size, from the next frames on; any thread may call it."""
+        raise NotImplementedError(f"{self.kind} does not crop at the sensor")
+
+    def set_flip(self, horizontal: bool, vertical: bool) -> None:
+        """Mirror the picture; a backend may restart itself to do it (only itself, never another camera)."""
+        raise NotImplementedError(f"{self.kind} cannot flip")
 
 
 _BACKENDS: dict[str, type[Source]] = {}
