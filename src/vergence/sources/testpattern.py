@@ -13,10 +13,12 @@ from vergence.config import CameraSettings
 from vergence.errors import SourceEnded
 from vergence.media import timecode
 from vergence.media.frame import TIME_BASE, Frame, i420_planes
+from vergence.ptz import Rect, SensorGeometry
 from vergence.sources.base import Source, SourceInfo, register
 
 PAN_PX_PER_S = 120  # how fast the scene slides, so encoders do real motion estimation
 SWEEP_S = 4.0  # one to-and-fro of the bright box
+SENSOR_SCALE = 2  # the virtual sensor is this many times the output size each way: room to zoom in 2x at full detail
 # Behind schedule by less than this (a busy moment on a small machine), frames follow at once to keep the average rate
 # exact; behind by more, the missed slots are skipped, as a camera that stalled would.
 MAX_CATCH_UP_S = 0.25
@@ -53,7 +55,10 @@ def render_scene(width: int, height: int) -> np.ndarray:
 
 @register("testpattern")
 class TestPatternSource(Source):
-    """Frames paced by a monotonic clock: frame n is due at t0 + n/fps, so the rate never drifts; waits never spin."""
+    """A virtual camera: frames paced by a monotonic clock (frame n is due at t0 + n/fps, so the rate never drifts; waits
+    never spin), showing the window of a sliding virtual scene that the crop selects, as a sensor's ISP would."""
+
+    crops_at_sensor = True
 
     __test__ = False  # not a pytest class, despite the name
 
@@ -63,7 +68,10 @@ class TestPatternSource(Source):
         self._width, self._height = camera.size
         self._period_s = 1.0 / camera.fps
         self._pts_step = round(TIME_BASE.denominator / camera.fps)
-        self._scene_planes: list[np.ndarray] = []
+        self._levels: dict[int, list[np.ndarray]] = {}
+        sensor_w, sensor_h = SENSOR_SCALE * self._width, SENSOR_SCALE * self._height
+        self._geometry = SensorGeometry(sensor_w, sensor_h, Rect(0, 0, sensor_w, sensor_h), 32, 32)
+        self._crop = Rect(0, 0, sensor_w, sensor_h)
         self._t0 = 0.0
         self._slot = 0
         self._seq = 0
@@ -71,20 +79,37 @@ class TestPatternSource(Source):
     def open(self) -> SourceInfo:
         self._closed.clear()
         w, h = self._width, self._height
-        planes = i420_planes(cv2.cvtColor(render_scene(w, h), cv2.COLOR_BGR2YUV_I420), w, h)
-        # Each plane twice side by side, so any window [x, x + width) is one contiguous slice.
-        self._scene_planes = [np.ascontiguousarray(np.hstack([plane, plane])) for plane in planes]
+        sensor_w, sensor_h = SENSOR_SCALE * w, SENSOR_SCALE * h
+        full = cv2.cvtColor(render_scene(sensor_w, sensor_h), cv2.COLOR_BGR2YUV_I420)
+        half = cv2.resize(full[:sensor_h], (w, h), interpolation=cv2.INTER_AREA)  # luma only; chroma below
+        full_planes = i420_planes(full, sensor_w, sensor_h)
+        half_planes = [half] + [
+            cv2.resize(plane, (w // 2, h // 2), interpolation=cv2.INTER_AREA) for plane in full_planes[1:]
+        ]
+        # Each plane twice side by side, so any window [x, x + width) of the sliding scene is one contiguous slice.
+        self._levels = {
+            divisor: [np.ascontiguousarray(np.hstack([plane, plane])) for plane in planes]
+            for divisor, planes in ((1, full_planes), (SENSOR_SCALE, half_planes))
+        }
+        self._geometry = SensorGeometry(sensor_w, sensor_h, Rect(0, 0, sensor_w, sensor_h), 32, 32)
         self._t0 = time.monotonic()
         self._slot = 0
         self._seq = 0
         return SourceInfo(w, h, self.camera.fps)
+
+    def sensor_geometry(self) -> SensorGeometry | None:
+        return self._geometry
+
+    def set_crop(self, crop: Rect) -> None:
+        # One reference assignment: the capture thread picks it up for its next frame, no lock needed.
+        self._crop = crop
 
     def read(self) -> Frame:
         due = self._t0 + self._slot * self._period_s
         delay = due - time.monotonic()
         if delay > 0 and self._closed.wait(delay):
             raise SourceEnded("test pattern closed")
-        if self._closed.is_set() or not self._scene_planes:
+        if self._closed.is_set() or not self._levels:
             raise SourceEnded("test pattern closed")
         late_s = time.monotonic() - due
         if late_s > MAX_CATCH_UP_S:  # a real stall: skip the missed slots rather than burst out stale frames
@@ -116,11 +141,7 @@ class TestPatternSource(Source):
         w, h = self._width, self._height
         image = np.empty((h * 3 // 2, w), np.uint8)
         luma, u_plane, v_plane = i420_planes(image, w, h)
-        offset = int(self._slot * self._period_s * PAN_PX_PER_S) % w & ~1  # even, so chroma stays aligned
-        scene_y, scene_u, scene_v = self._scene_planes
-        luma[:] = scene_y[:, offset : offset + w]
-        u_plane[:] = scene_u[:, offset // 2 : offset // 2 + w // 2]
-        v_plane[:] = scene_v[:, offset // 2 : offset // 2 + w // 2]
+        self._render_crop(luma, u_plane, v_plane)
         # A bright box sweeping to and fro: fast local motion beside the slow pan.
         box = max(8, h // 8) & ~1
         phase = (self._slot * self._period_s % SWEEP_S) / SWEEP_S
@@ -136,6 +157,24 @@ class TestPatternSource(Source):
             luma, f"#{self._seq}  {w}x{h}@{self.camera.fps:g}", (cell, timecode.ROWS * cell + 2 * line_px), 0.9 * scale
         )
         return image
+
+    def _render_crop(self, luma: np.ndarray, u_plane: np.ndarray, v_plane: np.ndarray) -> None:
+        """Render the window of the sliding virtual scene that the crop selects, scaled to the output (the ISP's job)."""
+        w = self._width
+        crop = self._crop
+        sensor_w = self._geometry.width
+        slide = int(self._slot * self._period_s * PAN_PX_PER_S * SENSOR_SCALE) % sensor_w
+        # A crop at least twice the output reads the half-resolution copy: the full view costs a plain copy.
+        divisor = SENSOR_SCALE if crop.width >= SENSOR_SCALE * w else 1
+        x = ((crop.x + slide) % sensor_w) // divisor & ~1
+        y = crop.y // divisor & ~1
+        cw, ch = max(2, crop.width // divisor & ~1), max(2, crop.height // divisor & ~1)
+        for plane, source, scale in zip((luma, u_plane, v_plane), self._levels[divisor], (1, 2, 2), strict=True):
+            window = source[y // scale : (y + ch) // scale, x // scale : (x + cw) // scale]
+            if window.shape == plane.shape:
+                plane[:] = window
+            else:
+                cv2.resize(window, (plane.shape[1], plane.shape[0]), dst=plane, interpolation=cv2.INTER_LINEAR)
 
     def close(self) -> None:
         self._closed.set()
