@@ -58,7 +58,9 @@ def start_server(args: tuple[str, ...], log_path: Path, env: dict[str, str] | No
     port = free_port()
     command = [sys.executable, "-m", "vergence", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
     log_file = log_path.open("wb")
-    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    # Each server keeps its control state beside its log unless the test says otherwise: never in the user's home.
+    env = {"VERGENCE_STATE__PATH": str(log_path.with_suffix(".state.json")), **(env or {})}
+    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **env})
     server = ServerProcess(process, port, log_path)
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:

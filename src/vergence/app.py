@@ -16,6 +16,8 @@ from fastapi.staticfiles import StaticFiles
 
 from vergence import __version__
 from vergence.config import Settings
+from vergence.control.controller import Controllers
+from vergence.control.state import StateStore
 from vergence.hub import Hub
 from vergence.stream import Stream
 
@@ -32,13 +34,17 @@ class Vergence:
         self.hub = Hub()
         self.streams: dict[str, Stream] = {}
         self.client_reports: dict[int, tuple[float, dict[str, Any]]] = {}
+        self.controllers: Controllers | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         for camera in self.settings.cameras:
             stream = Stream(camera, self.settings, self.hub, loop)
             self.streams[stream.id] = stream
-            stream.start()
             log.info("stream %s: %s %dx%d@%g", stream.id, camera.source, camera.width, camera.height, camera.fps)
+        # Controllers first: the saved view is set before the first frame is captured.
+        self.controllers = Controllers(self.streams, StateStore(self.settings.state.path))
+        for stream in self.streams.values():
+            stream.start()
 
     def stop(self) -> None:
         for stream in self.streams.values():
@@ -73,6 +79,8 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            if vergence.controllers is not None:
+                await vergence.controllers.flush()
             vergence.stop()
 
     app = FastAPI(

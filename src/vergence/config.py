@@ -55,6 +55,7 @@ class CameraSettings(_Section):
     fps: float = Field(30.0, gt=0, le=240, description="frames per second, 0 < fps ≤ 240")
     loop: bool = Field(True, description="play a file source again from the start when it ends")
     options: dict[str, str] = Field(default_factory=dict, description="extra FFmpeg options for an av source")
+    max_zoom: float = Field(8.0, ge=1, le=64, description="largest zoom factor, 1 … 64")
 
     @property
     def width(self) -> int:
@@ -114,6 +115,12 @@ class ServerSettings(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="debug, info, warning or error")
 
 
+class StateSettings(_Section):
+    """Where control state (PTZ, presets) is kept across restarts."""
+
+    path: Path = Field(Path("~/.local/state/vergence/state.json"), description="state file (written atomically)")
+
+
 class Settings(_Section):
     """All of vergence's configuration."""
 
@@ -122,6 +129,7 @@ class Settings(_Section):
     h264: H264Settings = Field(default_factory=H264Settings)
     jpeg: JpegSettings = Field(default_factory=JpegSettings)
     hub: HubSettings = Field(default_factory=HubSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
 
 
 class _Environment(BaseSettings):
@@ -133,6 +141,7 @@ class _Environment(BaseSettings):
     h264: dict[str, Any] = {}
     jpeg: dict[str, Any] = {}
     hub: dict[str, Any] = {}
+    state: dict[str, Any] = {}
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

@@ -5,16 +5,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
+
+import cv2
+import numpy as np
 
 from vergence.config import CameraSettings, Settings
 from vergence.encoders.base import Encoder, PacketSink
 from vergence.encoders.h264 import H264Encoder
 from vergence.encoders.jpeg import JpegEncoder, encode_jpeg
 from vergence.hub import Channel, Hub
-from vergence.media.frame import EncodedPacket, Frame
+from vergence.media.frame import EncodedPacket, Frame, i420_planes
 from vergence.metrics import WindowedMean, WindowedRate
 from vergence.outputs.fmp4 import Fmp4Muxer
+from vergence.ptz import Rect, SensorGeometry
 from vergence.sources.base import SourceInfo, backend_for, create_source
 from vergence.sources.supervisor import SourceSupervisor
 
@@ -53,8 +58,13 @@ class Stream:
         self._encoders: tuple[Encoder, ...] = ()  # replaced whole, so the capture thread reads it without a lock
         self._seq = 0
         self.latest_frame: Frame | None = None
+        # Until the source tells its sensor, a crop applies to the delivered picture itself (software PTZ).
+        self.geometry = picture_geometry(camera.width, camera.height)
+        self._crop: Rect | None = None
+        self._software_crop: Rect | None = None
+        self.on_geometry: Callable[[], None] | None = None  # called on the event loop when the geometry changes
         self.fps = WindowedRate()
-        self.stage_ms: dict[str, WindowedMean] = {"capture": WindowedMean()}
+        self.stage_ms: dict[str, WindowedMean] = {"capture": WindowedMean(), "ptz": WindowedMean()}
         self.h264 = self._encoder_channel(
             H264Encoder(self.id, settings.h264, self._sink("h264"), lambda: self.info.fps), cache_gop=True
         )
@@ -117,8 +127,24 @@ class Stream:
     def detach(self, encoder: Encoder) -> None:
         self._encoders = tuple(running for running in self._encoders if running is not encoder)
 
+    def set_crop(self, crop: Rect) -> None:
+        """Show `crop` from the next frame on: at the sensor where the source can, else cut from each frame."""
+        self._crop = crop
+        source = self.supervisor.source
+        if source is not None and source.crops_at_sensor:
+            source.set_crop(crop)
+            self._software_crop = None
+        else:
+            full = crop == Rect(0, 0, self.geometry.width, self.geometry.height)
+            self._software_crop = None if full else crop
+
     def _on_frame(self, frame: Frame) -> None:
         """Capture thread: number the frame, keep it for snapshots, offer it to every running encoder."""
+        crop = self._software_crop
+        if crop is not None and frame.pix_fmt == "yuv420p":
+            started = time.perf_counter()
+            frame.image = crop_i420(frame.image, frame.width, frame.height, crop)
+            self.stage_ms["ptz"].add((time.perf_counter() - started) * 1000)
         frame.seq = self._seq
         self._seq += 1
         self.latest_frame = frame
@@ -135,6 +161,13 @@ class Stream:
         if state == "running":
             for encoder in self._encoders:
                 encoder.request_keyframe()
+            source = self.supervisor.source
+            geometry = source.sensor_geometry() if source is not None else None
+            self.geometry = geometry or picture_geometry(self.info.width, self.info.height)
+            if self._crop is not None and source is not None and source.crops_at_sensor:
+                source.set_crop(self._crop)  # before its first frame; the controller re-clamps on the loop next
+            if self.on_geometry is not None:
+                self._loop.call_soon_threadsafe(self.on_geometry)
         notice: dict[str, Any] = {"type": "status", "stream": self.id, "state": state}
         if message:
             notice["message"] = message
@@ -180,3 +213,20 @@ class Stream:
             },
             "updated_ns": time.time_ns(),
         }
+
+
+def picture_geometry(width: int, height: int) -> SensorGeometry:
+    """The geometry of a delivered picture, for sources that crop in software."""
+    return SensorGeometry(width, height, Rect(0, 0, width, height), 16, 16)
+
+
+def crop_i420(image: np.ndarray, width: int, height: int, crop: Rect) -> np.ndarray:
+    """Cut `crop` out of an I420 picture and scale it back to width x height (software PTZ)."""
+    out = np.empty_like(image)
+    x, y, w, h = crop.x & ~1, crop.y & ~1, max(2, crop.width & ~1), max(2, crop.height & ~1)
+    for source, target, scale in zip(
+        i420_planes(image, width, height), i420_planes(out, width, height), (1, 2, 2), strict=True
+    ):
+        window = source[y // scale : (y + h) // scale, x // scale : (x + w) // scale]
+        cv2.resize(window, (target.shape[1], target.shape[0]), dst=target, interpolation=cv2.INTER_LINEAR)
+    return out

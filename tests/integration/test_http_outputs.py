@@ -96,6 +96,7 @@ def test_stats_report_rate_viewers_and_stage_timings(shared_server):
 
 def test_control_ws_clock_sync_and_player_reports(shared_server):
     with connect(f"{shared_server.ws_url}/ws/control", legacy=True) as control:
+        assert json.loads(control.recv(timeout=5))["type"] == "state"  # the current state comes first
         control.send(json.dumps({"type": "ping", "t": 12.5}))
         pong = json.loads(control.recv(timeout=5))
         assert pong["type"] == "pong" and pong["t"] == 12.5 and abs(pong["server_ns"] - time.time_ns()) < 1e9

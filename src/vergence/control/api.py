@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request, WebSocket
-from pydantic import BaseModel
+from fastapi import APIRouter, HTTPException, Request, WebSocket
+from pydantic import BaseModel, Field, ValidationError
 from starlette.websockets import WebSocketDisconnect
+
+from vergence.control.controller import CameraController, Controllers
+from vergence.errors import CommandError
 
 router = APIRouter()
 _client_ids = itertools.count(1)
+EVENT_QUEUE = 256  # state events a slow controller may fall behind before it loses the oldest
 
 
 class StreamInfo(BaseModel):
@@ -39,27 +44,78 @@ async def stats(request: Request) -> dict[str, Any]:
     return request.app.state.vergence.stats()
 
 
+class PtzRequest(BaseModel):
+    """An absolute PTZ position; omitted fields keep their value."""
+
+    pan: float | None = Field(None, ge=0, le=1, description="crop centre, 0 = left edge … 1 = right edge")
+    tilt: float | None = Field(None, ge=0, le=1, description="crop centre, 0 = top … 1 = bottom")
+    zoom: float | None = Field(None, ge=1, description="1 = the whole field of view … max_zoom")
+
+
+def _controllers(request: Request | WebSocket) -> Controllers:
+    controllers = request.app.state.vergence.controllers
+    assert controllers is not None, "controllers are built at startup"
+    return controllers
+
+
+def _camera(request: Request, camera: str) -> CameraController:
+    try:
+        return _controllers(request).get(camera)
+    except CommandError as err:
+        raise HTTPException(404, str(err)) from None
+
+
+@router.get("/api/cameras/{camera}/ptz", tags=["control"])
+async def get_ptz(request: Request, camera: str) -> dict[str, Any]:
+    """The camera's pan, tilt, zoom and the crop they give in sensor pixels."""
+    return _camera(request, camera).describe()
+
+
+@router.put("/api/cameras/{camera}/ptz", tags=["control"])
+async def put_ptz(request: Request, camera: str, body: PtzRequest) -> dict[str, Any]:
+    """Move to an absolute position; every controller is told."""
+    try:
+        return _camera(request, camera).set_ptz(body.pan, body.tilt, body.zoom)
+    except CommandError as err:
+        raise HTTPException(422, str(err)) from None
+
+
 @router.websocket("/ws/control")
 async def control(websocket: WebSocket) -> None:
-    """JSON messages: ping → pong with the server clock; player latency reports."""
+    """JSON both ways: the current state on connect, then every change by anyone; ping → pong; PTZ; player reports."""
     await websocket.accept()
     vergence = websocket.app.state.vergence
+    controllers = _controllers(websocket)
     client_id = next(_client_ids)
+    events: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=EVENT_QUEUE)
+    controllers.listeners.add(events)
+    sender = asyncio.create_task(_forward(websocket, events))
+    try:
+        await websocket.send_json(controllers.snapshot())
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            while True:
+                try:
+                    message = await websocket.receive_json()
+                except ValueError:
+                    await websocket.send_json({"type": "error", "code": "bad_json", "message": "messages must be JSON"})
+                    continue
+                reply = handle_control(message, client_id, vergence)
+                if reply is not None:
+                    await websocket.send_json(reply)
+    finally:
+        controllers.listeners.discard(events)
+        sender.cancel()
+        vergence.client_reports.pop(client_id, None)
+
+
+async def _forward(websocket: WebSocket, events: asyncio.Queue[dict[str, Any]]) -> None:
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):
         while True:
-            try:
-                message = await websocket.receive_json()
-            except ValueError:
-                await websocket.send_json({"type": "error", "code": "bad_json", "message": "messages must be JSON"})
-                continue
-            reply = handle_control(message, client_id, vergence)
-            if reply is not None:
-                await websocket.send_json(reply)
-    vergence.client_reports.pop(client_id, None)
+            await websocket.send_json(await events.get())
 
 
 def handle_control(message: Any, client_id: int, vergence: Any) -> dict[str, Any] | None:
-    """Answer one control message."""
+    """Answer one control message (state changes reach every controller as events, this one included)."""
     kind = message.get("type") if isinstance(message, dict) else None
     if kind == "ping":
         return {"type": "pong", "t": message.get("t"), "server_ns": time.time_ns()}
@@ -67,4 +123,18 @@ def handle_control(message: Any, client_id: int, vergence: Any) -> dict[str, Any
         report = {key: message.get(key) for key in ("stream", "player", "fps", "latency_ms", "frames", "dropped")}
         vergence.report(client_id, report)
         return None
+    if kind == "ptz":
+        try:
+            request = PtzRequest.model_validate({k: v for k, v in message.items() if k in ("pan", "tilt", "zoom")})
+            vergence.controllers.get(str(message.get("camera", ""))).set_ptz(request.pan, request.tilt, request.zoom)
+        except ValidationError as err:
+            return {"type": "error", "code": "invalid", "message": _first_error(err)}
+        except CommandError as err:
+            return {"type": "error", "code": err.code, "message": str(err)}
+        return None
     return {"type": "error", "code": "unknown_message", "message": f"unknown message type {kind!r}"}
+
+
+def _first_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    return f"{'.'.join(str(part) for part in first['loc'])}: {first['msg']}"

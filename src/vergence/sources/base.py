@@ -93,4 +93,5 @@ def create_source(camera: CameraSettings) -> Source:
 
 
 def _load_builtin_backends() -> None:
-    from vergence.sources import av, testpattern  # noqa: F401  (registration side effect)
+    # picamera2 registers without importing the picamera2 package: that happens when such a camera is opened.
+    from vergence.sources import av, picamera2, testpattern  # noqa: F401  (registration side effect)

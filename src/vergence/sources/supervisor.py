@@ -44,6 +44,11 @@ class SourceSupervisor:
         self.state = "stopped"
         self.last_error: str | None = None
 
+    @property
+    def source(self) -> Source | None:
+        """The source instance running now (None between restarts)."""
+        return self._source
+
     def start(self) -> None:
         """Start capturing on a thread of its own."""
         self._stop.clear()

@@ -1,0 +1,247 @@
+"""Raspberry Pi cameras through picamera2: YUV420 frames, pan/tilt/zoom by the ISP's ScalerCrop, flips by restarting.
+
+picamera2 (with its libcamera bindings) is optional and imported only when a camera is opened.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from concurrent.futures import CancelledError
+from typing import Any
+
+import numpy as np
+
+from vergence.config import CameraSettings
+from vergence.errors import ConfigError, SourceEnded, SourceError
+from vergence.media.frame import TIME_BASE, Frame
+from vergence.ptz import Rect, SensorGeometry
+from vergence.sources.base import Source, SourceInfo, register
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "apt install python3-picamera2 (Raspberry Pi OS; it brings python3-libcamera)"
+# Enough buffers that the ISP never waits for us while a frame is copied out, few enough to keep latency low.
+BUFFER_COUNT = 4
+# A camera that delivers nothing for this long (or for 10 frame periods, if longer) has stalled.
+STALL_TIMEOUT_S = 2.0
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _flag(options: dict[str, str], key: str) -> bool:
+    value = options.get(key, "").strip().lower()
+    if value not in _TRUE | _FALSE:
+        raise ConfigError(f"options.{key} must be true or false, got {options[key]!r}")
+    return value in _TRUE
+
+
+def camera_index(camera: CameraSettings) -> int:
+    """Return the libcamera camera number: `options.camera_index`, else the id's trailing number (cam1 → 1), else 0."""
+    value = camera.options.get("camera_index")
+    if value is None:
+        match = re.search(r"(\d+)$", camera.id)
+        return int(match.group(1)) if match else 0
+    if not value.strip().isdigit():
+        raise ConfigError(f"options.camera_index must be a camera number 0, 1, …, got {value!r}")
+    return int(value)
+
+
+def _i420(array: np.ndarray, width: int, height: int, stride: int) -> np.ndarray:
+    """Return a packed I420 image (h*3/2, w) from the ISP's YUV420 buffer, whose rows are `stride` bytes."""
+    if stride == width:
+        return array
+    flat = array.reshape(-1)
+    luma = flat[: stride * height].reshape(height, stride)[:, :width]
+    half_stride, half_w, half_h = stride // 2, width // 2, height // 2
+    start = stride * height
+    u = flat[start : start + half_stride * half_h].reshape(half_h, half_stride)[:, :half_w]
+    start += half_stride * half_h
+    v = flat[start : start + half_stride * half_h].reshape(half_h, half_stride)[:, :half_w]
+    return np.concatenate([luma.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(height * 3 // 2, width)
+
+
+@register("picamera2")
+class Picamera2Source(Source):
+    """One libcamera camera. Crops move live (no restart); a flip restarts this camera only."""
+
+    crops_at_sensor = True
+
+    def __init__(self, camera: CameraSettings) -> None:
+        super().__init__(camera)
+        self._index = camera_index(camera)
+        self._tuning = camera.options.get("tuning_file") or None
+        self._hflip = _flag(camera.options, "hflip")
+        self._vflip = _flag(camera.options, "vflip")
+        self._camera: Any = None
+        self._transform_type: Any = None
+        self._geometry: SensorGeometry | None = None
+        self._crop: Rect | None = None
+        self._stride = camera.width
+        # Guards the camera object against a concurrent close, flip or crop; never held while waiting for a frame.
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._restarted = threading.Event()  # set after a flip's restart: a capture it cancelled may try again
+        self._first_ns: int | None = None
+        self._seq = 0
+
+    def open(self) -> SourceInfo:
+        try:
+            from libcamera import Transform
+            from picamera2 import Picamera2
+        except ImportError as err:
+            raise ConfigError(f"picamera2 is not installed: {INSTALL_HINT}") from err
+        self._transform_type = Transform
+        try:
+            picam = Picamera2(self._index, tuning=self._tuning)
+        except Exception as err:
+            raise SourceError(f"cannot open picamera2 camera {self._index} for {self.camera.id}: {err}") from err
+        with self._lock:
+            self._closed.clear()
+            self._camera = picam
+            self._first_ns = None
+            self._seq = 0
+            try:
+                self._configure_and_start()
+            except Exception as err:
+                self._camera = None
+                picam.close()
+                raise SourceError(f"cannot start picamera2 camera {self._index} for {self.camera.id}: {err}") from err
+            self._geometry = self._read_geometry(picam)
+        model = picam.camera_properties.get("Model", "?")
+        log.info(
+            "%s: picamera2 camera %d (%s) at %dx%d@%g",
+            self.camera.id,
+            self._index,
+            model,
+            *self.camera.size,
+            self.camera.fps,
+        )
+        return SourceInfo(self.camera.width, self.camera.height, self.camera.fps)
+
+    def _configure_and_start(self) -> None:
+        """Configure the (stopped) camera with the current size, rate, flips and crop, and start it; lock held."""
+        controls: dict[str, Any] = {"FrameRate": self.camera.fps}
+        if self._crop is not None:  # a restart keeps the view the viewer chose
+            controls["ScalerCrop"] = self._crop.as_tuple()
+        config = self._camera.create_video_configuration(
+            main={"size": self.camera.size, "format": "YUV420"},
+            controls=controls,
+            transform=self._transform_type(hflip=int(self._hflip), vflip=int(self._vflip)),
+            buffer_count=BUFFER_COUNT,
+        )
+        self._camera.configure(config)
+        stream = self._camera.stream_configuration("main")
+        if tuple(stream["size"]) != tuple(self.camera.size):
+            raise SourceError(f"the camera chose {stream['size']} instead of {self.camera.size}")
+        self._stride = int(stream.get("stride", self.camera.width))
+        self._camera.start()
+
+    @staticmethod
+    def _read_geometry(picam: Any) -> SensorGeometry:
+        width, height = picam.sensor_resolution
+        crop_min, crop_max_control, _default = picam.camera_controls["ScalerCrop"]
+        crop_max = picam.camera_properties.get("ScalerCropMaximum") or crop_max_control
+        return SensorGeometry(
+            width=int(width),
+            height=int(height),
+            crop_max=Rect(*(int(v) for v in crop_max)),
+            crop_min_width=int(crop_min[2]),
+            crop_min_height=int(crop_min[3]),
+        )
+
+    def read(self) -> Frame:
+        timeout_s = max(STALL_TIMEOUT_S, 10 / self.camera.fps)
+        while True:
+            picam = self._camera
+            if self._closed.is_set() or picam is None:
+                raise SourceEnded(f"picamera2 camera {self._index} closed")
+            self._restarted.clear()
+            try:
+                request = picam.capture_request(wait=timeout_s)
+            except CancelledError:
+                # Stopped under us: by close() (the loop ends), or by a flip's restart (wait for it, then go on).
+                self._restarted.wait(timeout_s)
+                continue
+            except TimeoutError as err:
+                if self._closed.is_set():
+                    continue
+                raise SourceError(f"picamera2 camera {self._index} delivered no frame for {timeout_s:g} s") from err
+            except Exception as err:
+                if self._closed.is_set():
+                    continue
+                raise SourceError(f"picamera2 camera {self._index} failed: {err}") from err
+            try:
+                started = time.perf_counter()
+                array = request.make_array("main")
+                sensor_ns = int(request.get_metadata()["SensorTimestamp"])
+            finally:
+                request.release()
+            return self._frame(array, sensor_ns, started)
+
+    def _frame(self, array: np.ndarray, sensor_ns: int, started: float) -> Frame:
+        width, height = self.camera.size
+        image = _i420(array, width, height, self._stride)
+        # SensorTimestamp is CLOCK_MONOTONIC (the V4L2 buffer time); move it onto the wall clock the viewers share.
+        capture_ns = sensor_ns + time.time_ns() - time.monotonic_ns()
+        if self._first_ns is None:
+            self._first_ns = sensor_ns
+        pts = (sensor_ns - self._first_ns) * TIME_BASE.denominator // 1_000_000_000
+        frame = Frame(
+            image=image,
+            pix_fmt="yuv420p",
+            width=width,
+            height=height,
+            seq=self._seq,
+            pts=pts,
+            capture_ns=capture_ns,
+            camera=self.camera.id,
+        )
+        frame.timings_ms["capture"] = (time.perf_counter() - started) * 1000
+        self._seq += 1
+        return frame
+
+    def sensor_geometry(self) -> SensorGeometry | None:
+        return self._geometry
+
+    def set_crop(self, crop: Rect) -> None:
+        with self._lock:
+            self._crop = crop
+            if self._camera is not None and not self._closed.is_set():
+                self._camera.set_controls({"ScalerCrop": crop.as_tuple()})
+
+    def set_flip(self, horizontal: bool, vertical: bool) -> None:
+        with self._lock:
+            if (horizontal, vertical) == (self._hflip, self._vflip):
+                return
+            self._hflip, self._vflip = horizontal, vertical
+            if self._camera is None or self._closed.is_set():
+                return
+            log.info(
+                "%s: restarting picamera2 camera %d to flip (h=%s, v=%s)",
+                self.camera.id,
+                self._index,
+                horizontal,
+                vertical,
+            )
+            try:
+                self._camera.stop()
+                self._configure_and_start()
+            except Exception as err:
+                raise SourceError(f"picamera2 camera {self._index} failed to restart: {err}") from err
+            finally:
+                self._restarted.set()
+
+    def close(self) -> None:
+        self._closed.set()
+        with self._lock:
+            picam, self._camera = self._camera, None
+        self._restarted.set()
+        if picam is not None:
+            try:
+                picam.stop()
+                picam.close()
+            except Exception as err:  # closing must never fail: the device is being given up anyway
+                log.warning("%s: closing picamera2 camera %d: %s", self.camera.id, self._index, err)

@@ -1,0 +1,118 @@
+"""PTZ through REST and the control WebSocket: applied within two frames, seen by every controller, kept across restarts."""
+
+import json
+import signal
+import threading
+import time
+
+import httpx
+import numpy as np
+from websockets.sync.client import connect
+
+from tests.integration.wsclient import VideoClient
+from tests.media import H264Decoder
+
+OVERLAY_ROWS = 120  # time code, clock and label live at the top: compare the scene below them
+
+
+def scene(frame) -> np.ndarray:
+    return frame.to_ndarray(format="gray")[OVERLAY_ROWS:].astype(np.int16)
+
+
+def test_a_ptz_command_changes_the_delivered_frame_within_two_frames(vergence_server):
+    server = vergence_server("--size", "640x360", "--fps", "30")
+    frame_ns = 1e9 / 30
+    with VideoClient.open(server.ws_url, "/ws/video/cam0") as client:
+        decoder = H264Decoder()
+        previous = None
+        steady = []
+        for _ in range(20):  # the normal frame-to-frame change of the sliding scene
+            message = client.next()
+            for frame in decoder.decode(message.payload):
+                if previous is not None:
+                    steady.append(np.abs(scene(frame) - previous).mean())
+                previous = scene(frame)
+        response = httpx.put(f"{server.url}/api/cameras/cam0/ptz", json={"zoom": 4.0, "pan": 0.3, "tilt": 0.4})
+        replied_ns = time.time_ns()
+        assert response.status_code == 200 and response.json()["zoom"] == 4.0
+        late_frames = None
+        for _ in range(30):
+            message = client.next()
+            for frame in decoder.decode(message.payload):
+                change = np.abs(scene(frame) - previous).mean()
+                previous = scene(frame)
+                if change > 3 * float(np.median(steady)) + 8:
+                    late_frames = max(0, round((message.header.capture_ns - replied_ns) / frame_ns))
+                    break
+            if late_frames is not None:
+                break
+    assert late_frames is not None, f"the picture never changed (steady changes {sorted(steady)})"
+    print(f"PTZ applied {late_frames} frame(s) after the command's reply")
+    assert late_frames <= 2, f"the new view appeared {late_frames} frames after the command"
+
+
+def test_every_controller_sees_a_change_and_a_new_one_gets_the_current_state(vergence_server):
+    server = vergence_server("--size", "320x240")
+    with (
+        connect(f"{server.ws_url}/ws/control", legacy=True) as first,
+        connect(f"{server.ws_url}/ws/control", legacy=True) as second,
+    ):
+        assert json.loads(first.recv(timeout=5))["type"] == "state"
+        assert json.loads(second.recv(timeout=5))["cameras"]["cam0"]["zoom"] == 1.0
+        first.send(json.dumps({"type": "ptz", "camera": "cam0", "zoom": 2.5, "pan": 0.25}))
+        event = json.loads(second.recv(timeout=5))
+        assert event["type"] == "ptz" and event["camera"] == "cam0" and event["zoom"] == 2.5 and event["pan"] == 0.25
+        assert json.loads(first.recv(timeout=5))["zoom"] == 2.5  # the sender hears it too
+        first.send(json.dumps({"type": "ptz", "camera": "cam0", "zoom": 0.5}))
+        error = json.loads(first.recv(timeout=5))
+        assert error["type"] == "error" and "zoom" in error["message"]
+        first.send(json.dumps({"type": "ptz", "camera": "nope", "zoom": 2}))
+        assert "unknown camera" in json.loads(first.recv(timeout=5))["message"]
+    with connect(f"{server.ws_url}/ws/control", legacy=True) as late:
+        state = json.loads(late.recv(timeout=5))
+        assert state["type"] == "state" and state["cameras"]["cam0"]["zoom"] == 2.5
+    assert httpx.get(f"{server.url}/api/cameras/cam0/ptz").json()["pan"] == 0.25
+
+
+def test_bad_ptz_requests_get_a_clear_4xx(vergence_server):
+    server = vergence_server("--size", "320x240")
+    for body in ({"zoom": 0.5}, {"pan": 1.5}, {"tilt": -0.1}, {"zoom": "far"}, {"zoom": 1000}):
+        response = httpx.put(f"{server.url}/api/cameras/cam0/ptz", json=body)
+        assert 400 <= response.status_code < 500, (body, response.status_code)
+    assert httpx.put(f"{server.url}/api/cameras/cam9/ptz", json={"zoom": 2}).status_code == 404
+    assert httpx.get(f"{server.url}/api/cameras/cam0/ptz").json()["zoom"] == 1.0
+
+
+def test_state_survives_sigkill_during_a_burst_of_saves(vergence_server, tmp_path):
+    state_path = tmp_path / "state.json"
+    env = {"VERGENCE_STATE__PATH": str(state_path)}
+    server = vergence_server("--size", "320x240", env=env)
+    sent = []
+    stop = threading.Event()
+
+    def burst():
+        with httpx.Client() as client:
+            zoom = 1.0
+            while not stop.is_set():
+                zoom = 1.0 + (zoom + 0.37) % 6
+                try:
+                    client.put(f"{server.url}/api/cameras/cam0/ptz", json={"zoom": zoom}, timeout=2)
+                except httpx.HTTPError:
+                    return
+                sent.append(zoom)
+
+    thread = threading.Thread(target=burst)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while len(sent) < 50 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    server.process.send_signal(signal.SIGKILL)
+    server.process.wait(timeout=5)
+    stop.set()
+    thread.join(timeout=5)
+    assert len(sent) >= 50
+    saved = json.loads(state_path.read_text())  # whole, valid JSON: never half a write
+    assert round(saved["cameras"]["cam0"]["ptz"]["zoom"], 6) in {round(z, 6) for z in sent}
+    again = vergence_server("--size", "320x240", env=env)
+    restored = httpx.get(f"{again.url}/api/cameras/cam0/ptz").json()
+    assert restored["zoom"] == round(saved["cameras"]["cam0"]["ptz"]["zoom"], 6)
