@@ -49,12 +49,15 @@ class CameraSettings(_Section):
     source: str = Field(
         "testpattern",
         min_length=1,
-        description="a source name (testpattern, av) or a file path, URL or /dev/videoN (read through PyAV)",
+        description="a source name (testpattern, picamera2, av) or a file path, URL or /dev/videoN (read through PyAV)",
     )
     size: Size = Field((1280, 720), description=f"WIDTHxHEIGHT, even, {MIN_SIDE_PX}…{MAX_WIDTH_PX}x{MAX_HEIGHT_PX}")
     fps: float = Field(30.0, gt=0, le=240, description="frames per second, 0 < fps ≤ 240")
     loop: bool = Field(True, description="play a file source again from the start when it ends")
-    options: dict[str, str] = Field(default_factory=dict, description="extra FFmpeg options for an av source")
+    options: dict[str, str] = Field(
+        default_factory=dict,
+        description="backend options: FFmpeg options for av; camera_index, tuning_file, hflip, vflip for picamera2",
+    )
     max_zoom: float = Field(8.0, ge=1, le=64, description="largest zoom factor, 1 … 64")
 
     @property
