@@ -9,7 +9,9 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 def module_page(player_page, vergence_server):
-    """A tab on the page's origin (so it can import /static/*.js), next to a small, slow stream."""
+    """A tab on the page's origin (so it can import /static/*.js), next to a small, slow stream.
+
+    The tests name the stream (cam0) rather than read window.vergence.stream, which is unset until the page has booted."""
     server = vergence_server("--size", "320x240", "--fps", "10")
     player_page.page.goto(player_page.url(server, "?player=mjpeg"))
     return player_page.page
@@ -73,7 +75,7 @@ def test_fmp4_fragment_times_follow_the_frame_rate(module_page):
         """async () => {
           const { parseInitSegment, fragmentTime } = await import('/static/mp4.js');
           const { parseFrameHeader } = await import('/static/frame_header.js');
-          const ws = new WebSocket(`ws://${location.host}/ws/fmp4/${window.vergence.stream}`);
+          const ws = new WebSocket(`ws://${location.host}/ws/fmp4/cam0`);
           ws.binaryType = 'arraybuffer';
           const frames = [];
           await new Promise((resolve, reject) => {
@@ -81,7 +83,8 @@ def test_fmp4_fragment_times_follow_the_frame_rate(module_page):
               if (typeof e.data !== 'string') frames.push(parseFrameHeader(e.data));
               if (frames.length >= 6) resolve();
             };
-            ws.onerror = reject;
+            ws.onerror = () => reject(new Error('websocket error'));
+            ws.onclose = (e) => reject(new Error(`websocket closed: ${e.code} ${e.reason}`));
           });
           ws.close();
           const init = parseInitSegment(frames[0].payload);
@@ -101,7 +104,7 @@ def test_codec_string_from_sps_matches_init(module_page):
         """async () => {
           const { codecFromAnnexB } = await import('/static/h264.js');
           const { parseFrameHeader } = await import('/static/frame_header.js');
-          const ws = new WebSocket(`ws://${location.host}/ws/video/${window.vergence.stream}`);
+          const ws = new WebSocket(`ws://${location.host}/ws/video/cam0`);
           ws.binaryType = 'arraybuffer';
           const [init, first] = await new Promise((resolve, reject) => {
             let init;
@@ -109,7 +112,8 @@ def test_codec_string_from_sps_matches_init(module_page):
               if (typeof e.data === 'string') init = JSON.parse(e.data);
               else resolve([init, parseFrameHeader(e.data)]);
             };
-            ws.onerror = reject;
+            ws.onerror = () => reject(new Error('websocket error'));
+            ws.onclose = (e) => reject(new Error(`websocket closed: ${e.code} ${e.reason}`));
           });
           ws.close();
           return { codec: init.codec, fromSps: codecFromAnnexB(first.payload), key: first.key, config: first.config };

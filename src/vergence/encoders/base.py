@@ -87,6 +87,13 @@ class Encoder(ABC):
                     log.error("%s encoder of %s failed: %s", self.format, self.stream_id, err)
                     self.reset()
                     continue
+                except (
+                    Exception
+                ) as err:  # a bug must not silently end the encoder: log it, start over on the next frame
+                    self.last_error = f"{type(err).__name__}: {err}"
+                    log.exception("%s encoder of %s raised", self.format, self.stream_id)
+                    self.reset()
+                    continue
                 elapsed_ms = (time.perf_counter() - started) * 1000
                 self.encode_ms.add(elapsed_ms)
                 for packet in packets:
