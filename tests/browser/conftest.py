@@ -14,7 +14,7 @@ STATS_JS = """() => {
   const s = window.vergence.stats;
   return {t: performance.now(), frames: s.frames, decoded: s.decoded, dropped: s.dropped,
           firstSeq: s.firstSeq, lastSeq: s.lastSeq, lastDecodedSeq: s.lastDecodedSeq,
-          latencies: s.latencies.length, status: s.status};
+          latencies: s.latencies.length, seqs: s.seqs.length, status: s.status};
 }"""
 
 

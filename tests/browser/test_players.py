@@ -34,7 +34,7 @@ def test_webcodecs_decodes_99_percent_of_frames(player_page, server_720p):
     assert decoded >= 145
     assert after["dropped"] == before["dropped"]
     assert after["lastSeq"] - after["lastDecodedSeq"] <= 3, "the decoder fell behind what was received"
-    assert player_page.page.evaluate("() => window.vergence.stats.seqs.length") == after["decoded"]
+    assert after["seqs"] == after["decoded"]  # read in the same snapshot: frames keep coming between two reads
 
 
 def test_mse_plays_live_without_dropping(player_page, server_720p):
