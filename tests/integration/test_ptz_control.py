@@ -116,3 +116,52 @@ def test_state_survives_sigkill_during_a_burst_of_saves(vergence_server, tmp_pat
     again = vergence_server("--size", "320x240", env=env)
     restored = httpx.get(f"{again.url}/api/cameras/cam0/ptz").json()
     assert restored["zoom"] == round(saved["cameras"]["cam0"]["ptz"]["zoom"], 6)
+
+
+def test_a_velocity_move_zooms_pans_and_stops_by_itself(vergence_server):
+    server = vergence_server("--size", "320x240", "--fps", "30")
+    api = f"{server.url}/api/cameras/cam0"
+    with connect(f"{server.ws_url}/ws/control", legacy=True) as watcher:
+        watcher.recv(timeout=5)  # state
+        reply = httpx.post(f"{api}/ptz/velocity", json={"zoom_per_s": 2.0, "pan_per_s": 0.5, "duration_s": 0.5})
+        assert reply.status_code == 200 and reply.json()["moving"] is True
+        events = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            event = json.loads(watcher.recv(timeout=5))
+            events.append(event)
+            if event.get("moving") is False:
+                break
+    assert events[-1]["moving"] is False, "the move did not stop by itself"
+    moving = [e for e in events if e.get("moving")]
+    assert len(moving) >= 2 and moving[0]["zoom"] < events[-1]["zoom"]  # controllers saw it progress
+    final = httpx.get(f"{api}/ptz").json()
+    assert 2.0 < final["zoom"] < 3.5  # e^(2 * 0.5) ≈ 2.7
+    assert final["pan"] > 0.5
+    assert httpx.post(f"{api}/ptz/velocity", json={"zoom_per_s": 11}).status_code == 422
+    assert httpx.post(f"{api}/ptz/velocity", json={"duration_s": 0}).status_code == 422
+
+
+def test_presets_save_recall_delete_and_survive_a_restart(vergence_server, tmp_path):
+    env = {"VERGENCE_STATE__PATH": str(tmp_path / "state.json")}
+    server = vergence_server("--size", "320x240", env=env)
+    api = f"{server.url}/api/cameras/cam0"
+    httpx.put(f"{api}/ptz", json={"zoom": 3.0, "pan": 0.2, "tilt": 0.7})
+    assert httpx.put(f"{api}/presets/door").json()["door"]["zoom"] == 3.0
+    assert httpx.put(f"{api}/presets/wide", json={"zoom": 1.5}).json()["wide"]["zoom"] == 1.5
+    httpx.post(f"{api}/presets/home/recall")
+    assert httpx.get(f"{api}/ptz").json()["zoom"] == 1.0  # home without a saved preset: the whole view
+    recalled = httpx.post(f"{api}/presets/door/recall").json()
+    assert recalled["zoom"] == 3.0 and abs(recalled["pan"] - 0.2) < 0.01  # pan snaps to the even-pixel crop
+    assert httpx.post(f"{api}/presets/nope/recall").status_code == 404
+    assert httpx.put(f"{api}/presets/{'x' * 41}").status_code == 422
+    assert httpx.delete(f"{api}/presets/wide").status_code == 200
+    assert httpx.delete(f"{api}/presets/wide").status_code == 404
+    server.stop()
+    again = vergence_server("--size", "320x240", env=env)
+    assert set(httpx.get(f"{again.url}/api/cameras/cam0/presets").json()) == {"door"}
+    with connect(f"{again.ws_url}/ws/control", legacy=True) as control:
+        state = json.loads(control.recv(timeout=5))
+        assert state["cameras"]["cam0"]["presets"]["door"]["zoom"] == 3.0
+        control.send(json.dumps({"type": "preset", "camera": "cam0", "action": "recall", "name": "home"}))
+        assert json.loads(control.recv(timeout=5))["zoom"] == 1.0

@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import itertools
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, WebSocket
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
+from vergence import ptz
 from vergence.control.controller import CameraController, Controllers
 from vergence.errors import CommandError
 
@@ -47,6 +49,8 @@ async def stats(request: Request) -> dict[str, Any]:
 class PtzRequest(BaseModel):
     """An absolute PTZ position; omitted fields keep their value."""
 
+    model_config = ConfigDict(allow_inf_nan=False)
+
     pan: float | None = Field(None, ge=0, le=1, description="crop centre, 0 = left edge … 1 = right edge")
     tilt: float | None = Field(None, ge=0, le=1, description="crop centre, 0 = top … 1 = bottom")
     zoom: float | None = Field(None, ge=1, description="1 = the whole field of view … max_zoom")
@@ -78,6 +82,66 @@ async def put_ptz(request: Request, camera: str, body: PtzRequest) -> dict[str, 
         return _camera(request, camera).set_ptz(body.pan, body.tilt, body.zoom)
     except CommandError as err:
         raise HTTPException(422, str(err)) from None
+
+
+class VelocityRequest(BaseModel):
+    """A velocity move; all zero stops. It stops by itself after duration_s, so resend it while a stick is held."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+    pan_per_s: float = Field(0.0, ge=-10, le=10, description="crop widths per second, + = right")
+    tilt_per_s: float = Field(0.0, ge=-10, le=10, description="crop heights per second, + = down")
+    zoom_per_s: float = Field(0.0, ge=-10, le=10, description="log rate: zoom × e^(rate·s), + = in")
+    duration_s: float = Field(2.0, gt=0, le=30, description="the move stops after this long")
+
+
+def _command(call: Callable[[], dict[str, Any]], missing_status: int = 422) -> dict[str, Any]:
+    try:
+        return call()
+    except CommandError as err:
+        status = 404 if "no preset" in str(err) else missing_status
+        raise HTTPException(status, str(err)) from None
+
+
+@router.post("/api/cameras/{camera}/ptz/velocity", tags=["control"])
+async def ptz_velocity(request: Request, camera: str, body: VelocityRequest) -> dict[str, Any]:
+    """Start, change or stop (all zero) a velocity move."""
+    controller = _camera(request, camera)
+    return _command(lambda: controller.move(body.pan_per_s, body.tilt_per_s, body.zoom_per_s, body.duration_s))
+
+
+@router.get("/api/cameras/{camera}/presets", tags=["control"])
+async def list_presets(request: Request, camera: str) -> dict[str, Any]:
+    """The camera's saved views by name."""
+    return _camera(request, camera).describe_presets()
+
+
+@router.put("/api/cameras/{camera}/presets/{name}", tags=["control"])
+async def save_preset(request: Request, camera: str, name: str, body: PtzRequest | None = None) -> dict[str, Any]:
+    """Save the current view as `name` (or the given pan/tilt/zoom); `home` makes the home button go there."""
+    controller = _camera(request, camera)
+    state = None
+    if body is not None and any(v is not None for v in (body.pan, body.tilt, body.zoom)):
+        current = controller.state
+        state = ptz.PtzState(
+            current.pan if body.pan is None else body.pan,
+            current.tilt if body.tilt is None else body.tilt,
+            current.zoom if body.zoom is None else body.zoom,
+        )
+    return _command(lambda: controller.save_preset(name, state))
+
+
+@router.post("/api/cameras/{camera}/presets/{name}/recall", tags=["control"])
+async def recall_preset(request: Request, camera: str, name: str) -> dict[str, Any]:
+    """Go to a saved view (`home` always exists: the whole field of view unless saved otherwise)."""
+    controller = _camera(request, camera)
+    return _command(lambda: controller.recall_preset(name))
+
+
+@router.delete("/api/cameras/{camera}/presets/{name}", tags=["control"])
+async def delete_preset(request: Request, camera: str, name: str) -> dict[str, Any]:
+    """Forget a saved view."""
+    controller = _camera(request, camera)
+    return _command(lambda: controller.delete_preset(name))
 
 
 @router.websocket("/ws/control")
@@ -123,6 +187,8 @@ def handle_control(message: Any, client_id: int, vergence: Any) -> dict[str, Any
         report = {key: message.get(key) for key in ("stream", "player", "fps", "latency_ms", "frames", "dropped")}
         vergence.report(client_id, report)
         return None
+    if kind in ("ptz_velocity", "preset"):
+        return _handle_camera_command(kind, message, vergence)
     if kind == "ptz":
         try:
             request = PtzRequest.model_validate({k: v for k, v in message.items() if k in ("pan", "tilt", "zoom")})
@@ -133,6 +199,31 @@ def handle_control(message: Any, client_id: int, vergence: Any) -> dict[str, Any
             return {"type": "error", "code": err.code, "message": str(err)}
         return None
     return {"type": "error", "code": "unknown_message", "message": f"unknown message type {kind!r}"}
+
+
+def _handle_camera_command(kind: str, message: dict[str, Any], vergence: Any) -> dict[str, Any] | None:
+    """`ptz_velocity` {camera, pan_per_s, tilt_per_s, zoom_per_s, duration_s}; `preset` {camera, action, name}."""
+    try:
+        controller = vergence.controllers.get(str(message.get("camera", "")))
+        if kind == "ptz_velocity":
+            fields = {k: v for k, v in message.items() if k in VelocityRequest.model_fields}
+            velocity = VelocityRequest.model_validate(fields)
+            controller.move(velocity.pan_per_s, velocity.tilt_per_s, velocity.zoom_per_s, velocity.duration_s)
+            return None
+        action, name = message.get("action"), str(message.get("name", ""))
+        if action == "save":
+            controller.save_preset(name)
+        elif action == "recall":
+            controller.recall_preset(name)
+        elif action == "delete":
+            controller.delete_preset(name)
+        else:
+            return {"type": "error", "code": "invalid", "message": f"preset action {action!r}: save, recall or delete"}
+    except ValidationError as err:
+        return {"type": "error", "code": "invalid", "message": _first_error(err)}
+    except CommandError as err:
+        return {"type": "error", "code": err.code, "message": str(err)}
+    return None
 
 
 def _first_error(err: ValidationError) -> str:

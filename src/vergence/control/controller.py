@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import re
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -16,6 +19,11 @@ from vergence.stream import Stream
 log = logging.getLogger(__name__)
 
 Broadcast = Callable[[dict[str, Any]], None]
+
+PRESET_NAME = re.compile(r"^[A-Za-z0-9_. -]{1,40}$")
+MAX_PRESETS = 64
+MAX_MOVE_S = 30.0
+MOVE_EVENT_INTERVAL_S = 0.1  # during a velocity move, controllers hear the position at most ten times a second
 
 
 class CameraController:
@@ -38,6 +46,17 @@ class CameraController:
         except (TypeError, ValueError):
             log.warning("ignoring saved PTZ state of %s: %r", stream.id, saved_ptz)
             self.state = ptz.PtzState(pan=0.5, tilt=0.5, zoom=1.0)
+        self.presets: dict[str, ptz.PtzState] = {}
+        for name, values in saved.get("presets", {}).items():
+            try:
+                self.presets[str(name)] = ptz.PtzState(
+                    float(values["pan"]), float(values["tilt"]), float(values["zoom"])
+                )
+            except (KeyError, TypeError, ValueError):
+                log.warning("ignoring saved preset %r of %s", name, stream.id)
+        self._velocity = ptz.Velocity()
+        self._move_until = 0.0
+        self._mover: asyncio.Task[None] | None = None
         stream.on_geometry = self._reapply
         self._reapply()
 
@@ -79,15 +98,94 @@ class CameraController:
             tilt=self.state.tilt if tilt is None else tilt,
             zoom=self.state.zoom if zoom is None else zoom,
         )
-        self.state = ptz.clamp(wanted, self.stream.geometry, self.output_size, self.max_zoom)
-        self._reapply()
-        described = self.describe()
-        self._broadcast({"type": "ptz", **described})
+        described = self._apply_state(ptz.clamp(wanted, self.stream.geometry, self.output_size, self.max_zoom))
         self._on_change()
         return described
 
+    def _apply_state(self, state: ptz.PtzState) -> dict[str, Any]:
+        self.state = state
+        self._reapply()
+        described = self.describe()
+        self._broadcast({"type": "ptz", **described})
+        return described
+
+    def move(
+        self, pan_per_s: float = 0.0, tilt_per_s: float = 0.0, zoom_per_s: float = 0.0, duration_s: float = 2.0
+    ) -> dict[str, Any]:
+        """Start (or change, or stop with all zero) a velocity move; it stops by itself after `duration_s`.
+
+        Pan and tilt rates are in crop widths/heights per second, zoom a log rate (zoom *= e^(rate·s)). The time limit makes
+        a controller that vanishes mid-move harmless: a joystick resends its velocity while it is held.
+        """
+        for name, value in (("pan_per_s", pan_per_s), ("tilt_per_s", tilt_per_s), ("zoom_per_s", zoom_per_s)):
+            if not math.isfinite(value) or abs(value) > 10:
+                raise CommandError(f"{name} = {value} is outside -10 … 10")
+        if not (0 < duration_s <= MAX_MOVE_S):
+            raise CommandError(f"duration_s = {duration_s} is outside 0 … {MAX_MOVE_S:g}")
+        self._velocity = ptz.Velocity(pan_per_s, tilt_per_s, zoom_per_s)
+        self._move_until = time.monotonic() + duration_s
+        if self._velocity == ptz.Velocity():
+            self._stop_moving()
+        elif self._mover is None or self._mover.done():
+            self._mover = asyncio.get_running_loop().create_task(self._run_move())
+        return {**self.describe(), "moving": self._velocity != ptz.Velocity()}
+
+    async def _run_move(self) -> None:
+        """Integrate the velocity once per frame interval until it is zero or its time is up."""
+        last = time.monotonic()
+        last_event = 0.0
+        interval_s = 1.0 / max(1.0, self.stream.info.fps)
+        while self._velocity != ptz.Velocity() and time.monotonic() < self._move_until:
+            await asyncio.sleep(interval_s)
+            now = time.monotonic()
+            geometry = self.stream.geometry
+            self.state = ptz.integrate(
+                self.state, self._velocity, now - last, geometry, self.output_size, self.max_zoom
+            )
+            last = now
+            self._reapply()
+            if now - last_event >= MOVE_EVENT_INTERVAL_S:
+                last_event = now
+                self._broadcast({"type": "ptz", **self.describe(), "moving": True})
+        self._stop_moving()
+
+    def _stop_moving(self) -> None:
+        self._velocity = ptz.Velocity()
+        self._broadcast({"type": "ptz", **self.describe(), "moving": False})
+        self._on_change()
+
+    def save_preset(self, name: str, state: ptz.PtzState | None = None) -> dict[str, Any]:
+        """Keep the current view (or `state`) under `name`."""
+        if not PRESET_NAME.match(name):
+            raise CommandError(f"preset name {name!r}: 1-40 of letters, digits, space, _ . -")
+        if name not in self.presets and len(self.presets) >= MAX_PRESETS:
+            raise CommandError(f"{self.stream.id} already has {MAX_PRESETS} presets")
+        self.presets[name] = state or self.state
+        self._broadcast({"type": "presets", "camera": self.stream.id, "presets": self.describe_presets()})
+        self._on_change()
+        return self.describe_presets()
+
+    def recall_preset(self, name: str) -> dict[str, Any]:
+        """Go to a saved view; `home` without a preset of that name is the whole field of view."""
+        state = self.presets.get(name) or (ptz.PtzState.home() if name == "home" else None)
+        if state is None:
+            raise CommandError(f"{self.stream.id} has no preset {name!r}")
+        described = self._apply_state(ptz.clamp(state, self.stream.geometry, self.output_size, self.max_zoom))
+        self._on_change()
+        return described
+
+    def delete_preset(self, name: str) -> dict[str, Any]:
+        if self.presets.pop(name, None) is None:
+            raise CommandError(f"{self.stream.id} has no preset {name!r}")
+        self._broadcast({"type": "presets", "camera": self.stream.id, "presets": self.describe_presets()})
+        self._on_change()
+        return self.describe_presets()
+
+    def describe_presets(self) -> dict[str, Any]:
+        return {name: asdict(state) for name, state in sorted(self.presets.items())}
+
     def saved(self) -> dict[str, Any]:
-        return {"ptz": asdict(self.state)}
+        return {"ptz": asdict(self.state), "presets": self.describe_presets()}
 
 
 class Controllers:
@@ -112,7 +210,10 @@ class Controllers:
 
     def snapshot(self) -> dict[str, Any]:
         """Everything a new controller needs to show the current state."""
-        return {"type": "state", "cameras": {cid: c.describe() for cid, c in self.cameras.items()}}
+        return {
+            "type": "state",
+            "cameras": {cid: {**c.describe(), "presets": c.describe_presets()} for cid, c in self.cameras.items()},
+        }
 
     def broadcast(self, event: dict[str, Any]) -> None:
         """Queue an event for every connected controller; one that does not keep up loses its oldest events."""

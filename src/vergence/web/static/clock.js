@@ -1,4 +1,5 @@
-// Control WebSocket: clock offset to the server (ping/pong) and the player's latency reports.
+// Control WebSocket: clock offset to the server (ping/pong) and the player's latency reports. Other modules share the
+// socket: `send()` a message, `on(type, fn)` for server messages of that type, `on('connection', fn)` for open/closed.
 
 import { wallClockMs } from './frame_header.js';
 
@@ -23,6 +24,36 @@ export class ClockSync {
     this.timers = [];
     this.stopped = false;
     this.retryMs = 1000;
+    this.listeners = new Map(); // type → Set of functions
+  }
+
+  /** Whether the control socket is open now. */
+  get connected() {
+    return this.ws !== null && this.ws.readyState === WebSocket.OPEN;
+  }
+
+  /** Call `fn(msg)` for every server message of `type` ('connection' gets `{connected}`); returns an unsubscribe. */
+  on(type, fn) {
+    if (!this.listeners.has(type)) this.listeners.set(type, new Set());
+    this.listeners.get(type).add(fn);
+    return () => this.listeners.get(type)?.delete(fn);
+  }
+
+  /** Send one JSON message; false when the socket is not open (the caller decides whether to retry). */
+  send(msg) {
+    if (!this.connected) return false;
+    this.ws.send(JSON.stringify(msg));
+    return true;
+  }
+
+  #emit(type, msg) {
+    for (const fn of this.listeners.get(type) ?? []) {
+      try {
+        fn(msg);
+      } catch (err) {
+        console.error(`control listener for ${type}:`, err);
+      }
+    }
   }
 
   start() {
@@ -62,6 +93,7 @@ export class ClockSync {
     ws.onopen = () => {
       this.retryMs = 1000;
       ping();
+      this.#emit('connection', { connected: true });
     };
     ws.onmessage = (event) => {
       const tRecv = wallClockMs();
@@ -79,10 +111,13 @@ export class ClockSync {
       } else if (msg.type === 'error') {
         console.warn('control:', msg.code, msg.message);
       }
+      if (msg.type !== 'pong' && typeof msg.type === 'string') this.#emit(msg.type, msg);
     };
     ws.onclose = () => {
       clearTimeout(this.pingTimer);
-      if (this.stopped || this.ws !== ws) return;
+      if (this.ws !== ws) return;
+      this.#emit('connection', { connected: false });
+      if (this.stopped) return;
       this.retryTimer = setTimeout(() => this.#connect(), this.retryMs);
       this.retryMs = Math.min(this.retryMs * 2, 10000);
     };

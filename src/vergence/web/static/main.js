@@ -1,4 +1,4 @@
-// Boot: read the stream list, pick a player (WebCodecs → MSE → MJPEG, or ?player=), wire the HUD and clock sync.
+// Boot: read the stream list, pick a player (WebCodecs → MSE → MJPEG, or ?player=), wire the HUD, clock sync and PTZ.
 
 import { ClockSync } from './clock.js';
 import { Hud } from './hud.js';
@@ -6,6 +6,7 @@ import { wsUrl } from './live_socket.js';
 import { MjpegPlayer } from './player_mjpeg.js';
 import { MsePlayer, mseSupport } from './player_mse.js';
 import { WebCodecsPlayer, webcodecsSupport } from './player_webcodecs.js';
+import { PtzControls } from './ptz_controls.js';
 import { Stats } from './stats.js';
 
 const ORDER = ['webcodecs', 'mse', 'mjpeg'];
@@ -26,11 +27,12 @@ const notice = $('notice');
 const stats = new Stats();
 const clock = new ClockSync({ url: wsUrl('/ws/control'), makeReport: () => stats.takeReport() });
 const hud = new Hud($('hud'), stats, clock);
+const ptz = new PtzControls({ control: clock, root: $('ptz'), stage: $('stage') });
 
 let streams = [];
 let current = null; // {stream, name, player}
 
-window.vergence = { player: null, stream: null, stats, clock };
+window.vergence = { player: null, stream: null, stats, clock, ptz };
 
 function mimeOf(stream) {
   return stream?.codec ? `video/mp4; codecs="${stream.codec}"` : undefined;
@@ -87,6 +89,7 @@ function play(streamId, wanted, exclude = [], messages = []) {
   current = { stream: stream.id, name: choice.name, player };
   window.vergence.player = choice.name;
   window.vergence.stream = stream.id;
+  ptz.setCamera(stream.id);
   player.start();
 }
 
@@ -142,6 +145,7 @@ async function boot() {
     wanted.player = null;
   }
   playerSelect.value = wanted.player || 'auto';
+  ptz.start(); // before the socket opens, so it hears the first state
   clock.start();
   hud.start();
   streams = await loadStreams();
@@ -169,6 +173,7 @@ async function boot() {
   });
   window.addEventListener('pagehide', () => {
     stopPlayer();
+    ptz.stop();
     clock.stop();
   });
 }

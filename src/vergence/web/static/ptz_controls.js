@@ -1,0 +1,303 @@
+// Pan / tilt / zoom of the current stream's camera: a small panel of sliders, drag on the picture to pan, wheel or
+// pinch to zoom. The sliders show what the server says (docs/protocol.md, "Pan / tilt / zoom" and "Control WebSocket");
+// what this page wants goes out over the control socket, coalesced to one message per animation frame (≤ ~30/s).
+
+const SEND_GAP_MS = 33; // at most ~30 messages a second
+const LOCAL_HOLD_MS = 400; // after the user's own input, trust the local target over (older) server echoes
+const WHEEL_ZOOM_PER_PX = 0.002; // zoom × e^(0.002 × 100) ≈ 1.22 per wheel notch
+const HOME = { pan: 0.5, tilt: 0.5, zoom: 1 };
+
+const clamp = (value, low, high) => Math.min(Math.max(value, low), high);
+
+/** "2.5×"; whole numbers once the zoom is large. */
+export function zoomLabel(zoom) {
+  return `${zoom < 10 ? zoom.toFixed(1) : zoom.toFixed(0)}×`;
+}
+
+export class PtzControls {
+  /**
+   * @param control the ClockSync that owns /ws/control (send, on, connected)
+   * @param root the panel (holds #ptz-zoom, #ptz-pan, #ptz-tilt, #ptz-home, #ptz-zoom-label, #ptz-status)
+   * @param stage the element the picture sits in: drag, wheel and pinch land there
+   */
+  constructor({ control, root, stage }) {
+    this.control = control;
+    this.root = root;
+    this.stage = stage;
+    const find = (id) => root.querySelector(`#${id}`);
+    this.sliders = { zoom: find('ptz-zoom'), pan: find('ptz-pan'), tilt: find('ptz-tilt') };
+    this.home = find('ptz-home');
+    this.label = find('ptz-zoom-label');
+    this.status = find('ptz-status');
+    this.camera = null;
+    this.cameras = {}; // camera → the PTZ object the server last sent
+    this.target = null; // what this page wants now (optimistic), while the user is acting
+    this.pending = {}; // fields of `target` not sent yet
+    this.lastLocalMs = -Infinity;
+    this.lastSentMs = -Infinity;
+    this.frame = 0;
+    this.held = new Set(); // sliders under the user's pointer or just moved: server updates do not move them
+    this.heldUntil = { zoom: 0, pan: 0, tilt: 0 };
+    this.pointers = new Map(); // pointerId → {x, y} on the stage
+    this.gesture = null;
+    this.unsubscribe = [];
+  }
+
+  start() {
+    const c = this.control;
+    this.unsubscribe.push(
+      c.on('state', (msg) => {
+        this.cameras = { ...(msg.cameras ?? {}) };
+        this.#fromServer();
+      }),
+      c.on('ptz', (msg) => {
+        if (typeof msg.camera !== 'string') return;
+        this.cameras[msg.camera] = msg;
+        if (msg.camera === this.camera) this.#fromServer();
+      }),
+      c.on('connection', () => this.#refreshEnabled()),
+    );
+    for (const [field, slider] of Object.entries(this.sliders)) {
+      slider.addEventListener('pointerdown', () => {
+        this.held.add(field);
+        // The pointer may come up anywhere on the page.
+        const up = () => {
+          window.removeEventListener('pointerup', up, true);
+          window.removeEventListener('pointercancel', up, true);
+          this.#release(field);
+        };
+        window.addEventListener('pointerup', up, true);
+        window.addEventListener('pointercancel', up, true);
+      });
+      slider.addEventListener('input', () => this.#fromSlider(field));
+      slider.addEventListener('change', () => {
+        this.#fromSlider(field);
+        this.#release(field);
+      });
+    }
+    this.home.addEventListener('click', () => this.#want({ ...HOME }));
+
+    const s = this.stage;
+    s.addEventListener('pointerdown', (e) => this.#pointerDown(e));
+    s.addEventListener('pointermove', (e) => this.#pointerMove(e));
+    s.addEventListener('pointerup', (e) => this.#pointerUp(e));
+    s.addEventListener('pointercancel', (e) => this.#pointerUp(e));
+    s.addEventListener('wheel', (e) => this.#wheel(e), { passive: false });
+    s.addEventListener('dragstart', (e) => e.preventDefault()); // the MJPEG <img> would start a native drag
+    this.#refreshEnabled();
+  }
+
+  stop() {
+    this.unsubscribe.forEach((off) => off());
+    this.unsubscribe = [];
+    cancelAnimationFrame(this.frame);
+  }
+
+  /** Follow the stream the page plays (its id names the camera). */
+  setCamera(camera) {
+    if (camera === this.camera) return;
+    this.camera = camera;
+    this.target = null;
+    this.pending = {};
+    this.#fromServer();
+  }
+
+  /** The server's state of the current camera, or null when it has none (or the socket never said). */
+  get state() {
+    return this.cameras[this.camera] ?? null;
+  }
+
+  get enabled() {
+    return this.control.connected && this.state !== null;
+  }
+
+  // ---- server → page
+
+  #fromServer() {
+    const state = this.state;
+    this.#refreshEnabled();
+    if (!state) return;
+    if (!this.#acting()) this.target = null;
+    const now = performance.now();
+    const max = Math.max(1, Number(state.max_zoom) || 1);
+    const zoom = this.sliders.zoom;
+    zoom.max = String(Math.log2(max));
+    this.#setSlider('zoom', Math.log2(clamp(state.zoom, 1, max)), now);
+    this.#setSlider('pan', state.pan, now);
+    this.#setSlider('tilt', state.tilt, now);
+    this.label.textContent = zoomLabel(state.zoom);
+    zoom.setAttribute('aria-valuetext', zoomLabel(state.zoom));
+  }
+
+  #setSlider(field, value, now) {
+    if (this.held.has(field) || now < this.heldUntil[field]) return; // don't fight the user's hand
+    const slider = this.sliders[field];
+    if (Number(slider.value) !== value) slider.value = String(value);
+  }
+
+  #release(field) {
+    this.held.delete(field);
+    this.heldUntil[field] = performance.now() + LOCAL_HOLD_MS;
+    // Once let go, show the server's word (the echo of the last value may already have come while held).
+    setTimeout(() => this.#fromServer(), LOCAL_HOLD_MS + 10);
+  }
+
+  #refreshEnabled() {
+    const enabled = this.enabled;
+    let why = '';
+    if (!this.control.connected) why = 'PTZ unavailable: control connection is down, retrying…';
+    else if (this.camera && !this.state) why = `No PTZ for ${this.camera}.`;
+    else if (!this.state) why = 'Waiting for the camera state…';
+    for (const el of [...Object.values(this.sliders), this.home]) el.disabled = !enabled;
+    this.root.classList.toggle('disabled', !enabled);
+    this.stage.classList.toggle('ptz-enabled', enabled);
+    if (this.status.textContent !== why) this.status.textContent = why;
+    this.status.hidden = !why;
+    if (!enabled) {
+      this.pending = {};
+      this.pointers.clear();
+      this.gesture = null;
+    }
+  }
+
+  // ---- page → server
+
+  #fromSlider(field) {
+    if (!this.enabled) return;
+    this.heldUntil[field] = performance.now() + LOCAL_HOLD_MS;
+    const raw = Number(this.sliders[field].value);
+    if (field === 'zoom') {
+      const zoom = 2 ** raw;
+      this.label.textContent = zoomLabel(zoom);
+      this.#want({ zoom });
+    } else {
+      this.#want({ [field]: raw });
+    }
+  }
+
+  /** Whether the user acted lately enough that the local target is newer than what the server last said. */
+  #acting() {
+    return this.pointers.size > 0 || Object.keys(this.pending).length > 0
+      || performance.now() - this.lastLocalMs < LOCAL_HOLD_MS;
+  }
+
+  /** Where a gesture starts from: the local target while acting, else the server's state. */
+  #base() {
+    const s = this.state;
+    if (this.target && this.#acting()) return this.target;
+    return { pan: s.pan, tilt: s.tilt, zoom: s.zoom };
+  }
+
+  /** The crop's size as a fraction of the sensor at `zoom` (from the crop the server reported at its zoom). */
+  #cropFraction(zoom) {
+    const s = this.state;
+    const [, , w, h] = s.crop;
+    const [sw, sh] = s.sensor;
+    const k = s.zoom / zoom;
+    return { w: Math.min(1, (w * k) / sw), h: Math.min(1, (h * k) / sh) };
+  }
+
+  /** `t` moved to where the server will put it: zoom within 1 … max_zoom, the crop inside the sensor. */
+  #clampTarget(t) {
+    const max = Math.max(1, Number(this.state.max_zoom) || 1);
+    const zoom = clamp(t.zoom, 1, max);
+    const f = this.#cropFraction(zoom);
+    return {
+      zoom,
+      pan: clamp(t.pan, f.w / 2, 1 - f.w / 2),
+      tilt: clamp(t.tilt, f.h / 2, 1 - f.h / 2),
+    };
+  }
+
+  #want(changes) {
+    if (!this.enabled) return;
+    // Clamp as the server will, so a drag past an edge has no dead zone on the way back.
+    this.target = this.#clampTarget({ ...this.#base(), ...changes });
+    for (const field of Object.keys(changes)) this.pending[field] = this.target[field];
+    this.lastLocalMs = performance.now();
+    if (!this.frame) this.frame = requestAnimationFrame(() => this.#flush());
+  }
+
+  #flush() {
+    this.frame = 0;
+    if (!Object.keys(this.pending).length) return;
+    if (performance.now() - this.lastSentMs < SEND_GAP_MS) {
+      this.frame = requestAnimationFrame(() => this.#flush());
+      return;
+    }
+    const msg = { type: 'ptz', camera: this.camera, ...this.pending };
+    this.pending = {};
+    if (this.control.send(msg)) this.lastSentMs = performance.now();
+  }
+
+  // ---- gestures on the picture
+
+  /** The picture's size on screen: it fills the stage at its own aspect (object-fit: contain). */
+  #pictureSize() {
+    const rect = this.stage.getBoundingClientRect();
+    const [, , w, h] = this.state.crop;
+    const aspect = w / h;
+    const width = Math.min(rect.width, rect.height * aspect);
+    return { width, height: width / aspect };
+  }
+
+  #pointerDown(e) {
+    if (!this.enabled || e.target.closest('#ptz')) return;
+    if (e.pointerType === 'mouse' && e.button !== 0) return;
+    this.stage.setPointerCapture?.(e.pointerId);
+    this.pointers.set(e.pointerId, { x: e.clientX, y: e.clientY });
+    this.#startGesture();
+    e.preventDefault();
+  }
+
+  #pointerMove(e) {
+    const p = this.pointers.get(e.pointerId);
+    if (!p || !this.gesture) return;
+    p.x = e.clientX;
+    p.y = e.clientY;
+    const g = this.gesture;
+    if (g.kind === 'pan') {
+      const pic = this.#pictureSize();
+      const f = this.#cropFraction(g.from.zoom);
+      // The picture follows the pointer: dragging right shows what is further left.
+      const pan = g.from.pan - ((p.x - g.x) / pic.width) * f.w;
+      const tilt = g.from.tilt - ((p.y - g.y) / pic.height) * f.h;
+      this.#want({ pan, tilt });
+    } else {
+      const distance = this.#spread();
+      if (g.distance > 0 && distance > 0) this.#want({ zoom: g.from.zoom * (distance / g.distance) });
+    }
+  }
+
+  #pointerUp(e) {
+    if (!this.pointers.delete(e.pointerId)) return;
+    // Two fingers down to one: go on panning from where that finger is now.
+    this.gesture = null;
+    if (this.pointers.size) this.#startGesture();
+  }
+
+  #startGesture() {
+    const from = this.#base();
+    if (this.pointers.size >= 2) {
+      this.gesture = { kind: 'pinch', from, distance: this.#spread() };
+    } else {
+      const [p] = this.pointers.values();
+      this.gesture = { kind: 'pan', from, x: p.x, y: p.y };
+    }
+  }
+
+  #spread() {
+    const [a, b] = this.pointers.values();
+    return Math.hypot(a.x - b.x, a.y - b.y);
+  }
+
+  #wheel(e) {
+    if (!this.enabled || e.target.closest('#ptz')) return;
+    e.preventDefault();
+    const px = e.deltaMode === 1 ? e.deltaY * 16 : e.deltaMode === 2 ? e.deltaY * 400 : e.deltaY;
+    const from = this.#base();
+    this.#want({ zoom: from.zoom * Math.exp(-px * WHEEL_ZOOM_PER_PX) });
+    // A pan gesture in progress goes on from the new zoom.
+    if (this.gesture) this.#startGesture();
+  }
+}
