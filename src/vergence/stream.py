@@ -61,6 +61,8 @@ class Stream:
         # Until the source tells its sensor, a crop applies to the delivered picture itself (software PTZ).
         self.geometry = picture_geometry(camera.width, camera.height)
         self._crop: Rect | None = None
+        self.flip = (False, False)
+        self.paused = False
         self._software_crop: Rect | None = None
         self.on_geometry: Callable[[], None] | None = None  # called on the event loop when the geometry changes
         self.fps = WindowedRate()
@@ -138,8 +140,17 @@ class Stream:
             full = crop == Rect(0, 0, self.geometry.width, self.geometry.height)
             self._software_crop = None if full else crop
 
+    def set_flip(self, horizontal: bool, vertical: bool) -> None:
+        """Mirror this camera's picture (its source may restart itself for it; no other camera is touched)."""
+        source = self.supervisor.source
+        if source is not None:
+            source.set_flip(horizontal, vertical)  # NotImplementedError when the backend cannot
+        self.flip = (horizontal, vertical)
+
     def _on_frame(self, frame: Frame) -> None:
         """Capture thread: number the frame, keep it for snapshots, offer it to every running encoder."""
+        if self.paused:  # the source keeps running, so resuming is instant; viewers keep the last picture
+            return
         crop = self._software_crop
         if crop is not None and frame.pix_fmt == "yuv420p":
             started = time.perf_counter()
@@ -166,6 +177,11 @@ class Stream:
             self.geometry = geometry or picture_geometry(self.info.width, self.info.height)
             if self._crop is not None and source is not None and source.crops_at_sensor:
                 source.set_crop(self._crop)  # before its first frame; the controller re-clamps on the loop next
+            if self.flip != (False, False) and source is not None:
+                try:
+                    source.set_flip(*self.flip)
+                except NotImplementedError:
+                    log.warning("stream %s: source %s cannot flip", self.id, self.backend)
             if self.on_geometry is not None:
                 self._loop.call_soon_threadsafe(self.on_geometry)
         notice: dict[str, Any] = {"type": "status", "stream": self.id, "state": state}
@@ -199,7 +215,7 @@ class Stream:
     def stats(self) -> dict[str, Any]:
         """Counters for GET /api/stats."""
         return {
-            "state": self.state,
+            "state": "paused" if self.paused else self.state,
             "fps": round(self.fps.per_second(), 2),
             "frames": self.fps.total_events,
             "restarts": self.supervisor.restarts,

@@ -58,3 +58,15 @@ def test_holds_30_fps_within_half_a_percent_over_20_seconds():
     fps = frames / elapsed_s
     assert abs(fps - 30.0) <= 30.0 * 0.005, fps
     source.close()
+
+
+def test_flip_mirrors_the_scene_but_keeps_the_overlays_readable():
+    plain = TestPatternSource(CameraSettings(size="320x240", fps=30))
+    mirrored = TestPatternSource(CameraSettings(size="320x240", fps=30))
+    plain.open()
+    mirrored.open()
+    mirrored.set_flip(True, False)
+    a, b = plain.read(), mirrored.read()  # both at slot 0: the same view of the sliding scene
+    rows = slice(80, 150)  # below the time code and text, above the sweeping box
+    assert np.array_equal(b.image[rows], a.image[rows][:, ::-1])
+    assert timecode.read(i420_planes(b.image, 320, 240)[0]) == b.capture_ns // 1000 * 1000

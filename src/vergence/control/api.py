@@ -144,6 +144,29 @@ async def delete_preset(request: Request, camera: str, name: str) -> dict[str, A
     return _command(lambda: controller.delete_preset(name))
 
 
+class FlipRequest(BaseModel):
+    horizontal: bool = False
+    vertical: bool = False
+
+
+class PauseRequest(BaseModel):
+    paused: bool
+
+
+@router.put("/api/cameras/{camera}/flip", tags=["control"])
+async def put_flip(request: Request, camera: str, body: FlipRequest) -> dict[str, Any]:
+    """Mirror one camera (a backend may restart that camera, never another); 409 when the source cannot."""
+    controller = _camera(request, camera)
+    return _command(lambda: controller.set_flip(body.horizontal, body.vertical), missing_status=409)
+
+
+@router.put("/api/cameras/{camera}/pause", tags=["control"])
+async def put_pause(request: Request, camera: str, body: PauseRequest) -> dict[str, Any]:
+    """Hold or release one camera's picture."""
+    controller = _camera(request, camera)
+    return _command(lambda: controller.set_paused(body.paused))
+
+
 @router.websocket("/ws/control")
 async def control(websocket: WebSocket) -> None:
     """JSON both ways: the current state on connect, then every change by anyone; ping → pong; PTZ; player reports."""

@@ -54,6 +54,10 @@ class CameraController:
                 )
             except (KeyError, TypeError, ValueError):
                 log.warning("ignoring saved preset %r of %s", name, stream.id)
+        flip = saved.get("flip", {})
+        if flip.get("horizontal") or flip.get("vertical"):
+            stream.flip = (bool(flip.get("horizontal")), bool(flip.get("vertical")))
+        stream.paused = bool(saved.get("paused", False))
         self._velocity = ptz.Velocity()
         self._move_until = 0.0
         self._mover: asyncio.Task[None] | None = None
@@ -82,6 +86,8 @@ class CameraController:
             "max_zoom": self.max_zoom,
             "crop": list(crop.as_tuple()),
             "sensor": [geometry.width, geometry.height],
+            "flip": {"horizontal": self.stream.flip[0], "vertical": self.stream.flip[1]},
+            "paused": self.stream.paused,
         }
 
     def set_ptz(self, pan: float | None = None, tilt: float | None = None, zoom: float | None = None) -> dict[str, Any]:
@@ -184,8 +190,33 @@ class CameraController:
     def describe_presets(self) -> dict[str, Any]:
         return {name: asdict(state) for name, state in sorted(self.presets.items())}
 
+    def set_flip(self, horizontal: bool, vertical: bool) -> dict[str, Any]:
+        """Mirror this camera only."""
+        try:
+            self.stream.set_flip(horizontal, vertical)
+        except NotImplementedError as err:
+            raise CommandError(str(err)) from None
+        return self._camera_changed()
+
+    def set_paused(self, paused: bool) -> dict[str, Any]:
+        """Hold this camera's picture (the others go on)."""
+        self.stream.paused = paused
+        return self._camera_changed()
+
+    def _camera_changed(self) -> dict[str, Any]:
+        described = self.describe()
+        self._broadcast({"type": "camera", **described})
+        self._on_change()
+        return described
+
     def saved(self) -> dict[str, Any]:
-        return {"ptz": asdict(self.state), "presets": self.describe_presets()}
+        horizontal, vertical = self.stream.flip
+        return {
+            "ptz": asdict(self.state),
+            "presets": self.describe_presets(),
+            "flip": {"horizontal": horizontal, "vertical": vertical},
+            "paused": self.stream.paused,
+        }
 
 
 class Controllers:

@@ -72,6 +72,7 @@ class TestPatternSource(Source):
         sensor_w, sensor_h = SENSOR_SCALE * self._width, SENSOR_SCALE * self._height
         self._geometry = SensorGeometry(sensor_w, sensor_h, Rect(0, 0, sensor_w, sensor_h), 32, 32)
         self._crop = Rect(0, 0, sensor_w, sensor_h)
+        self._flip = (False, False)
         self._t0 = 0.0
         self._slot = 0
         self._seq = 0
@@ -99,6 +100,9 @@ class TestPatternSource(Source):
 
     def sensor_geometry(self) -> SensorGeometry | None:
         return self._geometry
+
+    def set_flip(self, horizontal: bool, vertical: bool) -> None:
+        self._flip = (horizontal, vertical)
 
     def set_crop(self, crop: Rect) -> None:
         # One reference assignment: the capture thread picks it up for its next frame, no lock needed.
@@ -142,6 +146,11 @@ class TestPatternSource(Source):
         image = np.empty((h * 3 // 2, w), np.uint8)
         luma, u_plane, v_plane = i420_planes(image, w, h)
         self._render_crop(luma, u_plane, v_plane)
+        horizontal, vertical = self._flip
+        if horizontal or vertical:  # the scene is mirrored as a sensor's transform would; the overlays stay readable
+            code = -1 if horizontal and vertical else (1 if horizontal else 0)
+            for plane in (luma, u_plane, v_plane):
+                plane[:] = cv2.flip(plane, code)
         # A bright box sweeping to and fro: fast local motion beside the slow pan.
         box = max(8, h // 8) & ~1
         phase = (self._slot * self._period_s % SWEEP_S) / SWEEP_S
