@@ -19,6 +19,7 @@ from vergence.config import Settings
 from vergence.control.controller import Controllers
 from vergence.control.state import StateStore
 from vergence.hub import Hub
+from vergence.pipeline.stereo import StereoStream
 from vergence.stream import Stream
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,11 @@ class Vergence:
             log.info("stream %s: %s %dx%d@%g", stream.id, camera.source, camera.width, camera.height, camera.fps)
         # Controllers first: the saved view is set before the first frame is captured.
         self.controllers = Controllers(self.streams, StateStore(self.settings.state.path))
+        if self.settings.stereo.enabled:
+            stereo = self.settings.stereo
+            self.streams[stereo.id] = StereoStream(
+                self.streams[stereo.left], self.streams[stereo.right], self.settings, self.hub, loop
+            )
         for stream in self.streams.values():
             stream.start()
 

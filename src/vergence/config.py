@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vergence.errors import ConfigError
@@ -124,6 +124,15 @@ class StateSettings(_Section):
     path: Path = Field(Path("~/.local/state/vergence/state.json"), description="state file (written atomically)")
 
 
+class StereoSettings(_Section):
+    """A derived side-by-side stream of two cameras, paired by capture time."""
+
+    enabled: bool = Field(False, description="publish the stereo stream")
+    id: str = Field("stereo", pattern=r"^[A-Za-z0-9_-]{1,32}$", description="stream id of the pair")
+    left: str = Field("cam0", description="camera id of the left eye")
+    right: str = Field("cam1", description="camera id of the right eye")
+
+
 class Settings(_Section):
     """All of vergence's configuration."""
 
@@ -133,6 +142,26 @@ class Settings(_Section):
     jpeg: JpegSettings = Field(default_factory=JpegSettings)
     hub: HubSettings = Field(default_factory=HubSettings)
     state: StateSettings = Field(default_factory=StateSettings)
+    stereo: StereoSettings = Field(default_factory=StereoSettings)
+
+    @model_validator(mode="after")
+    def _check_cameras(self) -> Settings:
+        ids = [camera.id for camera in self.cameras]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"camera ids must be unique, got {ids}")
+        if self.stereo.enabled:
+            by_id = {camera.id: camera for camera in self.cameras}
+            for side in ("left", "right"):
+                if getattr(self.stereo, side) not in by_id:
+                    raise ValueError(
+                        f"stereo.{side} = {getattr(self.stereo, side)!r} is not a camera id ({', '.join(ids)})"
+                    )
+            left, right = by_id[self.stereo.left], by_id[self.stereo.right]
+            if left.id == right.id or left.size != right.size or left.fps != right.fps:
+                raise ValueError("stereo needs two different cameras of the same size and frame rate")
+            if self.stereo.id in by_id:
+                raise ValueError(f"stereo.id {self.stereo.id!r} is already a camera id")
+        return self
 
 
 class _Environment(BaseSettings):
@@ -145,6 +174,7 @@ class _Environment(BaseSettings):
     jpeg: dict[str, Any] = {}
     hub: dict[str, Any] = {}
     state: dict[str, Any] = {}
+    stereo: dict[str, Any] = {}
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

@@ -63,6 +63,7 @@ class Stream:
         self._crop: Rect | None = None
         self.flip = (False, False)
         self.paused = False
+        self.frame_listeners: tuple[Callable[[Frame], None], ...] = ()  # called on the capture thread, e.g. stereo
         self._software_crop: Rect | None = None
         self.on_geometry: Callable[[], None] | None = None  # called on the event loop when the geometry changes
         self.fps = WindowedRate()
@@ -163,6 +164,8 @@ class Stream:
         self.stage_ms["capture"].add(frame.timings_ms.get("capture", 0.0))
         for encoder in self._encoders:
             encoder.put(frame)
+        for listener in self.frame_listeners:
+            listener(frame)
 
     def _on_state(self, state: str, message: str | None, info: SourceInfo | None) -> None:
         """Capture thread: a source state change. Tell every viewer; after a restart resume at a keyframe."""

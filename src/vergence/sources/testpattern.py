@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from datetime import datetime
@@ -93,7 +94,9 @@ class TestPatternSource(Source):
             for divisor, planes in ((1, full_planes), (SENSOR_SCALE, half_planes))
         }
         self._geometry = SensorGeometry(sensor_w, sensor_h, Rect(0, 0, sensor_w, sensor_h), 32, 32)
-        self._t0 = time.monotonic()
+        # Frames fall on a grid of the monotonic clock, so test cameras of one rate capture at the same instants, as
+        # synchronised stereo sensors would.
+        self._t0 = math.ceil(time.monotonic() / self._period_s) * self._period_s
         self._slot = 0
         self._seq = 0
         return SourceInfo(w, h, self.camera.fps)

@@ -1,0 +1,65 @@
+"""The stereo stream: both eyes side by side in one H.264 stream, each pair captured within half a frame interval."""
+
+import httpx
+import pytest
+
+from tests.integration.wsclient import VideoClient
+from tests.media import H264Decoder
+from vergence.config import load_settings
+from vergence.errors import ConfigError
+from vergence.media import timecode
+
+STEREO_TOML = """
+[[cameras]]
+id = "cam0"
+size = "320x240"
+fps = 30
+
+[[cameras]]
+id = "cam1"
+size = "320x240"
+fps = 30
+
+[stereo]
+enabled = true
+"""
+
+
+def test_paired_eyes_differ_in_capture_time_by_at_most_half_a_frame(vergence_server, tmp_path):
+    config = tmp_path / "stereo.toml"
+    config.write_text(STEREO_TOML)
+    server = vergence_server("--config", str(config))
+    listed = {s["id"]: s for s in httpx.get(f"{server.url}/api/streams").json()}
+    assert (listed["stereo"]["width"], listed["stereo"]["height"]) == (640, 240)
+    decoder = H264Decoder()
+    skews = []
+    with VideoClient.open(server.ws_url, "/ws/video/stereo") as client:
+        for _ in range(60):
+            message = client.next()
+            for frame in decoder.decode(message.payload):
+                luma = frame.to_ndarray(format="gray")
+                left, right = timecode.read(luma[:, :320]), timecode.read(luma[:, 320:])
+                assert left is not None and right is not None, "both eyes' time codes must survive"
+                assert message.header.capture_ns // 1000 * 1000 == min(left, right)
+                skews.append(abs(left - right))
+    half_frame_ns = 1e9 / 30 / 2
+    assert len(skews) == 60 and max(skews) <= half_frame_ns, max(skews)
+    stats = httpx.get(f"{server.url}/api/stats").json()["streams"]["stereo"]
+    assert stats["pairs"] >= 60 and 27 <= stats["fps"] <= 33
+
+
+def test_stereo_config_must_name_two_matching_cameras():
+    with pytest.raises(ConfigError, match="stereo.right"):
+        _load(STEREO_TOML.replace('id = "cam1"', 'id = "eye"'))
+    with pytest.raises(ConfigError, match="same size"):
+        _load(STEREO_TOML.replace('size = "320x240"\nfps = 30\n\n[stereo]', 'size = "640x480"\nfps = 30\n\n[stereo]'))
+
+
+def _load(text):
+    import pathlib
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = pathlib.Path(folder) / "c.toml"
+        path.write_text(text)
+        return load_settings(path)
