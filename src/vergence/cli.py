@@ -112,5 +112,18 @@ def bench_latency(
     run(seconds=seconds, size=size, fps=fps, players=players.split(","), floor=floor, json_out=json_out, check=check)
 
 
+@bench_app.command("dual")
+def bench_dual(
+    seconds: Annotated[float, typer.Option(help="measuring time")] = 20.0,
+    size: Annotated[str, typer.Option(help="picture size of each camera")] = "1280x720",
+    fps: Annotated[float, typer.Option(help="frames per second")] = 30.0,
+    viewers: Annotated[int, typer.Option(help="WebSocket viewers per camera")] = 2,
+) -> None:
+    """Server CPU with two test cameras, PTZ moving on both and several viewers each."""
+    from vergence.bench.dual import run
+
+    run(seconds=seconds, size=size, fps=fps, viewers=viewers)
+
+
 def main() -> None:
     app()

@@ -75,7 +75,12 @@ export class PtzControls {
         this.#release(field);
       });
     }
-    this.home.addEventListener('click', () => this.#want({ ...HOME }));
+    // Home is the server's `home` preset: the whole view, unless someone saved another as the default.
+    this.home.addEventListener('click', () => {
+      if (!this.control.send({ type: 'preset', camera: this.camera, action: 'recall', name: 'home' })) {
+        this.#want({ ...HOME });
+      }
+    });
 
     const s = this.stage;
     s.addEventListener('pointerdown', (e) => this.#pointerDown(e));
