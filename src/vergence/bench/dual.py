@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -15,7 +14,7 @@ from typing import Any
 
 from websockets.sync.client import connect
 
-from vergence.bench.latency import _Server
+from vergence.bench.latency import _Server, serve_argv
 
 CONFIG = """
 [[cameras]]
@@ -67,18 +66,7 @@ def run(seconds: float = 20.0, size: str = "1280x720", fps: float = 30.0, viewer
     workdir = Path(tempfile.mkdtemp(prefix="vergence-dual-"))
     config = workdir / "dual.toml"
     config.write_text(CONFIG.format(size=size, fps=fps))
-    argv = [
-        sys.executable,
-        "-m",
-        "vergence",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--config",
-        str(config),
-    ]
+    argv = serve_argv(port, "--config", str(config))
     os.environ.setdefault("VERGENCE_STATE__PATH", str(workdir / "state.json"))
     base = f"http://127.0.0.1:{port}"
     with _Server(argv, f"{base}/api/streams", workdir / "vergence.log", "vergence") as server:

@@ -131,20 +131,7 @@ def run(
             if players:
                 port = _free_port()
                 server = _Server(
-                    [
-                        sys.executable,
-                        "-m",
-                        "vergence",
-                        "serve",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                        "--size",
-                        f"{width}x{height}",
-                        "--fps",
-                        f"{fps:g}",
-                    ],
+                    serve_argv(port, "--size", f"{width}x{height}", "--fps", f"{fps:g}"),
                     f"http://127.0.0.1:{port}/api/streams",
                     workdir / "vergence.log",
                     "vergence",
@@ -479,6 +466,11 @@ def _quantile(values: list[float], q: float) -> float | None:
 
 
 # ---- processes and machine --------------------------------------------------------------------------------------
+
+
+def serve_argv(port: int, *args: str) -> list[str]:
+    """The command line of a benchmarked `vergence serve` on 127.0.0.1:port."""
+    return [sys.executable, "-m", "vergence", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
 
 
 class _Server:
