@@ -131,6 +131,8 @@ class StereoSettings(_Section):
     id: str = Field("stereo", pattern=r"^[A-Za-z0-9_-]{1,32}$", description="stream id of the pair")
     left: str = Field("cam0", description="camera id of the left eye")
     right: str = Field("cam1", description="camera id of the right eye")
+    left_offset_px: tuple[int, int] = Field((0, 0), description="left eye calibration (dx, dy) in sensor pixels")
+    right_offset_px: tuple[int, int] = Field((0, 0), description="right eye calibration (dx, dy) in sensor pixels")
 
 
 class Settings(_Section):

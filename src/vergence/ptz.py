@@ -248,12 +248,12 @@ def eye_crops(
     each by half of it).
     """
     vergence = min(max(vergence, -0.5), 0.5)
-    left = _eye_crop(linked_state, left_offset, vergence, sensor_left, output_size, max_zoom)
-    right = _eye_crop(linked_state, right_offset, -vergence, sensor_right, output_size, max_zoom)
+    left = eye_crop(linked_state, left_offset, vergence, sensor_left, output_size, max_zoom)
+    right = eye_crop(linked_state, right_offset, -vergence, sensor_right, output_size, max_zoom)
     return left, right
 
 
-def _eye_crop(
+def eye_crop(
     state: PtzState,
     offset: tuple[int, int],
     half_disparity: float,
@@ -261,6 +261,7 @@ def _eye_crop(
     output_size: tuple[int, int],
     max_zoom: float,
 ) -> Rect:
+    """Return one eye's crop: the linked state's crop moved by the eye's calibration offset and its share of vergence."""
     limits = _limits(sensor, output_size, max_zoom)
     crop = _crop(state, limits)
     # Round the magnitude, not the signed value, so matched eyes move by exactly mirrored amounts.

@@ -63,3 +63,31 @@ def _load(text):
         path = pathlib.Path(folder) / "c.toml"
         path.write_text(text)
         return load_settings(path)
+
+
+def test_linked_moves_and_vergence_move_the_eyes_together_and_apart(vergence_server, tmp_path):
+    config = tmp_path / "stereo.toml"
+    config.write_text(STEREO_TOML + "left_offset_px = [4, 0]\n")
+    env = {"VERGENCE_STATE__PATH": str(tmp_path / "state.json")}
+    server = vergence_server("--config", str(config), env=env)
+    linked = httpx.put(f"{server.url}/api/stereo", json={"zoom": 2.0}).json()
+    left0, right0 = linked["left"]["crop"], linked["right"]["crop"]
+    assert linked["left"]["zoom"] == linked["right"]["zoom"] == 2.0
+    assert left0[0] == right0[0] + 4 and left0[1:] == right0[1:]  # the left eye's calibration offset
+    converged = httpx.put(f"{server.url}/api/stereo", json={"vergence": 0.2}).json()
+    left1, right1 = converged["left"]["crop"], converged["right"]["crop"]
+    shift = left1[0] - left0[0]
+    assert shift > 0 and right0[0] - right1[0] == shift  # opposite directions, by the same amount
+    assert abs(shift - 0.1 * left0[2]) <= 2  # each eye takes half of 0.2 crop widths
+    assert httpx.get(f"{server.url}/api/cameras/cam1/ptz").json()["crop"] == right1
+    assert httpx.put(f"{server.url}/api/stereo", json={"vergence": 0.9}).status_code == 422
+    server.stop()
+    again = vergence_server("--config", str(config), env=env)
+    restored = httpx.get(f"{again.url}/api/stereo").json()
+    assert restored["vergence"] == 0.2 and restored["left"]["crop"] == left1
+
+
+def test_stereo_api_says_when_stereo_is_off(vergence_server):
+    server = vergence_server("--size", "320x240")
+    response = httpx.get(f"{server.url}/api/stereo")
+    assert response.status_code == 404 and "stereo is not enabled" in response.json()["detail"]

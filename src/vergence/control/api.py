@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from vergence import ptz
-from vergence.control.controller import CameraController, Controllers
+from vergence.control.controller import CameraController, Controllers, StereoRig
 from vergence.errors import CommandError
 
 router = APIRouter()
@@ -144,6 +144,34 @@ async def delete_preset(request: Request, camera: str, name: str) -> dict[str, A
     return _command(lambda: controller.delete_preset(name))
 
 
+class StereoRequest(PtzRequest):
+    """A linked move of both eyes and/or a vergence change."""
+
+    vergence: float | None = Field(
+        None, ge=-0.5, le=0.5, description="disparity as a fraction of the crop width, + converges"
+    )
+
+
+def _rig(request: Request) -> StereoRig:
+    rig = _controllers(request).rig
+    if rig is None:
+        raise HTTPException(404, "stereo is not enabled ([stereo] enabled = true)")
+    return rig
+
+
+@router.get("/api/stereo", tags=["control"])
+async def get_stereo(request: Request) -> dict[str, Any]:
+    """Both eyes' PTZ, their calibration offsets and the vergence."""
+    return _rig(request).describe()
+
+
+@router.put("/api/stereo", tags=["control"])
+async def put_stereo(request: Request, body: StereoRequest) -> dict[str, Any]:
+    """Move both eyes together (pan, tilt, zoom) and/or set the vergence; every controller is told."""
+    rig = _rig(request)
+    return _command(lambda: rig.move(body.pan, body.tilt, body.zoom, body.vergence))
+
+
 class FlipRequest(BaseModel):
     horizontal: bool = False
     vertical: bool = False
@@ -209,6 +237,18 @@ def handle_control(message: Any, client_id: int, vergence: Any) -> dict[str, Any
     if kind == "report":
         report = {key: message.get(key) for key in ("stream", "player", "fps", "latency_ms", "frames", "dropped")}
         vergence.report(client_id, report)
+        return None
+    if kind == "stereo":
+        rig = vergence.controllers.rig
+        if rig is None:
+            return {"type": "error", "code": "command_error", "message": "stereo is not enabled"}
+        try:
+            linked = StereoRequest.model_validate({k: v for k, v in message.items() if k in StereoRequest.model_fields})
+            rig.move(linked.pan, linked.tilt, linked.zoom, linked.vergence)
+        except ValidationError as err:
+            return {"type": "error", "code": "invalid", "message": _first_error(err)}
+        except CommandError as err:
+            return {"type": "error", "code": err.code, "message": str(err)}
         return None
     if kind in ("ptz_velocity", "preset"):
         return _handle_camera_command(kind, message, vergence)

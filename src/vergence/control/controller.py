@@ -58,6 +58,8 @@ class CameraController:
         if flip.get("horizontal") or flip.get("vertical"):
             stream.flip = (bool(flip.get("horizontal")), bool(flip.get("vertical")))
         stream.paused = bool(saved.get("paused", False))
+        self.eye_offset: tuple[int, int] = (0, 0)  # stereo calibration, sensor pixels
+        self.eye_disparity = 0.0  # this eye's signed share of the rig's vergence (fraction of the crop width)
         self._velocity = ptz.Velocity()
         self._move_until = 0.0
         self._mover: asyncio.Task[None] | None = None
@@ -68,16 +70,22 @@ class CameraController:
     def output_size(self) -> tuple[int, int]:
         return (self.stream.info.width, self.stream.info.height)
 
+    def crop(self) -> ptz.Rect:
+        """The crop the current state gives, with this camera's stereo eye offset and vergence share if it is an eye."""
+        geometry = self.stream.geometry
+        if self.eye_offset == (0, 0) and self.eye_disparity == 0.0:
+            return ptz.crop_for(self.state, geometry, self.output_size, self.max_zoom)
+        return ptz.eye_crop(self.state, self.eye_offset, self.eye_disparity, geometry, self.output_size, self.max_zoom)
+
     def _reapply(self) -> None:
         """Apply the current state to the sensor (at start, and whenever the source (re)opens)."""
-        geometry = self.stream.geometry
-        self.state = ptz.clamp(self.state, geometry, self.output_size, self.max_zoom)
-        self.stream.set_crop(ptz.crop_for(self.state, geometry, self.output_size, self.max_zoom))
+        self.state = ptz.clamp(self.state, self.stream.geometry, self.output_size, self.max_zoom)
+        self.stream.set_crop(self.crop())
 
     def describe(self) -> dict[str, Any]:
         """The camera's PTZ as every transport shows it."""
         geometry = self.stream.geometry
-        crop = ptz.crop_for(self.state, geometry, self.output_size, self.max_zoom)
+        crop = self.crop()
         return {
             "camera": self.stream.id,
             "pan": round(self.state.pan, 6),
@@ -219,6 +227,56 @@ class CameraController:
         }
 
 
+class StereoRig:
+    """Both eyes moved as one: a linked PTZ, each eye's calibration offset, and vergence (the eyes' crops moved
+    horizontally in opposite directions; positive converges)."""
+
+    def __init__(
+        self,
+        left: CameraController,
+        right: CameraController,
+        offsets: tuple[tuple[int, int], tuple[int, int]],
+        saved: dict[str, Any],
+        on_change: Callable[[], None],
+        broadcast: Broadcast,
+    ) -> None:
+        self.left, self.right = left, right
+        left.eye_offset, right.eye_offset = offsets
+        self._on_change = on_change
+        self._broadcast = broadcast
+        self.vergence = 0.0
+        self.set_vergence(float(saved.get("vergence", 0.0)), announce=False)
+
+    def set_vergence(self, vergence: float, announce: bool = True) -> None:
+        if not (-0.5 <= vergence <= 0.5):
+            raise CommandError(f"vergence = {vergence} is outside -0.5 … 0.5")
+        self.vergence = vergence
+        self.left.eye_disparity, self.right.eye_disparity = vergence, -vergence
+        for eye in (self.left, self.right):
+            eye._reapply()
+        if announce:
+            self._broadcast({"type": "stereo", **self.describe()})
+
+    def move(self, pan: float | None, tilt: float | None, zoom: float | None, vergence: float | None) -> dict[str, Any]:
+        """Move both eyes to one linked pan/tilt/zoom (the left eye's state leads) and/or change vergence."""
+        if vergence is not None:
+            self.set_vergence(vergence, announce=False)
+        lead = self.left.set_ptz(pan, tilt, zoom)
+        self.right.set_ptz(lead["pan"], lead["tilt"], lead["zoom"])
+        described = self.describe()
+        self._broadcast({"type": "stereo", **described})
+        self._on_change()
+        return described
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "vergence": self.vergence,
+            "left": self.left.describe(),
+            "right": self.right.describe(),
+            "offsets_px": [list(self.left.eye_offset), list(self.right.eye_offset)],
+        }
+
+
 class Controllers:
     """Every camera's controller, the persisted state they share, and the fan-out of state events."""
 
@@ -230,8 +288,15 @@ class Controllers:
             stream_id: CameraController(stream, saved.get(stream_id, {}), self._changed, self.broadcast)
             for stream_id, stream in streams.items()
         }
+        self.rig: StereoRig | None = None
         self._saving: asyncio.Task[None] | None = None
         self._dirty = False
+
+    def add_rig(self, left: str, right: str, offsets: tuple[tuple[int, int], tuple[int, int]]) -> StereoRig:
+        """Link two cameras as stereo eyes."""
+        saved = self.store.load().get("stereo", {})
+        self.rig = StereoRig(self.cameras[left], self.cameras[right], offsets, saved, self._changed, self.broadcast)
+        return self.rig
 
     def get(self, camera: str) -> CameraController:
         controller = self.cameras.get(camera)
@@ -262,7 +327,9 @@ class Controllers:
     async def _save_until_clean(self) -> None:
         while self._dirty:
             self._dirty = False
-            document = {"cameras": {cid: c.saved() for cid, c in self.cameras.items()}}
+            document: dict[str, Any] = {"cameras": {cid: c.saved() for cid, c in self.cameras.items()}}
+            if self.rig is not None:
+                document["stereo"] = {"vergence": self.rig.vergence}
             try:
                 await asyncio.to_thread(self.store.save, document)
             except OSError as err:
