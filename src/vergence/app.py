@@ -11,7 +11,7 @@ from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from vergence import __version__
@@ -106,6 +106,12 @@ def create_app(settings: Settings) -> FastAPI:
 
     static = resources.files("vergence") / "web" / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
+
+    @app.get("/stereo", include_in_schema=False)
+    async def stereo_page() -> RedirectResponse:
+        """Both eyes side by side, full screen: the page for a phone in a VR viewer."""
+        stream = settings.stereo.id if settings.stereo.enabled else settings.cameras[0].id
+        return RedirectResponse(f"/?stream={stream}&view=vr")
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

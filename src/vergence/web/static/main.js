@@ -101,7 +101,20 @@ function stopPlayer() {
 
 function params() {
   const q = new URLSearchParams(location.search);
-  return { stream: q.get('stream'), player: q.get('player') };
+  return { stream: q.get('stream'), player: q.get('player'), view: q.get('view') };
+}
+
+// ?view=vr: only the picture, edge to edge on black, for a phone in a VR viewer. A tap goes fullscreen in landscape and
+// keeps the screen awake; whatever the browser refuses is skipped quietly.
+function enterVrView() {
+  document.body.classList.add('vr');
+  $('stage').addEventListener('click', async () => {
+    try {
+      if (!document.fullscreenElement) await document.documentElement.requestFullscreen({ navigationUI: 'hide' });
+      await screen.orientation?.lock?.('landscape');
+    } catch { /* not allowed here: stay as we are */ }
+    try { await navigator.wakeLock?.request('screen'); } catch { /* no wake lock */ }
+  });
 }
 
 function setParams(changes) {
@@ -145,6 +158,7 @@ async function boot() {
     wanted.player = null;
   }
   playerSelect.value = wanted.player || 'auto';
+  if (wanted.view === 'vr') enterVrView();
   ptz.start(); // before the socket opens, so it hears the first state
   clock.start();
   hud.start();
