@@ -46,7 +46,9 @@ class Vergence:
         self.controllers = Controllers(self.streams, StateStore(self.settings.state.path))
         if self.settings.stereo.enabled:
             stereo = self.settings.stereo
-            self.controllers.add_rig(stereo.left, stereo.right, (stereo.left_offset_px, stereo.right_offset_px))
+            self.controllers.add_rig(
+                stereo.left, stereo.right, (stereo.left_offset_px, stereo.right_offset_px), stereo.id
+            )
             self.streams[stereo.id] = StereoStream(
                 self.streams[stereo.left], self.streams[stereo.right], self.settings, self.hub, loop
             )

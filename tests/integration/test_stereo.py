@@ -81,6 +81,11 @@ def test_linked_moves_and_vergence_move_the_eyes_together_and_apart(vergence_ser
     assert abs(shift - 0.1 * left0[2]) <= 2  # each eye takes half of 0.2 crop widths
     assert httpx.get(f"{server.url}/api/cameras/cam1/ptz").json()["crop"] == right1
     assert httpx.put(f"{server.url}/api/stereo", json={"vergence": 0.9}).status_code == 422
+    # One eye moved alone stays where it is when only the vergence changes (it is not pulled back to the other's pan).
+    httpx.put(f"{server.url}/api/cameras/cam1/ptz", json={"pan": 0.4}).raise_for_status()
+    alone = httpx.put(f"{server.url}/api/stereo", json={"vergence": 0.2}).json()
+    assert alone["right"]["pan"] == 0.4 and alone["left"]["pan"] == 0.5
+    httpx.put(f"{server.url}/api/cameras/cam1/ptz", json={"pan": 0.5}).raise_for_status()
     server.stop()
     again = vergence_server("--config", str(config), env=env)
     restored = httpx.get(f"{again.url}/api/stereo").json()

@@ -239,7 +239,9 @@ class StereoRig:
         saved: dict[str, Any],
         on_change: Callable[[], None],
         broadcast: Broadcast,
+        stream_id: str = "stereo",
     ) -> None:
+        self.stream_id = stream_id  # the side-by-side stream the rig's eyes make
         self.left, self.right = left, right
         left.eye_offset, right.eye_offset = offsets
         self._on_change = on_change
@@ -261,8 +263,9 @@ class StereoRig:
         """Move both eyes to one linked pan/tilt/zoom (the left eye's state leads) and/or change vergence."""
         if vergence is not None:
             self.set_vergence(vergence, announce=False)
-        lead = self.left.set_ptz(pan, tilt, zoom)
-        self.right.set_ptz(lead["pan"], lead["tilt"], lead["zoom"])
+        if (pan, tilt, zoom) != (None, None, None):  # a vergence change alone leaves eyes moved one by one where they are
+            lead = self.left.set_ptz(pan, tilt, zoom)
+            self.right.set_ptz(lead["pan"], lead["tilt"], lead["zoom"])
         described = self.describe()
         self._broadcast({"type": "stereo", **described})
         self._on_change()
@@ -270,6 +273,7 @@ class StereoRig:
 
     def describe(self) -> dict[str, Any]:
         return {
+            "stream": self.stream_id,
             "vergence": self.vergence,
             "left": self.left.describe(),
             "right": self.right.describe(),
@@ -292,10 +296,14 @@ class Controllers:
         self._saving: asyncio.Task[None] | None = None
         self._dirty = False
 
-    def add_rig(self, left: str, right: str, offsets: tuple[tuple[int, int], tuple[int, int]]) -> StereoRig:
-        """Link two cameras as stereo eyes."""
+    def add_rig(
+        self, left: str, right: str, offsets: tuple[tuple[int, int], tuple[int, int]], stream_id: str = "stereo"
+    ) -> StereoRig:
+        """Link two cameras as stereo eyes, seen together as `stream_id`."""
         saved = self.store.load().get("stereo", {})
-        self.rig = StereoRig(self.cameras[left], self.cameras[right], offsets, saved, self._changed, self.broadcast)
+        self.rig = StereoRig(
+            self.cameras[left], self.cameras[right], offsets, saved, self._changed, self.broadcast, stream_id
+        )
         return self.rig
 
     def get(self, camera: str) -> CameraController:
@@ -306,10 +314,13 @@ class Controllers:
 
     def snapshot(self) -> dict[str, Any]:
         """Everything a new controller needs to show the current state."""
-        return {
+        snapshot: dict[str, Any] = {
             "type": "state",
             "cameras": {cid: {**c.describe(), "presets": c.describe_presets()} for cid, c in self.cameras.items()},
         }
+        if self.rig is not None:
+            snapshot["stereo"] = self.rig.describe()
+        return snapshot
 
     def broadcast(self, event: dict[str, Any]) -> None:
         """Queue an event for every connected controller; one that does not keep up loses its oldest events."""

@@ -1,5 +1,6 @@
 // Pan / tilt / zoom of the current stream's camera: a small panel of sliders, drag on the picture to pan, wheel or
-// pinch to zoom. The sliders show what the server says (docs/protocol.md, "Pan / tilt / zoom" and "Control WebSocket");
+// pinch to zoom. On the stereo stream the panel drives the eyes: both together (linked, the left eye leads), or one eye
+// alone, plus the vergence slider that turns the eyes in or out. The sliders show what the server says (docs/protocol.md, "Pan / tilt / zoom" and "Control WebSocket");
 // what this page wants goes out over the control socket, coalesced to one message per animation frame (≤ ~30/s).
 
 const SEND_GAP_MS = 33; // at most ~30 messages a second
@@ -17,7 +18,8 @@ export function zoomLabel(zoom) {
 export class PtzControls {
   /**
    * @param control the ClockSync that owns /ws/control (send, on, connected)
-   * @param root the panel (holds #ptz-zoom, #ptz-pan, #ptz-tilt, #ptz-home, #ptz-zoom-label, #ptz-status)
+   * @param root the panel (holds #ptz-zoom, #ptz-pan, #ptz-tilt, #ptz-home, #ptz-zoom-label, #ptz-status, and for
+   *   stereo #ptz-eyes, #ptz-vergence, #ptz-vergence-label inside .ptz-stereo rows)
    * @param stage the element the picture sits in: drag, wheel and pinch land there
    */
   constructor({ control, root, stage }) {
@@ -29,7 +31,15 @@ export class PtzControls {
     this.home = find('ptz-home');
     this.label = find('ptz-zoom-label');
     this.status = find('ptz-status');
-    this.camera = null;
+    this.eyesSelect = find('ptz-eyes');
+    this.vergenceSlider = find('ptz-vergence');
+    this.vergenceLabel = find('ptz-vergence-label');
+    this.stereoRows = [...root.querySelectorAll('.ptz-stereo')];
+    this.stream = null; // the stream the page plays
+    this.camera = null; // the camera the sliders show: the stream's, or on the stereo stream the eye(s) chosen
+    this.rig = null; // the server's stereo rig ({stream, vergence, left, right, …}), when it has one
+    this.eyes = 'both';
+    this.pendingVergence = null;
     this.cameras = {}; // camera → the PTZ object the server last sent
     this.target = null; // what this page wants now (optimistic), while the user is acting
     this.pending = {}; // fields of `target` not sent yet
@@ -48,6 +58,13 @@ export class PtzControls {
     this.unsubscribe.push(
       c.on('state', (msg) => {
         this.cameras = { ...(msg.cameras ?? {}) };
+        this.rig = msg.stereo ?? null;
+        this.#follow();
+      }),
+      c.on('stereo', (msg) => {
+        this.rig = msg;
+        this.cameras[msg.left.camera] = msg.left;
+        this.cameras[msg.right.camera] = msg.right;
         this.#fromServer();
       }),
       c.on('ptz', (msg) => {
@@ -75,8 +92,18 @@ export class PtzControls {
         this.#release(field);
       });
     }
+    this.eyesSelect.addEventListener('change', () => {
+      this.eyes = this.eyesSelect.value;
+      this.#follow();
+    });
+    this.vergenceSlider.addEventListener('input', () => this.#wantVergence());
+    this.vergenceSlider.addEventListener('change', () => this.#wantVergence());
     // Home is the server's `home` preset: the whole view, unless someone saved another as the default.
     this.home.addEventListener('click', () => {
+      if (this.#linked()) {
+        this.#want({ ...HOME });
+        return;
+      }
       if (!this.control.send({ type: 'preset', camera: this.camera, action: 'recall', name: 'home' })) {
         this.#want({ ...HOME });
       }
@@ -98,12 +125,32 @@ export class PtzControls {
     cancelAnimationFrame(this.frame);
   }
 
-  /** Follow the stream the page plays (its id names the camera). */
-  setCamera(camera) {
-    if (camera === this.camera) return;
-    this.camera = camera;
-    this.target = null;
-    this.pending = {};
+  /** Follow the stream the page plays (its id names the camera, or the stereo rig). */
+  setCamera(stream) {
+    this.stream = stream;
+    this.#follow();
+  }
+
+  /** Whether the page plays the stereo rig's stream. */
+  get stereo() {
+    return this.rig !== null && this.stream === this.rig.stream;
+  }
+
+  /** On the stereo stream with both eyes chosen: moves go to the rig, which moves the eyes as one. */
+  #linked() {
+    return this.stereo && this.eyes === 'both';
+  }
+
+  /** Point the sliders at the camera the stream and the eye choice name. */
+  #follow() {
+    let camera = this.stream;
+    if (this.stereo) camera = this.eyes === 'right' ? this.rig.right.camera : this.rig.left.camera;
+    for (const row of this.stereoRows) row.hidden = !this.stereo;
+    if (camera !== this.camera) {
+      this.camera = camera;
+      this.target = null;
+      this.pending = {};
+    }
     this.#fromServer();
   }
 
@@ -132,6 +179,11 @@ export class PtzControls {
     this.#setSlider('tilt', state.tilt, now);
     this.label.textContent = zoomLabel(state.zoom);
     zoom.setAttribute('aria-valuetext', zoomLabel(state.zoom));
+    if (this.stereo && this.pendingVergence === null && !this.held.has('vergence')
+        && now >= (this.heldUntil.vergence ?? 0)) {
+      this.vergenceSlider.value = String(this.rig.vergence);
+      this.vergenceLabel.textContent = Number(this.rig.vergence).toFixed(3);
+    }
   }
 
   #setSlider(field, value, now) {
@@ -153,13 +205,16 @@ export class PtzControls {
     if (!this.control.connected) why = 'PTZ unavailable: control connection is down, retrying…';
     else if (this.camera && !this.state) why = `No PTZ for ${this.camera}.`;
     else if (!this.state) why = 'Waiting for the camera state…';
-    for (const el of [...Object.values(this.sliders), this.home]) el.disabled = !enabled;
+    for (const el of [...Object.values(this.sliders), this.home, this.eyesSelect, this.vergenceSlider]) {
+      el.disabled = !enabled;
+    }
     this.root.classList.toggle('disabled', !enabled);
     this.stage.classList.toggle('ptz-enabled', enabled);
     if (this.status.textContent !== why) this.status.textContent = why;
     this.status.hidden = !why;
     if (!enabled) {
       this.pending = {};
+      this.pendingVergence = null;
       this.pointers.clear();
       this.gesture = null;
     }
@@ -178,6 +233,16 @@ export class PtzControls {
     } else {
       this.#want({ [field]: raw });
     }
+  }
+
+  #wantVergence() {
+    if (!this.enabled || !this.stereo) return;
+    const vergence = Number(this.vergenceSlider.value);
+    this.heldUntil.vergence = performance.now() + LOCAL_HOLD_MS;
+    setTimeout(() => this.#fromServer(), LOCAL_HOLD_MS + 10);
+    this.vergenceLabel.textContent = vergence.toFixed(3);
+    this.pendingVergence = vergence;
+    if (!this.frame) this.frame = requestAnimationFrame(() => this.#flush());
   }
 
   /** Whether the user acted lately enough that the local target is newer than what the server last said. */
@@ -225,25 +290,35 @@ export class PtzControls {
 
   #flush() {
     this.frame = 0;
-    if (!Object.keys(this.pending).length) return;
+    const vergence = this.pendingVergence;
+    if (!Object.keys(this.pending).length && vergence === null) return;
     if (performance.now() - this.lastSentMs < SEND_GAP_MS) {
       this.frame = requestAnimationFrame(() => this.#flush());
       return;
     }
-    const msg = { type: 'ptz', camera: this.camera, ...this.pending };
+    const messages = [];
+    if (this.#linked()) {
+      messages.push({ type: 'stereo', ...this.pending, ...(vergence === null ? {} : { vergence }) });
+    } else {
+      if (Object.keys(this.pending).length) messages.push({ type: 'ptz', camera: this.camera, ...this.pending });
+      if (vergence !== null) messages.push({ type: 'stereo', vergence });
+    }
     this.pending = {};
-    if (this.control.send(msg)) this.lastSentMs = performance.now();
+    this.pendingVergence = null;
+    if (messages.map((msg) => this.control.send(msg)).every(Boolean)) this.lastSentMs = performance.now();
   }
 
   // ---- gestures on the picture
 
-  /** The picture's size on screen: it fills the stage at its own aspect (object-fit: contain). */
+  /** The size on screen of one camera's picture: the stream fills the stage at its own aspect (object-fit: contain),
+   * and the stereo stream holds two eyes side by side. */
   #pictureSize() {
     const rect = this.stage.getBoundingClientRect();
     const [, , w, h] = this.state.crop;
-    const aspect = w / h;
+    const eyes = this.stereo ? 2 : 1;
+    const aspect = (eyes * w) / h;
     const width = Math.min(rect.width, rect.height * aspect);
-    return { width, height: width / aspect };
+    return { width: width / eyes, height: width / aspect };
   }
 
   #pointerDown(e) {
