@@ -8,15 +8,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import cv2
-import numpy as np
-
 from vergence.config import CameraSettings, Settings
 from vergence.encoders.base import Encoder, PacketSink
 from vergence.encoders.h264 import H264Encoder
 from vergence.encoders.jpeg import JpegEncoder, encode_jpeg
 from vergence.hub import Channel, Hub
-from vergence.media.frame import EncodedPacket, Frame, i420_planes
+from vergence.media.frame import EncodedPacket, Frame
+from vergence.media.i420 import crop_i420
 from vergence.metrics import WindowedMean, WindowedRate
 from vergence.outputs.fmp4 import Fmp4Muxer
 from vergence.ptz import Rect, SensorGeometry
@@ -237,15 +235,3 @@ class Stream:
 def picture_geometry(width: int, height: int) -> SensorGeometry:
     """The geometry of a delivered picture, for sources that crop in software."""
     return SensorGeometry(width, height, Rect(0, 0, width, height), 16, 16)
-
-
-def crop_i420(image: np.ndarray, width: int, height: int, crop: Rect) -> np.ndarray:
-    """Cut `crop` out of an I420 picture and scale it back to width x height (software PTZ)."""
-    out = np.empty_like(image)
-    x, y, w, h = crop.x & ~1, crop.y & ~1, max(2, crop.width & ~1), max(2, crop.height & ~1)
-    for source, target, scale in zip(
-        i420_planes(image, width, height), i420_planes(out, width, height), (1, 2, 2), strict=True
-    ):
-        window = source[y // scale : (y + h) // scale, x // scale : (x + w) // scale]
-        cv2.resize(window, (target.shape[1], target.shape[0]), dst=target, interpolation=cv2.INTER_LINEAR)
-    return out

@@ -8,10 +8,13 @@ from collections.abc import Iterator
 
 import av
 import av.error
+import numpy as np
 
 from vergence.config import CameraSettings
 from vergence.errors import SourceEnded, SourceError, redact
 from vergence.media.frame import TIME_BASE, Frame
+from vergence.media.i420 import crop_i420
+from vergence.ptz import Rect, SensorGeometry
 from vergence.sources.base import Source, SourceInfo, register
 
 _LIVE_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "srt://", "udp://", "tcp://", "/dev/video")
@@ -21,7 +24,14 @@ _LIVE_OPTIONS = {"fflags": "nobuffer", "flags": "low_delay", "probesize": "32768
 
 @register("av")
 class AvSource(Source):
-    """Decode a file, URL or device to frames of the configured size; files play at their own rate and loop."""
+    """Decode a file, URL or device to frames of the configured size; files play at their own rate and loop.
+
+    Pan/tilt/zoom crops the decoded picture at its own resolution before scaling it to the output size, so zooming into a
+    1080p file shows its real detail rather than an enlarged copy of the scaled-down picture: the decoded picture is this
+    source's "sensor".
+    """
+
+    crops_at_sensor = True
 
     def __init__(self, camera: CameraSettings) -> None:
         super().__init__(camera)
@@ -36,6 +46,8 @@ class AvSource(Source):
         self._first_pts_s: float | None = None
         self._loop_offset_s = 0.0
         self._last_pts_s = 0.0
+        self._native: tuple[int, int] | None = None  # the decoded picture's size, once opened
+        self._crop: Rect | None = None  # None: the whole picture (replaced whole, read by the capture thread)
 
     def open(self) -> SourceInfo:
         self._closed.clear()
@@ -62,6 +74,8 @@ class AvSource(Source):
         self._live = self._container.duration is None or self._url.startswith("/dev/video")
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
+        context = stream.codec_context
+        self._native = (context.width & ~1, context.height & ~1) if context.width and context.height else None
         self._frames = self._container.decode(stream)
         self._t0 = time.monotonic()
         self._first_pts_s = None
@@ -81,7 +95,7 @@ class AvSource(Source):
         started = time.perf_counter()
         if not self._live:
             self._pace(decoded)
-        image = decoded.reformat(self.camera.width, self.camera.height, format="yuv420p").to_ndarray()
+        image = self._scaled(decoded)
         frame = Frame(
             image=image,
             pix_fmt="yuv420p",
@@ -95,6 +109,26 @@ class AvSource(Source):
         frame.timings_ms["capture"] = (time.perf_counter() - started) * 1000
         self._seq += 1
         return frame
+
+    def _scaled(self, decoded: av.VideoFrame) -> np.ndarray:
+        """Return the decoded picture (or the crop's window of it) as I420 at the output size."""
+        crop, out_w, out_h = self._crop, self.camera.width, self.camera.height
+        # I420 needs even sizes: an odd last row or column of the decoded picture is left out of the "sensor".
+        width, height = decoded.width & ~1, decoded.height & ~1
+        if crop is None or crop == Rect(0, 0, width, height):
+            image: np.ndarray = decoded.reformat(out_w, out_h, format="yuv420p").to_ndarray()
+            return image
+        native = decoded.reformat(width, height, format="yuv420p").to_ndarray()
+        return crop_i420(native, width, height, crop, out_w, out_h)
+
+    def sensor_geometry(self) -> SensorGeometry | None:
+        if self._native is None:
+            return None
+        width, height = self._native
+        return SensorGeometry(width, height, Rect(0, 0, width, height), 16, 16)
+
+    def set_crop(self, crop: Rect) -> None:
+        self._crop = crop
 
     def _next_decoded(self) -> av.VideoFrame:
         assert self._frames is not None

@@ -1,0 +1,29 @@
+"""Crop-and-scale of I420 pictures: the software half of pan/tilt/zoom."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from vergence.media.frame import i420_planes
+from vergence.ptz import Rect
+
+
+def crop_i420(
+    image: np.ndarray, width: int, height: int, crop: Rect, out_width: int | None = None, out_height: int | None = None
+) -> np.ndarray:
+    """Cut `crop` out of an I420 picture of width x height and scale it to out_width x out_height (default: the same)."""
+    out_width, out_height = out_width or width, out_height or height
+    out = np.empty((out_height * 3 // 2, out_width), np.uint8)
+    # Even-aligned, so the chroma planes' window is exactly half the luma window.
+    x, y = crop.x & ~1, crop.y & ~1
+    w, h = max(2, min(crop.width, width - x) & ~1), max(2, min(crop.height, height - y) & ~1)
+    for source, target, scale in zip(
+        i420_planes(image, width, height), i420_planes(out, out_width, out_height), (1, 2, 2), strict=True
+    ):
+        window = source[y // scale : (y + h) // scale, x // scale : (x + w) // scale]
+        # INTER_AREA when shrinking keeps fine detail from aliasing; LINEAR when enlarging is sharper and cheaper.
+        shrinking = window.shape[1] > target.shape[1]
+        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        cv2.resize(window, (target.shape[1], target.shape[0]), dst=target, interpolation=interpolation)
+    return out
