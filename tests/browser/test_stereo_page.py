@@ -71,7 +71,8 @@ def test_the_panel_moves_both_eyes_one_eye_and_the_vergence(player_page, vergenc
     # Both eyes (the default): one zoom slider zooms the pair.
     set_slider(page, "#ptz-zoom", 1.0)
     state = _wait_for_stereo(server, lambda s: s["left"]["zoom"] > 1.9 and s["right"]["zoom"] > 1.9)
-    assert state["left"]["zoom"] == pytest.approx(2.0, rel=1e-3) and state["right"]["zoom"] == pytest.approx(2.0, rel=1e-3)
+    assert state["left"]["zoom"] == pytest.approx(2.0, rel=1e-3)
+    assert state["right"]["zoom"] == pytest.approx(2.0, rel=1e-3)
 
     # The right eye alone: its pan moves, the left eye's stays.
     page.select_option("#ptz-eyes", "right")

@@ -263,7 +263,8 @@ class StereoRig:
         """Move both eyes to one linked pan/tilt/zoom (the left eye's state leads) and/or change vergence."""
         if vergence is not None:
             self.set_vergence(vergence, announce=False)
-        if (pan, tilt, zoom) != (None, None, None):  # a vergence change alone leaves eyes moved one by one where they are
+        # A vergence change alone leaves the eyes where they are, even one moved on its own.
+        if (pan, tilt, zoom) != (None, None, None):
             lead = self.left.set_ptz(pan, tilt, zoom)
             self.right.set_ptz(lead["pan"], lead["tilt"], lead["zoom"])
         described = self.describe()
