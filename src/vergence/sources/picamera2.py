@@ -1,4 +1,5 @@
-"""Raspberry Pi cameras through picamera2: YUV420 frames, pan/tilt/zoom by the ISP's ScalerCrop, flips by restarting.
+"""Raspberry Pi cameras through picamera2: YUV420 frames, pan/tilt/zoom by the ISP's ScalerCrop, flips by restarting,
+and libcamera's software camera sync passed through for stereo eyes.
 
 picamera2 (with its libcamera bindings) is optional and imported only when a camera is opened.
 """
@@ -27,6 +28,7 @@ INSTALL_HINT = "apt install python3-picamera2 (Raspberry Pi OS; it brings python
 BUFFER_COUNT = 4
 # A camera that delivers nothing for this long (or for 10 frame periods, if longer) has stalled.
 STALL_TIMEOUT_S = 2.0
+SYNC_MODES = ("off", "server", "client")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -75,6 +77,15 @@ class Picamera2Source(Source):
         self._tuning = camera.options.get("tuning_file") or None
         self._hflip = _flag(camera.options, "hflip")
         self._vflip = _flag(camera.options, "vflip")
+        self._sync = camera.options.get("sync", "off").strip().lower() or "off"
+        if self._sync not in SYNC_MODES:
+            raise ConfigError(f"options.sync must be one of {', '.join(SYNC_MODES)}, got {camera.options['sync']!r}")
+        self._sync_mode: Any = None  # libcamera's controls.rpi.SyncModeEnum value, when sync is on
+        sync_frames = camera.options.get("sync_frames", "")
+        if sync_frames and not (sync_frames.isdigit() and int(sync_frames) > 0):
+            raise ConfigError(f"options.sync_frames must be a number of frames ≥ 1, got {sync_frames!r}")
+        self._sync_frames = int(sync_frames) if sync_frames else None  # None: libcamera's default (100)
+        self.sync_ready = False
         self._camera: Any = None
         self._transform_type: Any = None
         self._geometry: SensorGeometry | None = None
@@ -89,20 +100,29 @@ class Picamera2Source(Source):
 
     def open(self) -> SourceInfo:
         try:
-            from libcamera import Transform
+            from libcamera import Transform, controls
             from picamera2 import Picamera2
         except ImportError as err:
             raise ConfigError(f"picamera2 is not installed: {INSTALL_HINT}") from err
         self._transform_type = Transform
+        if self._sync != "off":
+            sync_modes = getattr(getattr(controls, "rpi", None), "SyncModeEnum", None)
+            if sync_modes is None:
+                raise ConfigError(f"options.sync = {self._sync!r}: this libcamera has no software camera sync (≥ 0.5)")
+            self._sync_mode = getattr(sync_modes, self._sync.capitalize())
         try:
             picam = Picamera2(self._index, tuning=self._tuning)
         except Exception as err:
             raise SourceError(f"cannot open picamera2 camera {self._index} for {self.camera.id}: {err}") from err
+        if self._sync_mode is not None and "SyncMode" not in picam.camera_controls:
+            picam.close()
+            raise ConfigError(f"options.sync: camera {self._index} offers no SyncMode control (a Raspberry Pi 5 needed)")
         with self._lock:
             self._closed.clear()
             self._camera = picam
             self._first_ns = None
             self._seq = 0
+            self.sync_ready = False
             try:
                 self._configure_and_start()
             except Exception as err:
@@ -126,6 +146,12 @@ class Picamera2Source(Source):
         controls: dict[str, Any] = {"FrameRate": self.camera.fps}
         if self._crop is not None:  # a restart keeps the view the viewer chose
             controls["ScalerCrop"] = self._crop.as_tuple()
+        if self._sync_mode is not None:
+            # The server eye sets the frame timing; the client eye shifts its frames onto the server's. Frames flow
+            # before the two are in step (SyncReady): a picture at once beats a perfectly paired one three seconds later.
+            controls["SyncMode"] = self._sync_mode
+            if self._sync_frames is not None:
+                controls["SyncFrames"] = self._sync_frames
         config = self._camera.create_video_configuration(
             main={"size": self.camera.size, "format": "YUV420"},
             controls=controls,
@@ -176,9 +202,13 @@ class Picamera2Source(Source):
             try:
                 started = time.perf_counter()
                 array = request.make_array("main")
-                sensor_ns = int(request.get_metadata()["SensorTimestamp"])
+                metadata = request.get_metadata()
             finally:
                 request.release()
+            sensor_ns = int(metadata["SensorTimestamp"])
+            if self._sync_mode is not None and not self.sync_ready and metadata.get("SyncReady"):
+                self.sync_ready = True
+                log.info("%s: camera sync (%s) ready", self.camera.id, self._sync)
             return self._frame(array, sensor_ns, started)
 
     def _frame(self, array: np.ndarray, sensor_ns: int, started: float) -> Frame:

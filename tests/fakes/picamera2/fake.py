@@ -65,6 +65,9 @@ class CameraState:
 
 _lock = threading.Lock()
 _cameras: list[CameraState] = []
+# The software camera-sync server's frame grid, (t0_ns, frame_ns), while a camera runs with SyncMode Server. The real one
+# announces it over UDP multicast; clients in the same process (or on the same network) fall in step with it.
+sync_server: tuple[int, int] | None = None
 
 
 def configure(models: list[str] | tuple[str, ...] = ("imx219",)) -> None:

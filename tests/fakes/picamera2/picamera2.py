@@ -7,6 +7,9 @@ Behaviour copied from the real stack where it matters to a caller:
 - stop()/close() cancel a capture_request() waiting in another thread (concurrent.futures.CancelledError), a wait
   with a timeout raises TimeoutError; all buffers held (never released) stall the camera, as on the real one;
 - YUV420 arrays are (h*3/2, stride) with rows padded to 64 bytes.
+- software camera sync (`SyncMode` Server / Client, `SyncFrames`): after SyncFrames frames the server reports
+  `SyncReady`; a client whose server runs at the same frame rate then moves its frames onto the server's grid and reports
+  `SyncReady` too; a client without a server runs on unsynchronised, never ready.
 Simplifications: one sensor mode (the full pixel array) whatever the output size; a new ScalerCrop applies from the
 next frame (the real pipeline takes a few frames); when the reader is late it gets the newest frame, older ones drop.
 """
@@ -68,6 +71,8 @@ class Picamera2:
             "AnalogueGain": (1.0, 16.0, 1.0),
             "AeEnable": (False, True, True),
             "AwbEnable": (False, True, True),
+            "SyncMode": (0, 2, 0),
+            "SyncFrames": (1, 1_000_000, 100),
         }
         self.sensor_resolution = (sensor.width, sensor.height)
         self.set_controls_calls = state.set_controls_calls  # every set_controls() argument, in order
@@ -81,6 +86,10 @@ class Picamera2:
         self._next_slot = 0
         self._crop = sensor.full_area
         self._pending_crop: tuple[int, tuple[int, int, int, int]] | None = None  # (effective from ns, crop)
+        self._sync_mode = 0  # controls.rpi.SyncModeEnum
+        self._sync_frames = 100
+        self._frames_since_start = 0
+        self._sync_ready = False
 
     # Configuration
 
@@ -140,6 +149,7 @@ class Picamera2:
             self._crop = self._state.sensor.full_area
             self._pending_crop = None
             self._frame_ns = 33_333_333
+            self._sync_mode, self._sync_frames = 0, 100
         controls = dict(camera_config.get("controls") or {})
         controls.pop("NoiseReductionMode", None)
         self._apply_controls(controls)
@@ -168,6 +178,10 @@ class Picamera2:
             self.started = True
             self._t0_ns = time.monotonic_ns()
             self._next_slot = 0
+            self._frames_since_start = 0
+            self._sync_ready = False
+            if self._sync_mode == 1:
+                fake.sync_server = (self._t0_ns, self._frame_ns)
             self._cond.notify_all()
         with fake._lock:
             self._state.starts += 1
@@ -179,6 +193,8 @@ class Picamera2:
                 return
             self.started = False
             self._generation += 1
+            if self._sync_mode == 1 and fake.sync_server == (self._t0_ns, self._frame_ns):
+                fake.sync_server = None
             self._cond.notify_all()
         with fake._lock:
             self._state.stops += 1
@@ -221,6 +237,10 @@ class Picamera2:
                 frame_ns = round(1e9 / float(controls["FrameRate"]))
             elif "FrameDurationLimits" in controls:
                 frame_ns = int(controls["FrameDurationLimits"][0]) * 1000
+            if "SyncMode" in controls:
+                self._sync_mode = int(controls["SyncMode"])
+            if "SyncFrames" in controls:
+                self._sync_frames = int(controls["SyncFrames"])
             if frame_ns is not None:
                 low_us, high_us, _ = self.camera_controls["FrameDurationLimits"]
                 frame_ns = min(max(frame_ns, low_us * 1000), high_us * 1000)
@@ -240,6 +260,7 @@ class Picamera2:
         with self._cond:
             self._check_open()
             generation = self._generation
+            self._follow_sync()
             while True:
                 if self._generation != generation:
                     raise CancelledError()
@@ -258,6 +279,10 @@ class Picamera2:
                     delay_s = remaining if delay_s is None else min(delay_s, remaining)
                 self._cond.wait(delay_s)
             self._next_slot = slot + 1
+            self._frames_since_start += 1
+            if self._sync_mode == 1 and self._frames_since_start >= self._sync_frames:
+                self._sync_ready = True
+            sync_ready = self._sync_ready
             timestamp_ns = self._t0_ns + slot * self._frame_ns
             if self._pending_crop is not None and self._pending_crop[0] <= timestamp_ns:
                 self._crop, self._pending_crop = self._pending_crop[1], None
@@ -279,7 +304,21 @@ class Picamera2:
             "ExposureTime": min(frame_ns // 1000, 20_000),
             "AnalogueGain": 1.0,
         }
+        if self._sync_mode:
+            metadata["SyncReady"] = sync_ready
         return CompletedRequest({"main": fake.padded(picture, width, height, main["stride"])}, metadata, self._released)
+
+    def _follow_sync(self) -> None:
+        """A client, once it has waited SyncFrames frames, moves onto a running server's grid (the lock is held)."""
+        server = fake.sync_server
+        if self._sync_mode != 2 or self._sync_ready or server is None or not self.started:
+            return
+        t0_ns, frame_ns = server
+        if frame_ns != self._frame_ns or self._frames_since_start < self._sync_frames:
+            return
+        now = time.monotonic_ns()
+        self._t0_ns, self._next_slot = t0_ns, (now - t0_ns) // frame_ns + 1
+        self._sync_ready = True
 
     def _released(self) -> None:
         with fake._lock:
