@@ -53,6 +53,8 @@ class Vergence:
                 self.streams[stereo.left], self.streams[stereo.right], self.settings, self.hub, loop
             )
         for stream in self.streams.values():
+            self.controllers.add_processing(stream, self.settings.processing.plugin_budget_ms, loop)
+        for stream in self.streams.values():
             stream.start()
 
     def stop(self) -> None:
@@ -101,9 +103,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.vergence = vergence
 
     from vergence.control.api import router as control_router
+    from vergence.control.processing_api import router as processing_router
     from vergence.outputs.http import router as video_router
 
     app.include_router(control_router)
+    app.include_router(processing_router)
     app.include_router(video_router)
 
     static = resources.files("vergence") / "web" / "static"

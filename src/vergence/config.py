@@ -42,6 +42,27 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class PluginSettings(_Section):
+    """A processing plugin of one camera: a Python file or an importable module (docs/plugins.md)."""
+
+    name: str = Field(
+        "", pattern=r"^[A-Za-z0-9_.-]{0,40}$", description="plugin name, 1-40 of A-Z a-z 0-9 _ . - (default: from path)"
+    )
+    path: str | None = Field(None, min_length=1, description="a .py file defining process(frame, ctx) or process_image")
+    module: str | None = Field(None, min_length=1, description="or a dotted module name, e.g. vergence.plugins.motion")
+    enabled: bool = Field(True, description="run it from the start")
+    options: dict[str, Any] = Field(default_factory=dict, description="passed to the plugin as ctx.options")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PluginSettings:
+        if (self.path is None) == (self.module is None):
+            raise ValueError("give either path or module")
+        if not self.name:
+            stem = Path(self.path).stem if self.path else (self.module or "").rsplit(".", 1)[-1]
+            self.name = re.sub(r"[^A-Za-z0-9_.-]", "_", stem)[:40] or "plugin"
+        return self
+
+
 class CameraSettings(_Section):
     """One camera: a source and the picture it delivers."""
 
@@ -59,6 +80,7 @@ class CameraSettings(_Section):
         description="backend options: FFmpeg options for av; camera_index, tuning_file, hflip, vflip for picamera2",
     )
     max_zoom: float = Field(8.0, ge=1, le=64, description="largest zoom factor, 1 … 64")
+    plugins: list[PluginSettings] = Field(default_factory=list, description="processing plugins of this camera")
 
     @property
     def width(self) -> int:
@@ -133,6 +155,25 @@ class StereoSettings(_Section):
     right: str = Field("cam1", description="camera id of the right eye")
     left_offset_px: tuple[int, int] = Field((0, 0), description="left eye calibration (dx, dy) in sensor pixels")
     right_offset_px: tuple[int, int] = Field((0, 0), description="right eye calibration (dx, dy) in sensor pixels")
+    depth: bool = Field(False, description="also publish a colourized disparity stream of the pair")
+    depth_id: str = Field("depth", pattern=r"^[A-Za-z0-9_-]{1,32}$", description="stream id of the depth stream")
+    depth_scale: float = Field(
+        0.5, gt=0, le=1, description="the pair is matched at this fraction of its size, 0 < … ≤ 1"
+    )
+    depth_disparities: int = Field(
+        64, ge=16, le=256, multiple_of=16, description="disparity search range at the matched size, 16 … 256, × 16"
+    )
+    calibration: Path | None = Field(
+        None, description="stereo calibration (OpenCV YAML/XML or .npz: K1 D1 K2 D2 R T) to rectify the pair for depth"
+    )
+
+
+class ProcessingSettings(_Section):
+    """Stabilization and plugins."""
+
+    plugin_budget_ms: float = Field(
+        8.0, gt=0, le=1000, description="a plugin runs inline only while every call fits this budget (ms), 0 < … ≤ 1000"
+    )
 
 
 class Settings(_Section):
@@ -145,6 +186,7 @@ class Settings(_Section):
     hub: HubSettings = Field(default_factory=HubSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     stereo: StereoSettings = Field(default_factory=StereoSettings)
+    processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
 
     @model_validator(mode="after")
     def _check_cameras(self) -> Settings:

@@ -17,6 +17,7 @@ from vergence.media.frame import EncodedPacket, Frame
 from vergence.media.i420 import crop_i420
 from vergence.metrics import WindowedMean, WindowedRate
 from vergence.outputs.fmp4 import Fmp4Muxer
+from vergence.pipeline.process import Processing
 from vergence.ptz import Rect, SensorGeometry
 from vergence.sources.base import SourceInfo, backend_for, create_source
 from vergence.sources.supervisor import SourceSupervisor
@@ -66,6 +67,7 @@ class Stream:
         self.on_geometry: Callable[[], None] | None = None  # called on the event loop when the geometry changes
         self.fps = WindowedRate()
         self.stage_ms: dict[str, WindowedMean] = {"capture": WindowedMean(), "ptz": WindowedMean()}
+        self.processing = Processing(self.id, self.stage_ms)
         self.h264 = self._encoder_channel(
             H264Encoder(self.id, settings.h264, self._sink("h264"), lambda: self.info.fps), cache_gop=True
         )
@@ -118,6 +120,8 @@ class Stream:
     def stop(self) -> None:
         for channel in self.channels:
             channel.close()
+        for plugin in self.processing.plugins:
+            plugin.close()
         self.supervisor.stop()
 
     def attach(self, encoder: Encoder) -> None:
@@ -157,12 +161,16 @@ class Stream:
             self.stage_ms["ptz"].add((time.perf_counter() - started) * 1000)
         frame.seq = self._seq
         self._seq += 1
-        self.latest_frame = frame
+        listeners = self.frame_listeners
+        # Listeners (the stereo pairer) get the picture before stabilization, plugins and overlays: a depth map wants the
+        # eyes as the sensors saw them. So processing draws on a copy when someone else holds the frame.
+        shown = self.processing.run(frame, shared=bool(listeners))
+        self.latest_frame = shown
         self.fps.add()
         self.stage_ms["capture"].add(frame.timings_ms.get("capture", 0.0))
         for encoder in self._encoders:
-            encoder.put(frame)
-        for listener in self.frame_listeners:
+            encoder.put(shown)
+        for listener in listeners:
             listener(frame)
 
     def _on_state(self, state: str, message: str | None, info: SourceInfo | None) -> None:

@@ -62,7 +62,8 @@ def test_a_stalled_viewer_costs_the_others_no_frame_and_resumes_at_a_keyframe(ve
             header, payload = parse_header(data)
             decoder.decode(payload)
             received.append((header.seq, header.keyframe))
-            if len(received) > 1 and received[-1][0] != received[-2][0] + 1:
+            # A hub drop, not a frame the busy encoder skipped (which nobody got): the healthy viewer had what is missing.
+            if len(received) > 1 and set(range(received[-2][0] + 1, received[-1][0])) & set(seqs):
                 break
         assert received[-1][1], f"after the gap the stream resumed at seq {received[-1][0]} without a keyframe"
         for _ in range(10):

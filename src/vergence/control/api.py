@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from vergence import ptz
+from vergence.control import processing_api
 from vergence.control.controller import CameraController, Controllers, StereoRig
 from vergence.errors import CommandError
 
@@ -250,6 +251,8 @@ def handle_control(message: Any, client_id: int, vergence: Any) -> dict[str, Any
         except CommandError as err:
             return {"type": "error", "code": err.code, "message": str(err)}
         return None
+    if kind in processing_api.KINDS:
+        return processing_api.handle(kind, message, vergence)
     if kind in ("ptz_velocity", "preset"):
         return _handle_camera_command(kind, message, vergence)
     if kind == "ptz":

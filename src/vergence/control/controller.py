@@ -12,6 +12,7 @@ from dataclasses import asdict
 from typing import Any
 
 from vergence import ptz
+from vergence.control.processing import ProcessingController
 from vergence.control.state import StateStore
 from vergence.errors import CommandError
 from vergence.stream import Stream
@@ -64,6 +65,7 @@ class CameraController:
         self._move_until = 0.0
         self._mover: asyncio.Task[None] | None = None
         stream.on_geometry = self._reapply
+        stream.processing.ptz = self.describe  # what plugins see as ctx.ptz
         self._reapply()
 
     @property
@@ -81,6 +83,9 @@ class CameraController:
         """Apply the current state to the sensor (at start, and whenever the source (re)opens)."""
         self.state = ptz.clamp(self.state, self.stream.geometry, self.output_size, self.max_zoom)
         self.stream.set_crop(self.crop())
+        processing = self.stream.processing
+        processing.zoom = self.state.zoom
+        processing.reset_stabilizer()  # a move on purpose is not shake: the trajectory starts again
 
     def describe(self) -> dict[str, Any]:
         """The camera's PTZ as every transport shows it."""
@@ -294,6 +299,7 @@ class Controllers:
             for stream_id, stream in streams.items()
         }
         self.rig: StereoRig | None = None
+        self.processing: dict[str, ProcessingController] = {}
         self._saving: asyncio.Task[None] | None = None
         self._dirty = False
 
@@ -306,6 +312,17 @@ class Controllers:
             self.cameras[left], self.cameras[right], offsets, saved, self._changed, self.broadcast, stream_id
         )
         return self.rig
+
+    def add_processing(self, stream: Stream, budget_ms: float, loop: asyncio.AbstractEventLoop) -> None:
+        """Give a stream (a camera or a derived one) its overlays, ROIs, stabilization and plugins, as saved."""
+        saved = self.store.load().get("processing", {}).get(stream.id, {})
+        self.processing[stream.id] = ProcessingController(stream, saved, budget_ms, self._changed, self.broadcast, loop)
+
+    def get_processing(self, stream: str) -> ProcessingController:
+        controller = self.processing.get(stream)
+        if controller is None:
+            raise CommandError(f"unknown stream {stream!r}; streams: {', '.join(self.processing)}")
+        return controller
 
     def get(self, camera: str) -> CameraController:
         controller = self.cameras.get(camera)
@@ -321,6 +338,7 @@ class Controllers:
         }
         if self.rig is not None:
             snapshot["stereo"] = self.rig.describe()
+        snapshot["processing"] = {sid: p.describe() for sid, p in self.processing.items()}
         return snapshot
 
     def broadcast(self, event: dict[str, Any]) -> None:
@@ -342,6 +360,7 @@ class Controllers:
             document: dict[str, Any] = {"cameras": {cid: c.saved() for cid, c in self.cameras.items()}}
             if self.rig is not None:
                 document["stereo"] = {"vergence": self.rig.vergence}
+            document["processing"] = {sid: p.saved() for sid, p in self.processing.items()}
             try:
                 await asyncio.to_thread(self.store.save, document)
             except OSError as err:

@@ -1,0 +1,288 @@
+"""Processing control of one stream: overlays, regions of interest, stabilization and plugins; persisted and broadcast."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import asdict, fields
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+
+from vergence.config import PluginSettings
+from vergence.errors import CommandError
+from vergence.pipeline.draw import parse_colour
+from vergence.pipeline.overlay import OverlaySettings, RoiBox, TextItem
+from vergence.pipeline.plugins import Plugin, PluginError, PluginSpec, load_module
+from vergence.stream import Stream
+
+log = logging.getLogger(__name__)
+
+Broadcast = Callable[[dict[str, Any]], None]
+MAX_ROIS = 64
+MAX_TEXTS = 16
+ROI_NAME = r"^[A-Za-z0-9_. -]{1,40}$"
+
+
+def _colour(value: str) -> str:
+    parse_colour(value)  # ValueError names the allowed forms
+    return value
+
+
+class RoiModel(BaseModel):
+    """A region of interest, corners in % of the frame."""
+
+    x1: float = Field(ge=0, le=100, description="left edge, % of the width")
+    y1: float = Field(ge=0, le=100, description="top edge, % of the height")
+    x2: float = Field(ge=0, le=100, description="right edge, % of the width, > x1")
+    y2: float = Field(ge=0, le=100, description="bottom edge, % of the height, > y1")
+    colour: str = Field("lime", description="a colour name (red, lime, …) or #rrggbb")
+
+    _check_colour = field_validator("colour")(_colour)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RoiModel:
+        if self.x2 <= self.x1 or self.y2 <= self.y1:
+            raise ValueError(f"x2 must be > x1 and y2 > y1, got ({self.x1}, {self.y1}) … ({self.x2}, {self.y2})")
+        return self
+
+
+class TextModel(BaseModel):
+    text: str = Field(max_length=200)
+    x_pct: float = Field(ge=0, le=100)
+    y_pct: float = Field(ge=0, le=100)
+    colour: str = "white"
+    size_pct: float = Field(4.0, gt=0, le=50)
+
+    _check_colour = field_validator("colour")(_colour)
+
+
+class OverlayModel(BaseModel):
+    """Which overlays a stream draws (any subset in a PUT)."""
+
+    timestamp: bool | None = None
+    timestamp_format: str | None = Field(None, min_length=1, max_length=100)
+    crosshair: bool | None = None
+    grid: bool | None = None
+    rec: bool | None = None
+    zoom: bool | None = None
+    rois: bool | None = None
+    texts: list[TextModel] | None = Field(None, max_length=MAX_TEXTS)
+
+
+class PluginModel(BaseModel):
+    """A plugin to load at run time."""
+
+    name: str = Field("", pattern=r"^[A-Za-z0-9_.-]{0,40}$")
+    path: str | None = None
+    module: str | None = None
+    enabled: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProcessingController:
+    """Overlays, ROIs, stabilization and plugins of one stream. Runs on the event loop; each change reaches the capture
+    thread as one reference swap on `stream.processing`."""
+
+    def __init__(
+        self,
+        stream: Stream,
+        saved: dict[str, Any],
+        budget_ms: float,
+        on_change: Callable[[], None],
+        broadcast: Broadcast,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.stream = stream
+        self.processing = stream.processing
+        self.budget_ms = budget_ms
+        self._on_change = on_change
+        self._broadcast = broadcast
+        self._loop = loop
+        self.rois: dict[str, RoiModel] = {}
+        for name, values in saved.get("rois", {}).items():
+            try:
+                self.rois[str(name)] = RoiModel.model_validate(values)
+            except ValidationError:
+                log.warning("ignoring saved ROI %r of %s", name, stream.id)
+        try:
+            self._apply_overlay(OverlayModel.model_validate(saved.get("overlay", {})))
+        except (ValidationError, ValueError):
+            log.warning("ignoring saved overlay of %s", stream.id)
+        self.processing.stabilize = bool(saved.get("stabilize", False))
+        self._push_rois()
+        self.plugins: dict[str, Plugin] = {}
+        self.load_errors: dict[str, str] = {}  # plugins that failed to load at start: listed with their error
+        self._runtime_plugins: dict[str, PluginSettings] = {}  # added over the API: kept across restarts
+        enabled = saved.get("plugins_enabled", {})
+        specs = list(stream.camera.plugins)
+        for values in saved.get("plugins", []):
+            try:
+                settings = PluginSettings.model_validate(values)
+            except ValidationError:
+                log.warning("ignoring saved plugin %r of %s", values, stream.id)
+                continue
+            self._runtime_plugins[settings.name] = settings
+            specs.append(settings)
+        for settings in specs:
+            settings = settings.model_copy(update={"enabled": bool(enabled.get(settings.name, settings.enabled))})
+            try:
+                self._load(settings)
+            except (CommandError, PluginError) as err:  # the stream goes on without it; the API shows the error
+                log.error("%s", err)
+                self.load_errors[settings.name] = str(err)
+
+    # ---- overlays
+
+    def _apply_overlay(self, model: OverlayModel) -> None:
+        current = self.processing.overlay
+        changes = model.model_dump(exclude_none=True)
+        if "texts" in changes:
+            changes["texts"] = [TextItem(**text) for text in changes["texts"]]
+        values = {**{f.name: getattr(current, f.name) for f in fields(current)}, **changes}
+        self.processing.overlay = OverlaySettings(**values)  # a new object: the capture thread sees old or new, whole
+
+    def set_overlay(self, model: OverlayModel) -> dict[str, Any]:
+        """Change any overlay settings; the others stay."""
+        try:
+            self._apply_overlay(model)
+        except ValueError as err:
+            raise CommandError(str(err)) from None
+        return self._changed("overlay", self.describe_overlay())
+
+    def describe_overlay(self) -> dict[str, Any]:
+        return asdict(self.processing.overlay)
+
+    # ---- regions of interest
+
+    def set_roi(self, name: str, roi: RoiModel) -> dict[str, Any]:
+        """Create or replace the ROI `name`."""
+        if not re.match(ROI_NAME, name):
+            raise CommandError(f"ROI name {name!r}: 1-40 of letters, digits, space, _ . -")
+        if name not in self.rois and len(self.rois) >= MAX_ROIS:
+            raise CommandError(f"{self.stream.id} already has {MAX_ROIS} ROIs")
+        self.rois[name] = roi
+        self._push_rois()
+        self._changed("rois", {"rois": self.describe_rois()})
+        return {"name": name, **roi.model_dump()}
+
+    def delete_roi(self, name: str) -> dict[str, Any]:
+        if self.rois.pop(name, None) is None:
+            raise KeyError(f"no ROI {name!r} on {self.stream.id}")
+        self._push_rois()
+        return self._changed("rois", {"rois": self.describe_rois()})
+
+    def describe_rois(self) -> list[dict[str, Any]]:
+        return [{"name": name, **roi.model_dump()} for name, roi in sorted(self.rois.items())]
+
+    def _push_rois(self) -> None:
+        self.processing.rois = tuple(
+            RoiBox(name, roi.x1, roi.y1, roi.x2, roi.y2, roi.colour) for name, roi in sorted(self.rois.items())
+        )
+
+    # ---- stabilization
+
+    def set_stabilize(self, enabled: bool) -> dict[str, Any]:
+        self.processing.stabilize = enabled
+        return self._changed("stabilize", {"enabled": enabled})
+
+    # ---- plugins
+
+    def _load(self, settings: PluginSettings) -> Plugin:
+        if settings.name in self.plugins:
+            raise CommandError(f"{self.stream.id} already has a plugin named {settings.name!r}")
+        spec = PluginSpec(settings.name, settings.path, settings.module, settings.enabled, dict(settings.options))
+        module = load_module(spec)
+        stream = self.stream
+        plugin = Plugin(
+            spec,
+            module,
+            stream.id,
+            self.budget_ms,
+            self._emit_threadsafe,
+            lambda: self.processing.plugin_context(stream.info.width, stream.info.height),
+        )
+        self.plugins[settings.name] = plugin
+        self.load_errors.pop(settings.name, None)
+        self.processing.plugins = tuple(self.plugins.values())
+        return plugin
+
+    def add_plugin(self, model: PluginModel) -> dict[str, Any]:
+        """Load a plugin now (from a file path or a module name) and keep it across restarts."""
+        try:
+            settings = PluginSettings.model_validate(model.model_dump())
+        except ValidationError as err:
+            raise CommandError(err.errors()[0]["msg"]) from None
+        try:
+            plugin = self._load(settings)
+        except PluginError as err:
+            raise CommandError(str(err)) from None
+        self._runtime_plugins[settings.name] = settings
+        self._changed("plugins", {"plugins": self.describe_plugins()})
+        return plugin.describe()
+
+    def set_plugin_enabled(self, name: str, enabled: bool) -> dict[str, Any]:
+        plugin = self._plugin(name)
+        plugin.set_enabled(enabled)
+        described = plugin.describe()
+        self._broadcast({"type": "plugin", **described})
+        self._on_change()
+        return described
+
+    def remove_plugin(self, name: str) -> dict[str, Any]:
+        plugin = self._plugin(name)
+        plugin.close()
+        del self.plugins[name]
+        self._runtime_plugins.pop(name, None)
+        self.processing.plugins = tuple(self.plugins.values())
+        return self._changed("plugins", {"plugins": self.describe_plugins()})
+
+    def _plugin(self, name: str) -> Plugin:
+        plugin = self.plugins.get(name)
+        if plugin is None:
+            raise KeyError(f"no plugin {name!r} on {self.stream.id}; plugins: {', '.join(self.plugins) or 'none'}")
+        return plugin
+
+    def describe_plugins(self) -> list[dict[str, Any]]:
+        listed = [plugin.describe() for plugin in self.plugins.values()]
+        listed += [
+            {"camera": self.stream.id, "name": name, "state": "error", "enabled": False, "error": message}
+            for name, message in self.load_errors.items()
+        ]
+        return listed
+
+    def _emit_threadsafe(self, event: dict[str, Any]) -> None:
+        """Plugins speak from capture and plugin threads: their events reach controllers through the loop."""
+        self._loop.call_soon_threadsafe(self._broadcast, event)
+
+    # ---- common
+
+    def _changed(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        event = {"type": kind, "camera": self.stream.id, **body}
+        self._broadcast(event)
+        self._on_change()
+        return event
+
+    def describe(self) -> dict[str, Any]:
+        """Everything a new controller needs to show this stream's processing."""
+        return {
+            "overlay": self.describe_overlay(),
+            "rois": self.describe_rois(),
+            "stabilize": self.processing.stabilize,
+            "plugins": self.describe_plugins(),
+        }
+
+    def saved(self) -> dict[str, Any]:
+        return {
+            "overlay": self.describe_overlay(),
+            "rois": {name: roi.model_dump() for name, roi in self.rois.items()},
+            "stabilize": self.processing.stabilize,
+            "plugins": [settings.model_dump(mode="json") for settings in self._runtime_plugins.values()],
+            "plugins_enabled": {name: plugin.enabled for name, plugin in self.plugins.items()},
+        }
+
+    def close(self) -> None:
+        for plugin in self.plugins.values():
+            plugin.close()

@@ -1,0 +1,208 @@
+"""Processing against a real server: plugins from files draw into the delivered frames, a failing plugin is disabled
+while the stream goes on, a slow one costs the stream nothing; ROIs and overlays are validated and persisted."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from websockets.sync.client import ClientConnection, connect
+
+from tests.integration.wsclient import VideoClient
+from tests.media import H264Decoder
+
+SEED_PLUGIN = """
+import cv2
+
+def process_image(image):  # the seed projects' signature: BGR in, BGR out
+    cv2.rectangle(image, (20, 100), (80, 160), (0, 0, 255), -1)  # filled red
+    return image
+"""
+
+RICH_PLUGIN = """
+def process(frame, ctx):
+    ctx.draw.rect(200, 100, 260, 160, "blue", -1)
+    ctx.publish({"seq": frame.seq, "luma": float(frame.gray().mean()), "zoom": ctx.ptz["zoom"]})
+"""
+
+FAILING_PLUGIN = """
+def process(frame, ctx):
+    raise RuntimeError("boom")
+"""
+
+SLOW_PLUGIN = """
+import time
+
+def process(frame, ctx):
+    time.sleep(0.2)  # a detector far slower than the camera
+    ctx.draw.rect(120, 100, 180, 160, "yellow", -1)
+"""
+
+
+def write_config(tmp_path: Path, plugins: dict[str, str]) -> Path:
+    tables = []
+    for name, code in plugins.items():
+        path = tmp_path / f"{name}.py"
+        path.write_text(code)
+        tables.append(f'[[cameras.plugins]]\npath = "{path}"\n')
+    config = tmp_path / "vergence.toml"
+    config.write_text('[[cameras]]\nid = "cam0"\nsize = "320x240"\nfps = 30\n' + "\n".join(tables))
+    return config
+
+
+def decoded_bgr(server: Any, count: int = 45, after_ns: int = 0) -> np.ndarray:
+    """A frame of the H.264 stream as BGR: the `count`th, or the first captured after `after_ns` (past the GOP replay)."""
+    decoder = H264Decoder()
+    seen = 0
+    with VideoClient.open(server.ws_url, "/ws/video/cam0") as client:
+        while True:
+            message = client.next()
+            frames = decoder.decode(message.payload)
+            seen += len(frames)
+            if frames and (message.header.capture_ns > after_ns if after_ns else seen >= count):
+                return frames[-1].to_ndarray(format="bgr24").astype(int)
+
+
+def box_colour(bgr: np.ndarray, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
+    """Mean BGR well inside a box (away from its edges, where chroma subsampling blends)."""
+    return bgr[y1 + 8 : y2 - 8, x1 + 8 : x2 - 8].reshape(-1, 3).mean(axis=0)
+
+
+def wait_for_event(control: ClientConnection, check: Callable[[dict[str, Any]], bool], timeout_s: float = 10) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, "event never came"
+        event = json.loads(control.recv(timeout=remaining))
+        if check(event):
+            return event
+
+
+def measured_fps(server: Any, seconds: float = 3.0) -> float:
+    """Frames per second a WS viewer receives, from the frames' capture times (after the GOP replay burst)."""
+    with VideoClient.open(server.ws_url, "/ws/video/cam0") as client:
+        first = client.next()
+        while first.header.capture_ns < time.time_ns() - 50_000_000:  # skip the replayed GOP
+            first = client.next()
+        count, last = 0, first
+        while (last.header.capture_ns - first.header.capture_ns) / 1e9 < seconds:
+            last = client.next()
+            count += 1
+    return count / ((last.header.capture_ns - first.header.capture_ns) / 1e9)
+
+
+def test_plugins_from_paths_draw_in_the_frames_and_a_failing_one_is_disabled(vergence_server, tmp_path):
+    config = write_config(tmp_path, {"seed": SEED_PLUGIN, "rich": RICH_PLUGIN})
+    server = vergence_server("--config", str(config))
+    with connect(f"{server.ws_url}/ws/control", legacy=True) as control:
+        state = json.loads(control.recv(timeout=10))
+        names = {p["name"]: p for p in state["processing"]["cam0"]["plugins"]}
+        assert names["seed"]["kind"] == "process_image" and names["rich"]["kind"] == "process"
+        result = wait_for_event(control, lambda e: e["type"] == "plugin_result" and e["plugin"] == "rich")
+        assert result["camera"] == "cam0" and result["result"]["zoom"] == 1.0 and result["capture_ns"] > 0
+
+        bgr = decoded_bgr(server)
+        b, g, r = box_colour(bgr, 20, 100, 80, 160)
+        assert r > 180 and g < 80 and b < 80, (b, g, r)  # the seed plugin's red box
+        b, g, r = box_colour(bgr, 200, 100, 260, 160)
+        assert b > 180 and g < 80 and r < 80, (b, g, r)  # the rich plugin's blue box
+
+        failing = tmp_path / "failing.py"
+        failing.write_text(FAILING_PLUGIN)
+        response = httpx.post(f"{server.url}/api/cameras/cam0/plugins", json={"path": str(failing)})
+        assert response.status_code == 201, response.text
+        event = wait_for_event(control, lambda e: e["type"] == "plugin" and e.get("state") == "error")
+        assert event["name"] == "failing" and "RuntimeError: boom" in event["error"]
+    listed = {p["name"]: p for p in httpx.get(f"{server.url}/api/cameras/cam0/plugins").json()}
+    assert listed["failing"]["state"] == "error" and listed["seed"]["state"] in ("inline", "branch")
+    assert measured_fps(server) >= 29  # the others and the stream go on at full rate
+
+
+def test_a_plugin_that_cannot_load_is_reported_and_the_stream_goes_on(vergence_server, tmp_path):
+    config = write_config(tmp_path, {"broken": "import no_such_module_anywhere\n"})
+    server = vergence_server("--config", str(config))
+    listed = httpx.get(f"{server.url}/api/cameras/cam0/plugins").json()
+    assert listed[0]["name"] == "broken" and listed[0]["state"] == "error"
+    assert "ModuleNotFoundError" in listed[0]["error"]
+    assert measured_fps(server, seconds=1.0) >= 28
+    missing = httpx.post(f"{server.url}/api/cameras/cam0/plugins", json={"path": str(tmp_path / "nowhere.py")})
+    assert missing.status_code == 422 and "no file" in missing.json()["detail"]
+
+
+def test_a_plugin_taking_200_ms_per_frame_leaves_the_stream_at_full_rate(vergence_server, tmp_path):
+    config = write_config(tmp_path, {"slow": SLOW_PLUGIN})
+    server = vergence_server("--config", str(config))
+    fps = measured_fps(server, seconds=3.0)
+    assert fps >= 29, fps
+    plugin = httpx.get(f"{server.url}/api/cameras/cam0/plugins").json()[0]
+    assert plugin["state"] == "branch" and plugin["calls"] >= 5 and plugin["call_ms"] >= 190
+    b, g, r = box_colour(decoded_bgr(server), 120, 100, 180, 160)
+    assert r > 180 and g > 180 and b < 80, (b, g, r)  # its drawing is on the frames that followed
+
+
+def test_rois_are_validated_and_persist_across_a_restart(vergence_server, tmp_path):
+    env = {"VERGENCE_STATE__PATH": str(tmp_path / "state.json")}
+    server = vergence_server("--size", "320x240", env=env)
+    rois = f"{server.url}/api/cameras/cam0/rois"
+    door = {"x1": 10, "y1": 20, "x2": 50, "y2": 60, "colour": "orange"}
+    assert httpx.put(f"{rois}/door", json=door).status_code == 200
+    assert httpx.put(f"{rois}/gate", json={**door, "colour": "#00ff00"}).status_code == 200
+    for bad, why in (
+        ({**door, "x2": 5}, "x2 must be > x1"),
+        ({**door, "y2": 120}, "less than or equal to 100"),
+        ({**door, "colour": "sparkly"}, "unknown colour 'sparkly'"),
+    ):
+        response = httpx.put(f"{rois}/bad", json=bad)
+        assert response.status_code == 422 and why in response.text, response.text
+    assert httpx.delete(f"{rois}/nothing").status_code == 404
+    with connect(f"{server.ws_url}/ws/control", legacy=True) as control:
+        json.loads(control.recv(timeout=10))
+        control.send(json.dumps({"type": "roi", "camera": "cam0", "action": "set", "name": "door", **door, "x2": 70}))
+        event = wait_for_event(control, lambda e: e["type"] == "rois")
+        assert [r["x2"] for r in event["rois"] if r["name"] == "door"] == [70]
+        control.send(json.dumps({"type": "roi", "camera": "cam0", "action": "delete", "name": "gate"}))
+        wait_for_event(control, lambda e: e["type"] == "rois" and len(e["rois"]) == 1)
+        control.send(json.dumps({"type": "roi", "camera": "cam0", "action": "set", "name": "x", **door, "x1": 90}))
+        error = wait_for_event(control, lambda e: e["type"] == "error")
+        assert error["code"] == "invalid" and "x2 must be > x1" in error["message"]
+    httpx.put(f"{server.url}/api/cameras/cam0/overlay", json={"timestamp": True, "grid": True}).raise_for_status()
+    server.stop()
+
+    again = vergence_server("--size", "320x240", env=env)
+    assert httpx.get(f"{again.url}/api/cameras/cam0/rois").json() == [{"name": "door", **door, "x2": 70.0}]
+    overlay = httpx.get(f"{again.url}/api/cameras/cam0/overlay").json()
+    assert overlay["timestamp"] and overlay["grid"] and not overlay["crosshair"]
+
+
+def test_overlays_and_stabilization_toggle_live_and_are_timed(vergence_server):
+    server = vergence_server("--size", "640x360")
+    changed_ns = time.time_ns()
+    httpx.put(f"{server.url}/api/cameras/cam0/overlay", json={"crosshair": True}).raise_for_status()
+    roi = {"x1": 25, "y1": 25, "x2": 75, "y2": 75, "colour": "red"}
+    httpx.put(f"{server.url}/api/cameras/cam0/rois/centre", json=roi).raise_for_status()
+    marked = decoded_bgr(server, after_ns=changed_ns + 100_000_000)
+    edge = marked[100:260, 150:170].mean(axis=0)  # per column near the ROI's left edge, x = 25 % of 640
+    b, g, r = edge[np.argmax(edge[:, 2] - edge[:, 1])]  # the reddest column is the edge: red
+    assert r > 150 and g < 90 and b < 90, (b, g, r)
+    arm = marked[172:189, 311:317].mean(axis=(1, 2))  # rows across the crosshair's left arm: white on black
+    assert arm.max() > 200 and arm.min() < 50, (arm.min(), arm.max())
+    response = httpx.put(f"{server.url}/api/cameras/cam0/stabilize", json={"enabled": True})
+    assert response.json() == {"type": "stabilize", "camera": "cam0", "enabled": True}
+    deadline = time.monotonic() + 10
+    while True:
+        stages = httpx.get(f"{server.url}/api/stats").json()["streams"]["cam0"]["stages_ms"]
+        if stages["stabilize"] > 0 and stages["overlay"] > 0:
+            break
+        assert time.monotonic() < deadline, stages
+        time.sleep(0.1)  # poll interval of a deadline loop
+    assert measured_fps(server, seconds=2.0) >= 29
+    assert httpx.put(f"{server.url}/api/cameras/cam9/stabilize", json={"enabled": True}).status_code == 404
+    assert (
+        httpx.put(f"{server.url}/api/cameras/cam0/overlay", json={"texts": [{"text": "x", "x_pct": 200}]}).status_code
+        == 422
+    )
