@@ -116,7 +116,9 @@ class Picamera2Source(Source):
             raise SourceError(f"cannot open picamera2 camera {self._index} for {self.camera.id}: {err}") from err
         if self._sync_mode is not None and "SyncMode" not in picam.camera_controls:
             picam.close()
-            raise ConfigError(f"options.sync: camera {self._index} offers no SyncMode control (a Raspberry Pi 5 needed)")
+            raise ConfigError(
+                f"options.sync: camera {self._index} offers no SyncMode control (a Raspberry Pi 5 needed)"
+            )
         with self._lock:
             self._closed.clear()
             self._camera = picam
