@@ -19,6 +19,7 @@ from vergence.config import Settings
 from vergence.control.controller import Controllers
 from vergence.control.state import StateStore
 from vergence.hub import Hub
+from vergence.pipeline.depth_stream import DepthStream
 from vergence.pipeline.stereo import StereoStream
 from vergence.stream import Stream
 
@@ -49,9 +50,10 @@ class Vergence:
             self.controllers.add_rig(
                 stereo.left, stereo.right, (stereo.left_offset_px, stereo.right_offset_px), stereo.id
             )
-            self.streams[stereo.id] = StereoStream(
-                self.streams[stereo.left], self.streams[stereo.right], self.settings, self.hub, loop
-            )
+            pair = StereoStream(self.streams[stereo.left], self.streams[stereo.right], self.settings, self.hub, loop)
+            self.streams[stereo.id] = pair
+            if stereo.depth:
+                self.streams[stereo.depth_id] = DepthStream(pair, self.settings, self.hub, loop)
         for stream in self.streams.values():
             self.controllers.add_processing(stream, self.settings.processing.plugin_budget_ms, loop)
         for stream in self.streams.values():

@@ -193,6 +193,8 @@ class Settings(_Section):
         ids = [camera.id for camera in self.cameras]
         if len(set(ids)) != len(ids):
             raise ValueError(f"camera ids must be unique, got {ids}")
+        if self.stereo.depth and not self.stereo.enabled:
+            raise ValueError("stereo.depth needs stereo.enabled = true")
         if self.stereo.enabled:
             by_id = {camera.id: camera for camera in self.cameras}
             for side in ("left", "right"):
@@ -205,6 +207,8 @@ class Settings(_Section):
                 raise ValueError("stereo needs two different cameras of the same size and frame rate")
             if self.stereo.id in by_id:
                 raise ValueError(f"stereo.id {self.stereo.id!r} is already a camera id")
+            if self.stereo.depth and self.stereo.depth_id in (*by_id, self.stereo.id):
+                raise ValueError(f"stereo.depth_id {self.stereo.depth_id!r} is already a stream id")
         return self
 
 

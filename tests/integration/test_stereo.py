@@ -1,5 +1,7 @@
 """The stereo stream: both eyes side by side in one H.264 stream, each pair captured within half a frame interval."""
 
+import time
+
 import httpx
 import pytest
 
@@ -96,3 +98,27 @@ def test_stereo_api_says_when_stereo_is_off(vergence_server):
     server = vergence_server("--size", "320x240")
     response = httpx.get(f"{server.url}/api/stereo")
     assert response.status_code == 404 and "stereo is not enabled" in response.json()["detail"]
+
+
+def test_the_depth_stream_plays_and_measures_the_eyes_offset(vergence_server, tmp_path):
+    # Zoomed 2x, a crop is as many sensor pixels as the picture has, and the left eye's sits 16 of them to the left of
+    # the right eye's: the scene is 16 px further right in the left picture, a disparity of 16 px.
+    config = tmp_path / "stereo.toml"
+    config.write_text(STEREO_TOML + "left_offset_px = [-16, 0]\ndepth = true\n")
+    server = vergence_server("--config", str(config))
+    eyes = httpx.put(f"{server.url}/api/stereo", json={"zoom": 2}).json()
+    assert eyes["left"]["crop"][0] == eyes["right"]["crop"][0] - 16 and eyes["left"]["crop"][2] == 320
+    listed = {s["id"]: s for s in httpx.get(f"{server.url}/api/streams").json()}
+    assert listed["depth"]["source"] == "depth" and (listed["depth"]["width"], listed["depth"]["height"]) == (320, 240)
+    decoder = H264Decoder()
+    with VideoClient.open(server.ws_url, "/ws/video/depth") as client:
+        frames = [f for _ in range(20) for f in decoder.decode(client.next().payload)]
+    assert len(frames) == 20 and {(f.width, f.height) for f in frames} == {(320, 240)}
+    deadline = time.monotonic() + 10
+    while True:  # the median of the newest pair, once pairs of the zoomed eyes come through
+        stats = httpx.get(f"{server.url}/api/stats").json()["streams"]["depth"]
+        if stats["median_disparity_px"] is not None and abs(stats["median_disparity_px"] - 16) <= 1.6:
+            break
+        assert time.monotonic() < deadline, f"median disparity {stats['median_disparity_px']} px, not 16 ± 10 %"
+        time.sleep(0.1)  # poll interval of a deadline loop
+    assert stats["fps"] >= 10 and stats["stages_ms"]["depth"] > 0

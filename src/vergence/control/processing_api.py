@@ -71,6 +71,12 @@ async def delete_roi(request: Request, camera: str, name: str) -> dict[str, Any]
     return _run(lambda: controller.delete_roi(name))  # type: ignore[no-any-return]
 
 
+@router.get("/api/cameras/{camera}/stabilize")
+async def get_stabilize(request: Request, camera: str) -> dict[str, Any]:
+    """Whether the stream is stabilized."""
+    return {"camera": camera, "enabled": _processing(request, camera).processing.stabilize}
+
+
 @router.put("/api/cameras/{camera}/stabilize")
 async def put_stabilize(request: Request, camera: str, body: EnabledRequest) -> dict[str, Any]:
     """Turn stabilization on or off (either way it starts from a clean trajectory)."""
@@ -140,13 +146,20 @@ def handle(kind: str, message: dict[str, Any], vergence: Any) -> dict[str, Any] 
             else:
                 return _error("invalid", f"plugin action {action!r}: add, enable, disable or remove")
     except ValidationError as err:
-        first = err.errors()[0]
-        return _error("invalid", f"{'.'.join(str(part) for part in first['loc'])}: {first['msg']}")
+        return _error("invalid", validation_message(err))
     except KeyError as err:
         return _error("not_found", str(err.args[0]))
     except CommandError as err:
         return _error(err.code, str(err))
     return None
+
+
+def validation_message(err: ValidationError) -> str:
+    """The first problem of a validation error as one line: `field: what is wrong` (no field for a whole-body check)."""
+    first = err.errors()[0]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{where}: {message}" if where else message
 
 
 def _error(code: str, message: str) -> dict[str, Any]:

@@ -84,12 +84,15 @@ class StereoStream(Stream):
         self.backend = "stereo"
         self.left, self.right = left, right
         self.pairer = StereoPairer(round(1e9 / left.camera.fps / 2), self._on_pair)
+        self.pair_listeners: tuple[Callable[[Frame, Frame], None], ...] = ()  # e.g. depth; on a capture thread
 
     def _on_pair(self, left: Frame, right: Frame) -> None:
         started = time.perf_counter()
         frame = side_by_side(left, right)
         frame.timings_ms["capture"] = (time.perf_counter() - started) * 1000
         self._on_frame(frame)
+        for listener in self.pair_listeners:
+            listener(left, right)
 
     def start(self) -> None:
         self.state = "running"
@@ -101,6 +104,8 @@ class StereoStream(Stream):
         self.right.frame_listeners = ()
         for channel in self.channels:
             channel.close()
+        for plugin in self.processing.plugins:
+            plugin.close()
         self.state = "stopped"
 
     def stats(self) -> dict[str, Any]:

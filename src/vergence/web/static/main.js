@@ -6,6 +6,7 @@ import { wsUrl } from './live_socket.js';
 import { MjpegPlayer } from './player_mjpeg.js';
 import { MsePlayer, mseSupport } from './player_mse.js';
 import { WebCodecsPlayer, webcodecsSupport } from './player_webcodecs.js';
+import { ProcessingPanel } from './processing_panel.js';
 import { PtzControls } from './ptz_controls.js';
 import { Stats } from './stats.js';
 
@@ -28,11 +29,14 @@ const stats = new Stats();
 const clock = new ClockSync({ url: wsUrl('/ws/control'), makeReport: () => stats.takeReport() });
 const hud = new Hud($('hud'), stats, clock);
 const ptz = new PtzControls({ control: clock, root: $('ptz'), stage: $('stage') });
+const processing = new ProcessingPanel({
+  control: clock, root: $('processing'), toggle: $('processing-toggle'), stage: $('stage'), elements,
+});
 
 let streams = [];
 let current = null; // {stream, name, player}
 
-window.vergence = { player: null, stream: null, stats, clock, ptz };
+window.vergence = { player: null, stream: null, stats, clock, ptz, processing };
 
 function mimeOf(stream) {
   return stream?.codec ? `video/mp4; codecs="${stream.codec}"` : undefined;
@@ -90,6 +94,7 @@ function play(streamId, wanted, exclude = [], messages = []) {
   window.vergence.player = choice.name;
   window.vergence.stream = stream.id;
   ptz.setCamera(stream.id);
+  processing.setStream(stream.id);
   player.start();
 }
 
@@ -159,7 +164,8 @@ async function boot() {
   }
   playerSelect.value = wanted.player || 'auto';
   if (wanted.view === 'vr') enterVrView();
-  ptz.start(); // before the socket opens, so it hears the first state
+  ptz.start(); // before the socket opens, so they hear the first state
+  processing.start();
   clock.start();
   hud.start();
   streams = await loadStreams();
@@ -183,11 +189,13 @@ async function boot() {
     play(current?.stream ?? streams[0].id, player);
   });
   document.addEventListener('keydown', (event) => {
-    if (event.key === 'h' && !(event.target instanceof HTMLSelectElement)) $('hud').classList.toggle('off');
+    const typing = event.target instanceof HTMLSelectElement || event.target instanceof HTMLInputElement;
+    if (event.key === 'h' && !typing) $('hud').classList.toggle('off');
   });
   window.addEventListener('pagehide', () => {
     stopPlayer();
     ptz.stop();
+    processing.stop();
     clock.stop();
   });
 }
