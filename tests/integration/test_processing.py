@@ -206,3 +206,34 @@ def test_overlays_and_stabilization_toggle_live_and_are_timed(vergence_server):
         httpx.put(f"{server.url}/api/cameras/cam0/overlay", json={"texts": [{"text": "x", "x_pct": 200}]}).status_code
         == 422
     )
+
+
+def test_the_example_plugins_load_by_module_name(vergence_server):
+    server = vergence_server("--size", "320x240")
+    plugins = f"{server.url}/api/cameras/cam0/plugins"
+    httpx.put(
+        f"{server.url}/api/cameras/cam0/rois/scene", json={"x1": 0, "y1": 30, "x2": 100, "y2": 100}
+    ).raise_for_status()
+    with connect(f"{server.ws_url}/ws/control", legacy=True) as control:
+        json.loads(control.recv(timeout=10))
+        motion = {"module": "vergence.plugins.motion", "options": {"roi": "scene"}}
+        assert httpx.post(plugins, json=motion).status_code == 201
+        assert httpx.post(plugins, json={"module": "vergence.plugins.edges"}).status_code == 201
+        # The test pattern's scene moves all the time: motion is seen in the region.
+        result = wait_for_event(control, lambda e: e["type"] == "plugin_result" and e["result"]["motion"])
+        assert (
+            result["plugin"] == "motion" and result["result"]["roi"] == "scene" and result["result"]["area_pct"] > 0.5
+        )
+    listed = {p["name"]: p for p in httpx.get(plugins).json()}
+    assert listed["edges"]["kind"] == "process_image" and listed["edges"]["state"] in ("branch", "inline")
+    assert listed["motion"]["error"] is None and listed["edges"]["error"] is None
+    bgr = decoded_bgr(server, after_ns=time.time_ns() + 200_000_000)
+    green = (bgr[:, :, 1] > 200) & (bgr[:, :, 0] < 90) & (bgr[:, :, 2] < 90)
+    assert green.mean() > 0.005  # the edges, painted green
+    # A motion ROI that does not exist disables the plugin with an error naming the ROIs there are.
+    httpx.delete(f"{server.url}/api/cameras/cam0/rois/scene").raise_for_status()
+    deadline = time.monotonic() + 10
+    while (state := {p["name"]: p for p in httpx.get(plugins).json()}["motion"])["state"] != "error":
+        assert time.monotonic() < deadline, state
+        time.sleep(0.1)  # poll interval of a deadline loop
+    assert "unknown ROI 'scene'" in state["error"]

@@ -1,0 +1,1 @@
+"""Example processing plugins shipped with vergence (load with `module = "vergence.plugins.motion"`)."""
