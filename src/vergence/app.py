@@ -16,9 +16,13 @@ from fastapi.staticfiles import StaticFiles
 
 from vergence import __version__
 from vergence.config import Settings
+from vergence.control.commander import Commander
 from vergence.control.controller import Controllers
 from vergence.control.state import StateStore
+from vergence.errors import VergenceError
 from vergence.hub import Hub
+from vergence.outputs.base import Output, Service
+from vergence.outputs.recorder import Recorder
 from vergence.pipeline.depth_stream import DepthStream
 from vergence.pipeline.stereo import StereoStream
 from vergence.stream import Stream
@@ -37,8 +41,14 @@ class Vergence:
         self.streams: dict[str, Stream] = {}
         self.client_reports: dict[int, tuple[float, dict[str, Any]]] = {}
         self.controllers: Controllers | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.commander = Commander(self)
+        self.outputs: dict[str, Output] = {}  # [[udp]] and [[restream]] by id
+        self.services: list[Service] = []  # ZeroMQ, MQTT, TCP feed, command inboxes
+        self.recorders: dict[str, Recorder] = {}
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
         for camera in self.settings.cameras:
             stream = Stream(camera, self.settings, self.hub, loop)
             self.streams[stream.id] = stream
@@ -58,6 +68,28 @@ class Vergence:
             self.controllers.add_processing(stream, self.settings.processing.plugin_budget_ms, loop)
         for stream in self.streams.values():
             stream.start()
+        self.outputs = build_outputs(self)
+        self.services = build_services(self)
+
+    async def start_outputs(self) -> None:
+        """Start the enabled outputs and every service; one that fails to start is logged, the rest go on."""
+        for output in self.outputs.values():
+            if output.enabled:
+                await output.start()
+        for service in self.services:
+            try:
+                await service.start()
+            except VergenceError as err:
+                log.error("%s did not start: %s", service.name, err)
+                raise
+
+    async def stop_outputs(self) -> None:
+        for service in reversed(self.services):
+            await service.stop()
+        for output in self.outputs.values():
+            await output.stop()
+        for recorder in self.recorders.values():
+            await recorder.stop()
 
     def stop(self) -> None:
         for stream in self.streams.values():
@@ -82,6 +114,50 @@ class Vergence:
         }
 
 
+def build_outputs(vergence: Vergence) -> dict[str, Output]:
+    """The configured UDP and restream outputs by id (each module is imported only when used)."""
+    outputs: dict[str, Output] = {}
+    settings = vergence.settings
+    if settings.udp:
+        from vergence.outputs.udp import UdpOutput
+
+        for udp in settings.udp:
+            outputs[udp.id] = UdpOutput(udp, vergence)
+    if settings.restream:
+        from vergence.outputs.restream import RestreamOutput
+
+        for push in settings.restream:
+            outputs[push.id] = RestreamOutput(push, vergence)
+    return outputs
+
+
+def build_services(vergence: Vergence) -> list[Service]:
+    """The enabled server-wide services; an optional package that is missing raises ConfigError naming it."""
+    settings = vergence.settings
+    services: list[Service] = []
+    if settings.zmq.enabled:
+        from vergence.outputs.zmq import ZmqService
+
+        services.append(ZmqService(settings.zmq, vergence))
+    if settings.mqtt.enabled:
+        from vergence.outputs.mqtt import MqttBridge
+
+        services.append(MqttBridge(settings.mqtt, vergence))
+    if settings.tcp.enabled:
+        from vergence.outputs.tcp import TcpFeed
+
+        services.append(TcpFeed(settings.tcp, vergence))
+    if settings.inbox.enabled:
+        from vergence.control.transports.sqlite import SqliteInbox
+
+        services.append(SqliteInbox(settings.inbox, vergence.commander))
+    if settings.fifo.enabled:
+        from vergence.control.transports.fifo import FifoInbox
+
+        services.append(FifoInbox(settings.fifo, vergence.commander))
+    return services
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the FastAPI application for `settings`; streams start with the server and stop with it."""
     vergence = Vergence(settings)
@@ -90,8 +166,10 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         vergence.start(asyncio.get_running_loop())
         try:
+            await vergence.start_outputs()
             yield
         finally:
+            await vergence.stop_outputs()
             if vergence.controllers is not None:
                 await vergence.controllers.flush()
             vergence.stop()

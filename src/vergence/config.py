@@ -176,6 +176,102 @@ class ProcessingSettings(_Section):
     )
 
 
+class UdpOutputSettings(_Section):
+    """H.264 to one UDP destination: RTP (with an SDP) or MPEG-TS, e.g. to a drone's ground station."""
+
+    id: str = Field("udp0", pattern=r"^[A-Za-z0-9_-]{1,32}$", description="output id: 1-32 of A-Z a-z 0-9 _ -")
+    stream: str = Field("cam0", description="stream id to send")
+    protocol: Literal["rtp", "mpegts"] = Field(
+        "rtp", description="rtp (RTP/H.264, RFC 6184) or mpegts (MPEG-TS in UDP)"
+    )
+    host: str = Field("127.0.0.1", min_length=1, description="destination address or host name")
+    port: int = Field(5600, ge=1, le=65535, description="destination UDP port, 1 … 65535 (RTCP goes to port + 1)")
+    enabled: bool = Field(True, description="send from the start")
+    packet_size: int = Field(
+        1200, ge=200, le=1472, description="largest RTP datagram in bytes, 200 … 1472 (MPEG-TS sends 7 × 188 = 1316)"
+    )
+    pace_mbps: float = Field(
+        20.0, ge=0, le=1000, description="spread each frame's datagrams at this rate (Mbit/s), 0 = send at once"
+    )
+    payload_type: int = Field(96, ge=96, le=127, description="RTP payload type, 96 … 127")
+    sdp_path: Path | None = Field(None, description="also write the RTP session description to this file")
+
+
+class RestreamSettings(_Section):
+    """Push a stream's H.264 to a media server (RTMP or RTSP), reconnecting with backoff."""
+
+    id: str = Field("push0", pattern=r"^[A-Za-z0-9_-]{1,32}$", description="output id: 1-32 of A-Z a-z 0-9 _ -")
+    stream: str = Field("cam0", description="stream id to push")
+    url: str = Field(..., pattern=r"^(rtmps?|rtsps?)://", description="rtmp://, rtmps://, rtsp:// or rtsps:// URL")
+    enabled: bool = Field(True, description="push from the start")
+    retry_initial_s: float = Field(1.0, gt=0, le=60, description="first reconnect delay (s), doubled per failure")
+    retry_max_s: float = Field(30.0, gt=0, le=600, description="longest reconnect delay (s)")
+
+
+class ZmqSettings(_Section):
+    """ZeroMQ: frames on a PUB socket, commands on a REP socket."""
+
+    enabled: bool = Field(False, description="open the sockets")
+    pub: str = Field("tcp://127.0.0.1:5555", description="PUB endpoint to bind for frames (empty: no frames)")
+    rep: str = Field("tcp://127.0.0.1:5556", description="REP endpoint to bind for commands (empty: no commands)")
+    streams: list[str] = Field(default_factory=list, description="stream ids to publish (empty: every camera)")
+    format: Literal["jpeg", "raw"] = Field("jpeg", description="jpeg, or raw BGR pixels with shape and dtype")
+    fps: float = Field(0.0, ge=0, le=240, description="most frames per second per stream, 0 = every frame")
+    hwm: int = Field(4, ge=1, le=10_000, description="messages queued per subscriber before ZeroMQ drops, 1 … 10000")
+
+
+class MqttSettings(_Section):
+    """MQTT: JPEG frames, retained status, commands with replies and plugin results."""
+
+    enabled: bool = Field(False, description="connect to the broker")
+    host: str = Field("127.0.0.1", min_length=1, description="broker address")
+    port: int = Field(1883, ge=1, le=65535, description="broker port, 1 … 65535")
+    username: str | None = Field(None, description="broker user name")
+    password: str | None = Field(None, description="broker password")
+    client_id: str = Field("vergence", min_length=1, max_length=64, description="MQTT client id")
+    topic: str = Field("vergence", pattern=r"^[^#+]{1,100}$", description="topic prefix, without wildcards")
+    streams: list[str] = Field(
+        default_factory=list, description="stream ids whose frames are published (empty: every camera)"
+    )
+    fps: float = Field(2.0, ge=0, le=60, description="frames per second per stream, 0 = no frames")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive (s)")
+
+
+class TcpFeedSettings(_Section):
+    """JPEG frames over plain TCP, each client asking for its own quality, size and rate."""
+
+    enabled: bool = Field(False, description="listen for clients")
+    host: str = Field("0.0.0.0", min_length=1, description="address to bind")
+    port: int = Field(8100, ge=1, le=65535, description="TCP port, 1 … 65535")
+    max_clients: int = Field(64, ge=1, le=1024, description="clients served at once, 1 … 1024")
+    handshake_timeout_s: float = Field(5.0, gt=0, le=60, description="a client must send its request within this time")
+
+
+class InboxSettings(_Section):
+    """Commands read from an SQLite table (PiStreamer's `commandmodel` layout)."""
+
+    enabled: bool = Field(False, description="poll the table")
+    path: Path = Field(Path("~/.local/state/vergence/commands.db"), description="SQLite database file")
+    table: str = Field("commandmodel", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", description="table name")
+    poll_s: float = Field(0.1, gt=0, le=60, description="seconds between looks for pending rows")
+    keep_s: float = Field(86_400.0, ge=0, le=31_536_000, description="finished rows older than this are deleted (s)")
+
+
+class FifoSettings(_Section):
+    """Commands written as `<type> <value>` lines into a named pipe."""
+
+    enabled: bool = Field(False, description="create and read the pipe")
+    path: Path = Field(Path("/tmp/vergence"), description="named pipe (created when missing)")
+
+
+class MediaSettings(_Section):
+    """Where photos (and recordings) are written."""
+
+    dir: Path = Field(
+        Path("~/vergence-media"), description="directory for photos and recordings (created when missing)"
+    )
+
+
 class Settings(_Section):
     """All of vergence's configuration."""
 
@@ -187,6 +283,14 @@ class Settings(_Section):
     state: StateSettings = Field(default_factory=StateSettings)
     stereo: StereoSettings = Field(default_factory=StereoSettings)
     processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
+    udp: list[UdpOutputSettings] = Field(default_factory=list, description="RTP / MPEG-TS UDP outputs")
+    restream: list[RestreamSettings] = Field(default_factory=list, description="pushes to RTMP / RTSP servers")
+    zmq: ZmqSettings = Field(default_factory=ZmqSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    tcp: TcpFeedSettings = Field(default_factory=TcpFeedSettings)
+    inbox: InboxSettings = Field(default_factory=InboxSettings)
+    fifo: FifoSettings = Field(default_factory=FifoSettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
 
     @model_validator(mode="after")
     def _check_cameras(self) -> Settings:
@@ -209,7 +313,28 @@ class Settings(_Section):
                 raise ValueError(f"stereo.id {self.stereo.id!r} is already a camera id")
             if self.stereo.depth and self.stereo.depth_id in (*by_id, self.stereo.id):
                 raise ValueError(f"stereo.depth_id {self.stereo.depth_id!r} is already a stream id")
+        output_ids = [udp.id for udp in self.udp] + [push.id for push in self.restream]
+        if len(set(output_ids)) != len(output_ids):
+            raise ValueError(f"udp and restream ids must be unique, got {output_ids}")
+        known = self.stream_ids()
+        wanted = [(f"udp[{i}].stream", output.stream) for i, output in enumerate(self.udp)]
+        wanted += [(f"restream[{i}].stream", output.stream) for i, output in enumerate(self.restream)]
+        wanted += [
+            (f"{section}.streams", stream) for section in ("zmq", "mqtt") for stream in getattr(self, section).streams
+        ]
+        for key, stream in wanted:
+            if stream not in known:
+                raise ValueError(f"{key} = {stream!r} is not a stream id ({', '.join(known)})")
         return self
+
+    def stream_ids(self) -> list[str]:
+        """Every stream id the server will publish: cameras, then the stereo pair and depth."""
+        ids = [camera.id for camera in self.cameras]
+        if self.stereo.enabled:
+            ids.append(self.stereo.id)
+            if self.stereo.depth:
+                ids.append(self.stereo.depth_id)
+        return ids
 
 
 class _Environment(BaseSettings):
@@ -223,6 +348,15 @@ class _Environment(BaseSettings):
     hub: dict[str, Any] = {}
     state: dict[str, Any] = {}
     stereo: dict[str, Any] = {}
+    processing: dict[str, Any] = {}
+    udp: list[dict[str, Any]] | None = None
+    restream: list[dict[str, Any]] | None = None
+    zmq: dict[str, Any] = {}
+    mqtt: dict[str, Any] = {}
+    tcp: dict[str, Any] = {}
+    inbox: dict[str, Any] = {}
+    fifo: dict[str, Any] = {}
+    media: dict[str, Any] = {}
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

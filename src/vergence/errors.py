@@ -10,6 +10,11 @@ class VergenceError(Exception):
 
     code = "vergence_error"
 
+    def __init__(self, message: str = "", code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
 
 class ConfigError(VergenceError):
     """A configuration value is invalid or a needed optional package is missing."""

@@ -12,6 +12,7 @@ from vergence.config import CameraSettings, Settings
 from vergence.encoders.base import Encoder, PacketSink
 from vergence.encoders.h264 import H264Encoder
 from vergence.encoders.jpeg import JpegEncoder, encode_jpeg
+from vergence.encoders.raw import RawEncoder
 from vergence.hub import Channel, Hub
 from vergence.media.frame import EncodedPacket, Frame
 from vergence.media.i420 import crop_i420
@@ -68,10 +69,10 @@ class Stream:
         self.fps = WindowedRate()
         self.stage_ms: dict[str, WindowedMean] = {"capture": WindowedMean(), "ptz": WindowedMean()}
         self.processing = Processing(self.id, self.stage_ms)
-        self.h264 = self._encoder_channel(
-            H264Encoder(self.id, settings.h264, self._sink("h264"), lambda: self.info.fps), cache_gop=True
-        )
+        self._h264_encoder = H264Encoder(self.id, settings.h264, self._sink("h264"), lambda: self.info.fps)
+        self.h264 = self._encoder_channel(self._h264_encoder, cache_gop=True)
         self.jpeg = self._encoder_channel(JpegEncoder(self.id, settings.jpeg, self._sink("jpeg")), cache_gop=False)
+        self.raw = self._encoder_channel(RawEncoder(self.id, self._sink("raw")), cache_gop=False)
         self.fmp4 = hub.add(
             Channel(
                 self.id,
@@ -87,6 +88,7 @@ class Stream:
         )
         hub.add(self.h264)
         hub.add(self.jpeg)
+        hub.add(self.raw)
         self.backend = backend_for(camera).kind
         self.supervisor = SourceSupervisor(self.id, lambda: create_source(camera), self._on_frame, self._on_state)
 
@@ -105,14 +107,14 @@ class Stream:
         """Return the encoder thread's door to the loop: packets reach the channel only via call_soon_threadsafe."""
 
         def sink(packet: EncodedPacket) -> None:
-            channel = self.h264 if format == "h264" else self.jpeg
+            channel = {"h264": self.h264, "jpeg": self.jpeg, "raw": self.raw}[format]
             self._loop.call_soon_threadsafe(channel.publish, packet)
 
         return sink
 
     @property
     def channels(self) -> list[Channel]:
-        return [self.h264, self.jpeg, self.fmp4]
+        return [self.h264, self.jpeg, self.fmp4, self.raw]
 
     def start(self) -> None:
         self.supervisor.start()
@@ -142,6 +144,16 @@ class Stream:
         else:
             full = crop == Rect(0, 0, self.geometry.width, self.geometry.height)
             self._software_crop = None if full else crop
+
+    @property
+    def bitrate_bps(self) -> int:
+        """The H.264 bitrate this stream encodes at."""
+        return self._h264_encoder.settings.bitrate_bps
+
+    def set_bitrate(self, bitrate_bps: int) -> None:
+        """Change the H.264 bitrate from the next frame on (every H.264 consumer of this stream shares the encoder)."""
+        self._h264_encoder.set_bitrate(bitrate_bps)
+        log.info("stream %s: H.264 at %d kbit/s", self.id, bitrate_bps // 1000)
 
     def set_flip(self, horizontal: bool, vertical: bool) -> None:
         """Mirror this camera's picture (its source may restart itself for it; no other camera is touched)."""
@@ -217,6 +229,7 @@ class Stream:
             "height": self.info.height,
             "fps": self.info.fps,
             "codec": self.h264.codec,
+            "bitrate_bps": self.bitrate_bps,
             "source": self.backend,
             "state": self.state,
         }
@@ -233,7 +246,7 @@ class Stream:
             "channels": {channel.format: channel.snapshot() for channel in self.channels},
             "encoder_skipped_frames": {
                 producer.encoder.format: producer.encoder.frames_skipped
-                for producer in (self.h264.producer, self.jpeg.producer)
+                for producer in (self.h264.producer, self.jpeg.producer, self.raw.producer)
                 if isinstance(producer, _EncoderProducer)
             },
             "updated_ns": time.time_ns(),

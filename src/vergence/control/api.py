@@ -31,6 +31,7 @@ class StreamInfo(BaseModel):
     height: int
     fps: float
     codec: str | None
+    bitrate_bps: int
     source: str
     state: str
 

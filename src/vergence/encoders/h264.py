@@ -62,11 +62,18 @@ class H264Encoder(Encoder):
         self._ctx: av.VideoCodecContext | None = None
         self._size: tuple[int, int, str] | None = None
         self._keyframe_wanted = True
+        self._reopen = False
         self._parameter_sets = b""
         self._frames: dict[int, tuple[int, int]] = {}  # pts → (seq, capture_ns), for encoders that delay output
 
     def request_keyframe(self) -> None:
         self._keyframe_wanted = True
+
+    def set_bitrate(self, bitrate_bps: int) -> None:
+        """Encode at `bitrate_bps` from the next frame on (the codec reopens: the next packet is a keyframe)."""
+        # Settings are shared by every stream's encoder: this one gets a copy of its own.
+        self.settings = self.settings.model_copy(update={"bitrate_bps": bitrate_bps})
+        self._reopen = True
 
     def _candidates(self) -> list[str]:
         if self.settings.encoder == "auto":
@@ -101,7 +108,8 @@ class H264Encoder(Encoder):
 
     def encode(self, frame: Frame) -> list[EncodedPacket]:
         size = (frame.width, frame.height, frame.pix_fmt)
-        if self._ctx is None or size != self._size:
+        if self._ctx is None or size != self._size or self._reopen:
+            self._reopen = False
             self.reset()
             self._ctx = self._open(frame)
             self._size = size

@@ -45,7 +45,7 @@ class Frame:
 
 @dataclass(slots=True)
 class EncodedPacket:
-    """One encoded unit: an H.264 Annex-B access unit, a JPEG, or an fMP4 fragment."""
+    """One encoded unit: an H.264 Annex-B access unit, a JPEG, an fMP4 fragment, or raw BGR pixels."""
 
     data: bytes
     keyframe: bool
@@ -53,6 +53,8 @@ class EncodedPacket:
     pts: int
     capture_ns: int
     config: bool = False
+    width: int = 0  # of the picture, where the consumer needs it (raw pixels)
+    height: int = 0
     init: bool = False
     encode_ms: float = 0.0
     send_ns: int = 0

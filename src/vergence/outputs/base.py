@@ -1,0 +1,105 @@
+"""What every network output shares: the Output interface and a channel consumer that runs blocking work on its own thread."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from vergence.hub import Channel, Item, Subscription, SubscriptionClosed
+
+log = logging.getLogger(__name__)
+
+
+class Output(Protocol):
+    """A configured, addressable output (`[[udp]]`, `[[restream]]`): started, stopped and described by id."""
+
+    id: str
+    kind: str
+    stream_id: str
+
+    @property
+    def enabled(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+class Service(Protocol):
+    """A server-wide part started after the streams and stopped before them (ZeroMQ, MQTT, TCP feed, inboxes)."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+class ThreadedConsumer:
+    """Consume a channel on a named thread, in order, under the hub's buffer policy.
+
+    The thread asks the loop for each item (`Subscription.get` through `run_coroutine_threadsafe`), so the backlog of a
+    slow consumer stays in its hub subscription, where the `gop` policy drops to the next keyframe, instead of in a queue of
+    its own. `handle` may block (a muxer writing to a socket or a file); it never delays the producer or another consumer.
+    """
+
+    def __init__(
+        self,
+        channel: Channel,
+        name: str,
+        handle: Callable[[Item], None],
+        loop: asyncio.AbstractEventLoop,
+        max_packets: int = 90,
+    ) -> None:
+        self.channel = channel
+        self.name = name
+        self._handle = handle
+        self._loop = loop
+        self._max_packets = max_packets
+        self._subscription: Subscription | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def subscription(self) -> Subscription | None:
+        return self._subscription
+
+    def start(self) -> None:
+        """Subscribe and start the thread; call on the event loop."""
+        if self._subscription is not None:
+            return
+        self._subscription = self.channel.subscribe("gop", self._max_packets, name=self.name)
+        self._thread = threading.Thread(target=self._run, args=(self._subscription,), name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Unsubscribe; the thread ends after the item it is handling. Call on the event loop; never waits."""
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            subscription.close()
+        self._thread = None
+
+    def _run(self, subscription: Subscription) -> None:
+        while True:
+            try:
+                future = asyncio.run_coroutine_threadsafe(subscription.get(), self._loop)
+                item = future.result()
+            except (SubscriptionClosed, concurrent.futures.CancelledError, RuntimeError):
+                return  # closed, or the loop is gone at shutdown
+            if subscription.closed:
+                return
+            try:
+                self._handle(item)
+            except Exception:  # a bug in one output must not end its thread silently
+                log.exception("%s: handling a packet failed", self.name)
