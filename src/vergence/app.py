@@ -183,10 +183,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.vergence = vergence
 
     from vergence.control.api import router as control_router
+    from vergence.control.commands_api import router as commands_router
     from vergence.control.processing_api import router as processing_router
     from vergence.outputs.http import router as video_router
 
     app.include_router(control_router)
+    app.include_router(commands_router)
     app.include_router(processing_router)
     app.include_router(video_router)
 

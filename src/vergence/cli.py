@@ -15,9 +15,7 @@ from vergence.errors import ConfigError
 
 SHUTDOWN_GRACE_S = 2
 GIL_SWITCH_INTERVAL_S = 0.0005
-
-SHUTDOWN_GRACE_S = 2
-GIL_SWITCH_INTERVAL_S = 0.0005
+CTL_TIMEOUT_S = 10.0
 
 app = typer.Typer(help="Low-latency camera streaming with live digital pan/tilt/zoom.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that print tables.", no_args_is_help=True)
@@ -92,6 +90,51 @@ def listen_socket(host: str, port: int, send_buffer_bytes: int) -> socket.socket
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+@app.command(context_settings={"ignore_unknown_options": True})
+def ctl(
+    words: Annotated[
+        list[str] | None, typer.Argument(help="a command line: zoom 2, zoom in, bitrate 2500, photo …")
+    ] = None,
+    url: Annotated[str, typer.Option(envvar="VERGENCE_URL", help="the server to command")] = "http://127.0.0.1:8000",
+    json_command: Annotated[
+        str | None, typer.Option("--json", help='the command as JSON instead: \'{"type": "zoom", "value": 2}\'')
+    ] = None,
+) -> None:
+    """Send one command to a running server and print its reply (exit 1 when refused). Commands: docs/protocol.md."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    if json_command is not None:
+        body, content_type = json_command.encode(), "application/json"
+    elif words:
+        body, content_type = " ".join(words).encode(), "text/plain"
+    else:
+        typer.echo(
+            'vergence ctl: give a command, e.g. `vergence ctl zoom 2` or --json \'{"type": "status"}\'', err=True
+        )
+        raise typer.Exit(2)
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}/api/commands", data=body, headers={"Content-Type": content_type}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=CTL_TIMEOUT_S) as response:
+            text = response.read().decode()
+    except urllib.error.HTTPError as err:
+        text = err.read().decode()  # a refused command: the reply says why
+    except (urllib.error.URLError, OSError) as err:
+        typer.echo(f"vergence ctl: cannot reach {url}: {getattr(err, 'reason', err)}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        reply = json.loads(text)
+    except ValueError:
+        typer.echo(f"vergence ctl: unexpected answer from {url}: {text[:200]}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(reply, indent=2))
+    if not reply.get("ok"):
+        raise typer.Exit(1)
 
 
 @bench_app.command("latency")

@@ -262,6 +262,7 @@ class FifoSettings(_Section):
 
     enabled: bool = Field(False, description="create and read the pipe")
     path: Path = Field(Path("/tmp/vergence"), description="named pipe (created when missing)")
+    reply_path: Path | None = Field(None, description="append each reply as a JSON line here (a file or a pipe)")
 
 
 class MediaSettings(_Section):

@@ -216,7 +216,11 @@ async def control(websocket: WebSocket) -> None:
                 except ValueError:
                     await websocket.send_json({"type": "error", "code": "bad_json", "message": "messages must be JSON"})
                     continue
-                reply = handle_control(message, client_id, vergence)
+                reply: dict[str, Any] | None
+                if isinstance(message, dict) and message.get("type") == "command":
+                    reply = await run_command(message, vergence)
+                else:
+                    reply = handle_control(message, client_id, vergence)
                 if reply is not None:
                     await websocket.send_json(reply)
     finally:
@@ -229,6 +233,17 @@ async def _forward(websocket: WebSocket, events: asyncio.Queue[dict[str, Any]]) 
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):
         while True:
             await websocket.send_json(await events.get())
+
+
+async def run_command(message: dict[str, Any], vergence: Any) -> dict[str, Any]:
+    """`{"type": "command", "command": {…} | "text": "zoom 2", "id"?}` → `{"type": "reply", "command": <its type>, …}`."""
+    raw = message.get("command", message.get("text"))
+    if isinstance(raw, dict) and "id" in message:
+        raw = {**raw, "id": message["id"]}
+    reply = await vergence.commander.handle(raw, source="control WS")
+    if "id" in message:
+        reply["id"] = message["id"]
+    return {**reply, "type": "reply", "command": reply.get("type")}
 
 
 def handle_control(message: Any, client_id: int, vergence: Any) -> dict[str, Any] | None:

@@ -213,7 +213,7 @@ def parse_command(raw: Any) -> Command:
             try:
                 raw = json.loads(text)
             except ValueError as err:
-                raise CommandError(f"invalid JSON: {err}") from None
+                raise CommandError(f"invalid JSON: {err}", code="invalid") from None
         else:
             raw = parse_text(text)
     if not isinstance(raw, dict):

@@ -1,0 +1,109 @@
+"""REST for the command model (`POST /api/commands`) and the outputs (`/api/outputs`), both answered by the Commander."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from vergence.control.commander import Commander
+
+router = APIRouter()
+
+# A refused command keeps the reply body every transport sends; the status says why.
+_STATUS = {"invalid": 400, "unknown_command": 400, "unavailable": 503, "io_error": 500}
+
+
+def _commander(request: Request) -> Commander:
+    return request.app.state.vergence.commander
+
+
+def _answer(reply: dict[str, Any]) -> JSONResponse:
+    status = 200 if reply["ok"] else _STATUS.get(reply.get("code", ""), 409)
+    return JSONResponse(reply, status_code=status)
+
+
+@router.post("/api/commands", tags=["control"])
+async def post_command(request: Request) -> JSONResponse:
+    """Run one command: a JSON object (`{"type": "zoom", "value": 2}`) or a text/plain line (`zoom 2`, `bitrate 2500`).
+
+    The reply is the same on every transport: `{"ok": true, "type", "result"}` or `{"ok": false, "code", "error"}`
+    (400 invalid or unknown, 409 cannot be done now, 503 not ready). Commands: docs/protocol.md, "Commands".
+    """
+    body = await request.body()
+    if len(body) > 64 * 1024:
+        raise HTTPException(413, "a command is at most 64 KiB")
+    content_type = request.headers.get("content-type", "")
+    raw: Any = body
+    if "json" in content_type:
+        import json
+
+        try:
+            raw = json.loads(body)
+        except ValueError as err:
+            return _answer({"ok": False, "code": "invalid", "error": f"invalid JSON: {err}"})
+    client = request.client
+    return _answer(await _commander(request).handle(raw, source=f"REST {client.host}" if client else "REST"))
+
+
+@router.get("/api/outputs", tags=["outputs"])
+async def list_outputs(request: Request) -> list[dict[str, Any]]:
+    """The UDP (RTP / MPEG-TS) and restream outputs with their destination, state and counters."""
+    return [output.describe() for output in request.app.state.vergence.outputs.values()]
+
+
+def _output(request: Request, output_id: str) -> Any:
+    outputs = request.app.state.vergence.outputs
+    output = outputs.get(output_id)
+    if output is None:
+        raise HTTPException(404, f"unknown output {output_id!r}; outputs: {', '.join(outputs) or 'none configured'}")
+    return output
+
+
+@router.get("/api/outputs/{output_id}.sdp", tags=["outputs"], response_class=PlainTextResponse)
+async def output_sdp(request: Request, output_id: str) -> PlainTextResponse:
+    """The session description of an RTP output: `ffplay -protocol_whitelist file,udp,rtp -i cam.sdp`."""
+    output = _output(request, output_id)
+    if output.kind != "udp" or output.describe().get("protocol") != "rtp":
+        raise HTTPException(409, f"output {output_id} does not send RTP, so it has no SDP")
+    sdp = output.sdp()
+    if sdp is None:
+        raise HTTPException(503, f"output {output_id} has not sent a keyframe yet")
+    return PlainTextResponse(sdp, media_type="application/sdp", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/api/outputs/{output_id}", tags=["outputs"])
+async def get_output(request: Request, output_id: str) -> dict[str, Any]:
+    """One output."""
+    return _output(request, output_id).describe()
+
+
+class OutputRequest(BaseModel):
+    """A change to an output; omitted fields stay."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool | None = Field(None, description="start (true) or stop (false) sending")
+    host: str | None = Field(None, min_length=1, max_length=253, description="UDP destination address")
+    port: int | None = Field(None, ge=1, le=65535, description="UDP destination port")
+    protocol: Literal["rtp", "mpegts"] | None = Field(None, description="UDP payload")
+
+
+@router.put("/api/outputs/{output_id}", tags=["outputs"])
+async def put_output(request: Request, output_id: str, body: OutputRequest) -> JSONResponse:
+    """Change an output at run time (destination, protocol, on/off) without touching any other output."""
+    _output(request, output_id)
+    commander = _commander(request)
+    commands: list[dict[str, Any]] = []
+    if body.host is not None or body.port is not None:
+        commands.append({"type": "destination", "output": output_id, "host": body.host, "port": body.port})
+    if body.protocol is not None:
+        commands.append({"type": "protocol", "output": output_id, "protocol": body.protocol})
+    if body.enabled is not None:
+        commands.append({"type": "stream", "output": output_id, "action": "start" if body.enabled else "stop"})
+    for command in commands:
+        reply = await commander.handle({key: value for key, value in command.items() if value is not None})
+        if not reply["ok"]:
+            return _answer(reply)
+    return JSONResponse(_output(request, output_id).describe())
