@@ -111,6 +111,9 @@ class Vergence:
         return {
             "streams": {stream_id: stream.stats() for stream_id, stream in self.streams.items()},
             "clients": [report for _, report in self.client_reports.values()],
+            "outputs": {output_id: output.describe() for output_id, output in self.outputs.items()},
+            "services": {service.name: service.describe() for service in self.services},
+            "recordings": {stream_id: recorder.describe() for stream_id, recorder in self.recorders.items()},
         }
 
 

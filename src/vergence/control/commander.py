@@ -25,6 +25,7 @@ from vergence.control.commands import (
     StreamCommand,
     TiltCommand,
     ZoomCommand,
+    as_object,
     error_reply,
     parse_command,
     photo_name,
@@ -49,6 +50,7 @@ class Commander:
 
     async def handle(self, raw: Any, source: str = "") -> dict[str, Any]:
         """Parse and run one command from any transport; never raises: failures become `{"ok": false, …}` replies."""
+        raw = as_object(raw)
         command_id = raw.get("id") if isinstance(raw, dict) else None
         try:
             command = parse_command(raw)

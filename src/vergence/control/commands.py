@@ -7,6 +7,7 @@ Pure: no I/O here beyond what `Commander` asks of the running server.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -198,6 +199,18 @@ _TRUE = {"on", "true", "1", "yes", "start"}
 _FALSE = {"off", "false", "0", "no", "stop"}
 
 
+def as_object(raw: Any) -> Any:
+    """Return JSON text (str or bytes) of an object as a dict, so even a refused command's reply can echo its `id`;
+    anything else unchanged, for `parse_command` to parse or to explain what is wrong with it."""
+    if isinstance(raw, (str, bytes)) and raw.lstrip()[:1] in ("{", b"{"):
+        try:
+            decoded = json.loads(raw)
+        except ValueError:
+            return raw
+        return decoded if isinstance(decoded, dict) else raw
+    return raw
+
+
 def parse_command(raw: Any) -> Command:
     """Turn a JSON object, JSON text or a `<type> <value>` line into a Command; raise CommandError saying what is wrong."""
     if isinstance(raw, bytes):
@@ -208,8 +221,6 @@ def parse_command(raw: Any) -> Command:
     if isinstance(raw, str):
         text = raw.strip()
         if text.startswith("{"):
-            import json
-
             try:
                 raw = json.loads(text)
             except ValueError as err:

@@ -28,4 +28,14 @@ class JpegEncoder(Encoder):
 
     def encode(self, frame: Frame) -> list[EncodedPacket]:
         data = encode_jpeg(frame, self.settings.quality)
-        return [EncodedPacket(data=data, keyframe=True, seq=frame.seq, pts=frame.pts, capture_ns=frame.capture_ns)]
+        return [
+            EncodedPacket(
+                data=data,
+                keyframe=True,
+                seq=frame.seq,
+                pts=frame.pts,
+                capture_ns=frame.capture_ns,
+                width=frame.width,
+                height=frame.height,
+            )
+        ]

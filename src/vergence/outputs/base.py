@@ -103,3 +103,23 @@ class ThreadedConsumer:
                 self._handle(item)
             except Exception:  # a bug in one output must not end its thread silently
                 log.exception("%s: handling a packet failed", self.name)
+
+
+class FrameGate:
+    """Let frames through at most `fps` times a second on average (0: every frame), skipping the rest, never delaying."""
+
+    def __init__(self, fps: float) -> None:
+        self.interval_s = 1.0 / fps if fps > 0 else 0.0
+        self._due = float("-inf")
+
+    def ready(self, now: float) -> bool:
+        """Return True when the frame arriving at `now` (monotonic seconds) should be sent."""
+        if self.interval_s == 0.0:
+            return True
+        if now < self._due:
+            return False
+        # The next slot counts from this slot's due time, so the average rate stays exact whatever the camera's frame
+        # grid; after a stall it counts from now, so missed slots never come out as a burst.
+        late_s = now - self._due
+        self._due = (self._due if late_s < self.interval_s else now) + self.interval_s
+        return True

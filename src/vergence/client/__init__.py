@@ -1,0 +1,1 @@
+"""Helpers for programs that read vergence's frames or send it commands from another process."""
