@@ -73,9 +73,15 @@ class Vergence:
 
     async def start_outputs(self) -> None:
         """Start the enabled outputs and every service; one that fails to start is logged, the rest go on."""
+        # An output that cannot start (a host that does not resolve yet: a drone booting before its network) is
+        # logged and can be started later by command; a service that cannot start (a port in use, a missing package)
+        # is a configuration error and stops the start.
         for output in self.outputs.values():
             if output.enabled:
-                await output.start()
+                try:
+                    await output.start()
+                except VergenceError as err:
+                    log.error("output %s did not start: %s", output.id, err)
         for service in self.services:
             try:
                 await service.start()

@@ -78,7 +78,7 @@ class Commander:
                 stream.set_bitrate(command.kbps * 1000)
                 return {"stream": stream.id, "bitrate_bps": stream.bitrate_bps}
             case DestinationCommand():
-                return self._udp(command.output).set_destination(command.host, command.port)
+                return await self._udp(command.output).set_destination(command.host, command.port)
             case ProtocolCommand():
                 return self._udp(command.output).set_protocol(command.protocol)
             case StreamCommand():
