@@ -105,6 +105,7 @@ class Commander:
             **snapshot,
             "streams": [stream.describe() for stream in vergence.streams.values()],
             "outputs": [output.describe() for output in vergence.outputs.values()],
+            "services": {service.name: service.describe() for service in vergence.services},
             "recordings": {sid: recorder.describe() for sid, recorder in vergence.recorders.items()},
         }
 
