@@ -7,6 +7,7 @@ import simplejpeg
 from vergence.config import JpegSettings
 from vergence.encoders.base import Encoder, PacketSink
 from vergence.media.frame import EncodedPacket, Frame, i420_planes
+from vergence.media.i420 import scale_frame
 
 
 def encode_jpeg(frame: Frame, quality: int) -> bytes:
@@ -37,5 +38,31 @@ class JpegEncoder(Encoder):
                 capture_ns=frame.capture_ns,
                 width=frame.width,
                 height=frame.height,
+            )
+        ]
+
+
+class ScaledJpegEncoder(Encoder):
+    """JPEGs of one size and quality from a stream's newest frame, scaled and encoded on the encoder's thread."""
+
+    format = "jpeg"
+
+    def __init__(self, stream_id: str, width: int, height: int, quality: int, sink: PacketSink) -> None:
+        super().__init__(stream_id, sink)
+        self.width, self.height, self.quality = width, height, quality
+        self.format = f"jpeg-{width}x{height}-q{quality}"  # names the thread
+
+    def encode(self, frame: Frame) -> list[EncodedPacket]:
+        scaled = scale_frame(frame, self.width, self.height)
+        data = encode_jpeg(scaled, self.quality)
+        return [
+            EncodedPacket(
+                data=data,
+                keyframe=True,
+                seq=frame.seq,
+                pts=frame.pts,
+                capture_ns=frame.capture_ns,
+                width=self.width,
+                height=self.height,
             )
         ]

@@ -1,11 +1,11 @@
-"""Crop-and-scale of I420 pictures: the software half of pan/tilt/zoom."""
+"""Crop-and-scale of I420 pictures: the software half of pan/tilt/zoom, and scaled copies for smaller consumers."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from vergence.media.frame import i420_planes
+from vergence.media.frame import Frame, i420_planes
 from vergence.ptz import Rect
 
 
@@ -27,3 +27,21 @@ def crop_i420(
         interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
         cv2.resize(window, (target.shape[1], target.shape[0]), dst=target, interpolation=interpolation)
     return out
+
+
+def scale_frame(frame: Frame, width: int, height: int) -> Frame:
+    """Return `frame` scaled to width × height with area averaging (I420 plane by plane: no colour conversion)."""
+    if (frame.width, frame.height) == (width, height):
+        return frame
+    if frame.pix_fmt == "yuv420p":
+        y, u, v = i420_planes(frame.image, frame.width, frame.height)
+        half = (width // 2, height // 2)
+        planes = (
+            cv2.resize(y, (width, height), interpolation=cv2.INTER_AREA),
+            cv2.resize(u, half, interpolation=cv2.INTER_AREA),
+            cv2.resize(v, half, interpolation=cv2.INTER_AREA),
+        )
+        image = np.concatenate([plane.reshape(-1) for plane in planes]).reshape(height * 3 // 2, width)
+    else:
+        image = cv2.resize(frame.image, (width, height), interpolation=cv2.INTER_AREA)
+    return Frame(image, frame.pix_fmt, width, height, frame.seq, frame.pts, frame.capture_ns, frame.camera)

@@ -171,7 +171,7 @@ class ZmqService:
         zmq = self._zmq
         assert self._pub is not None
         info = self._vergence.streams[stream_id].info
-        # JPEG packets do not carry their size; the stream's current picture size is theirs.
+        # Packets carry their picture size; the stream's is a fallback for a producer that does not set it.
         width, height = packet.width or info.width, packet.height or info.height
         metadata = frame_metadata(stream_id, self.settings.format, packet, width, height, time.time_ns())
         counts = self._counts[stream_id]
