@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import queue
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -14,12 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.conftest import free_port
+from tests.daemons import STARTUP_TIMEOUT_S, require, stop, wait_listening
 
 MOSQUITTO = Path("/usr/sbin/mosquitto")
-STARTUP_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -49,8 +46,8 @@ def running_mosquitto(directory: Path, port: int | None = None) -> Iterator[Brok
     Give `port` to start a broker again where one was (a restart): it comes back empty, retained messages included.
     """
     binary = mosquitto_path()
-    if binary is None:
-        pytest.skip("mosquitto is not installed")
+    require(binary is not None, "mosquitto")
+    assert binary is not None
     port = port or free_port()
     config = directory / "mosquitto.conf"
     config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
@@ -59,27 +56,10 @@ def running_mosquitto(directory: Path, port: int | None = None) -> Iterator[Brok
         process = subprocess.Popen([str(binary), "-c", str(config)], stdout=log_file, stderr=subprocess.STDOUT)
     broker = Broker(process, port, log_path)
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"mosquitto exited with {process.returncode}:\n{broker.log()}")
-            try:
-                socket.create_connection((broker.host, port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"mosquitto did not listen within {STARTUP_TIMEOUT_S} s:\n{broker.log()}"
-                    ) from None
-                time.sleep(0.05)  # poll interval of a deadline loop, not a wait for an event
+        wait_listening(process, port, "mosquitto", broker.log, broker.host)
         yield broker
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 @dataclass

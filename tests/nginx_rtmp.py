@@ -5,21 +5,17 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.conftest import free_port
+from tests.daemons import require, stop, wait_listening
 
 NGINX = Path("/usr/sbin/nginx")
 RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
-STARTUP_TIMEOUT_S = 10.0
 #: Input options for pulling a live stream: give up after 5 s without data (ffprobe and ffmpeg wait forever on a silent
 #: RTMP server otherwise) and probe one second, not five: FLV announces its streams up front.
 LIVE_INPUT = ("-rw_timeout", "5000000", "-analyzeduration", "1000000")
@@ -73,8 +69,7 @@ def running_nginx_rtmp(prefix: Path, port: int | None = None) -> Iterator[RtmpSe
 
     Give `port` to start a server again where one was (a restart after `kill()`).
     """
-    if not nginx_available():
-        pytest.skip("nginx with the RTMP module (libnginx-mod-rtmp) is not installed")
+    require(nginx_available(), "nginx with the RTMP module (libnginx-mod-rtmp)")
     binary = str(NGINX) if NGINX.exists() else str(shutil.which("nginx"))
     port = port or free_port()
     prefix.mkdir(parents=True, exist_ok=True)
@@ -86,26 +81,10 @@ def running_nginx_rtmp(prefix: Path, port: int | None = None) -> Iterator[RtmpSe
         process = subprocess.Popen(command, stdout=stderr, stderr=subprocess.STDOUT)
     server = RtmpServer(process, port, prefix)
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"nginx exited with {process.returncode}:\n{server.log()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"nginx did not listen within {STARTUP_TIMEOUT_S} s:\n{server.log()}") from None
-                time.sleep(0.05)  # poll interval of a deadline loop, not a wait for an event
+        wait_listening(process, port, "nginx", server.log)
         yield server
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process)
 
 
 def probe(url: str, timeout_s: float = 15.0) -> list[dict[str, Any]]:
