@@ -8,6 +8,7 @@ import threading
 import time
 from types import SimpleNamespace
 
+from tests.aio import run
 from vergence.config import MqttSettings, Settings
 from vergence.hub import Channel, Hub
 from vergence.media.frame import EncodedPacket
@@ -83,7 +84,7 @@ async def offer_frames_to_a_stalled_broker() -> tuple[MqttBridge, list[int], flo
 
 
 def test_a_stalled_broker_holds_at_most_one_frame_in_paho():
-    bridge, samples, stop_s = asyncio.run(offer_frames_to_a_stalled_broker())
+    bridge, samples, stop_s = run(offer_frames_to_a_stalled_broker())
     counts = bridge.describe()["streams"]["cam0"]
     print(
         f"stalled broker: {counts['sent']} frames sent, {counts['skipped']} skipped, at most {max(samples)} B queued "
