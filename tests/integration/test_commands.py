@@ -247,3 +247,40 @@ def _write_long_then_short(fifo: Path) -> None:
 def _cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_reply_pipe_nobody_reads_never_blocks_the_server(vergence_server, tmp_path):
+    fifo, reply_pipe = tmp_path / "in.fifo", tmp_path / "replies.fifo"
+    os.mkfifo(reply_pipe)  # replies go to a pipe with no reader: opening it for writing would block or fail
+    env = {
+        "VERGENCE_FIFO__ENABLED": "true",
+        "VERGENCE_FIFO__PATH": str(fifo),
+        "VERGENCE_FIFO__REPLY_PATH": str(reply_pipe),
+    }
+    server = vergence_server("--size", "320x240", env=env)
+    fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    os.write(fd, b"zoom 2\nzoom 2.5\n")
+    os.close(fd)
+    poll(lambda: zoom_of(server) == 2.5, "both commands through the pipe")
+    # Now a reader appears: the next reply reaches it.
+    reader = os.open(reply_pipe, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.write(fd, b"zoom 3\n")
+        os.close(fd)
+        reply = poll(lambda: _read_some(reader), "a reply in the pipe")
+        assert json.loads(reply.splitlines()[0]) | {"result": None} == {
+            "line": "zoom 3",
+            "ok": True,
+            "type": "zoom",
+            "result": None,
+        }
+    finally:
+        os.close(reader)
+
+
+def _read_some(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except BlockingIOError:
+        return b""
