@@ -1,4 +1,8 @@
-"""Shared fixtures: a vergence server started as a real subprocess on a free 127.0.0.1 port."""
+"""Shared fixtures: a vergence server started as a real subprocess on a free 127.0.0.1 port.
+
+The whole session runs in a network namespace of its own (`vergence.bench.netns`): loopback plus a veth pair, so WebRTC
+has a non-loopback address for ICE and no test can reach an outside address.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,23 @@ from pathlib import Path
 import httpx
 import pytest
 
+from vergence.bench.netns import enter_private_network, private_address, why_no_private_network
+
 STARTUP_TIMEOUT_S = 20.0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Before any thread starts: a namespace holds only the thread that enters it and what it starts afterwards.
+    enter_private_network()
+
+
+@pytest.fixture(scope="session")
+def ice_address() -> str:
+    """The session's non-loopback address, which WebRTC peers use for ICE; fails (never skips) without one."""
+    address = private_address()
+    if address is None:
+        pytest.fail(f"no private network for WebRTC: {why_no_private_network()}")
+    return address
 
 
 def free_port() -> int:

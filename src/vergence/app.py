@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -46,6 +48,7 @@ class Vergence:
         self.outputs: dict[str, Output] = {}  # [[udp]] and [[restream]] by id
         self.services: list[Service] = []  # ZeroMQ, MQTT, TCP feed, command inboxes
         self.recorders: dict[str, Recorder] = {}
+        self.webrtc: Any = None  # outputs.webrtc.WebRtcPeers when [webrtc] enabled
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -70,6 +73,10 @@ class Vergence:
             stream.start()
         self.outputs = build_outputs(self)
         self.services = build_services(self)
+        if self.settings.webrtc.enabled:
+            from vergence.outputs.webrtc import WebRtcPeers  # ConfigError naming aiortc when it is missing
+
+            self.webrtc = WebRtcPeers(self.settings.webrtc, self)
 
     async def start_outputs(self) -> None:
         """Start the enabled outputs and every service; one that fails to start is logged, the rest go on."""
@@ -90,6 +97,8 @@ class Vergence:
                 raise
 
     async def stop_outputs(self) -> None:
+        if self.webrtc is not None:
+            await self.webrtc.close()
         for service in reversed(self.services):
             await service.stop()
         for output in self.outputs.values():
@@ -120,7 +129,18 @@ class Vergence:
             "outputs": {output_id: output.describe() for output_id, output in self.outputs.items()},
             "services": {service.name: service.describe() for service in self.services},
             "recordings": {stream_id: recorder.describe() for stream_id, recorder in self.recorders.items()},
+            "webrtc": self.webrtc.describe() if self.webrtc is not None else {"enabled": False},
+            "process": process_stats(),
         }
+
+
+def process_stats() -> dict[str, int]:
+    """What the server holds: open file descriptors, threads, asyncio tasks (a leak shows here first)."""
+    try:
+        fds = len(os.listdir("/proc/self/fd"))
+    except OSError:  # not Linux
+        fds = -1
+    return {"fds": fds, "threads": threading.active_count(), "tasks": len(asyncio.all_tasks())}
 
 
 def build_outputs(vergence: Vergence) -> dict[str, Output]:
@@ -195,11 +215,13 @@ def create_app(settings: Settings) -> FastAPI:
     from vergence.control.commands_api import router as commands_router
     from vergence.control.processing_api import router as processing_router
     from vergence.outputs.http import router as video_router
+    from vergence.outputs.webrtc_api import router as webrtc_router
 
     app.include_router(control_router)
     app.include_router(commands_router)
     app.include_router(processing_router)
     app.include_router(video_router)
+    app.include_router(webrtc_router)
 
     static = resources.files("vergence") / "web" / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")

@@ -265,6 +265,35 @@ class FifoSettings(_Section):
     reply_path: Path | None = Field(None, description="append each reply as a JSON line here (a file or a pipe)")
 
 
+class IceServerSettings(_Section):
+    """One STUN or TURN server a WebRTC peer may use (none by default: vergence never calls outside on its own)."""
+
+    urls: list[str] = Field(..., min_length=1, description="stun:host:port, turn:host:port or turns:host:port URLs")
+    username: str | None = Field(None, description="TURN user name")
+    credential: str | None = Field(None, description="TURN password")
+
+    @model_validator(mode="after")
+    def _check_urls(self) -> IceServerSettings:
+        for url in self.urls:
+            if not re.match(r"^(stun|turns?):[^\s]+$", url):
+                raise ValueError(f"{url!r} is not a stun:, turn: or turns: URL")
+        return self
+
+
+class WebRtcSettings(_Section):
+    """WebRTC viewing: the stream's own H.264 sent to every peer (no encode per peer), WHEP-style signalling."""
+
+    enabled: bool = Field(True, description="answer offers at POST /api/webrtc/{stream}")
+    ice_servers: list[IceServerSettings] = Field(
+        default_factory=list, description="STUN/TURN servers for peers behind NAT (empty: host candidates only)"
+    )
+    max_peers: int = Field(32, ge=1, le=512, description="peers served at once, 1 … 512")
+    connect_timeout_s: float = Field(15.0, gt=0, le=300, description="a peer not connected by then is dropped (s)")
+    stall_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="a connected peer that sends no RTCP report for this long is dropped (s)"
+    )
+
+
 class MediaSettings(_Section):
     """Where photos (and recordings) are written."""
 
@@ -292,6 +321,7 @@ class Settings(_Section):
     inbox: InboxSettings = Field(default_factory=InboxSettings)
     fifo: FifoSettings = Field(default_factory=FifoSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
+    webrtc: WebRtcSettings = Field(default_factory=WebRtcSettings)
 
     @model_validator(mode="after")
     def _check_cameras(self) -> Settings:
@@ -358,6 +388,7 @@ class _Environment(BaseSettings):
     inbox: dict[str, Any] = {}
     fifo: dict[str, Any] = {}
     media: dict[str, Any] = {}
+    webrtc: dict[str, Any] = {}
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

@@ -203,7 +203,7 @@ async def control(websocket: WebSocket) -> None:
     await websocket.accept()
     vergence = websocket.app.state.vergence
     controllers = _controllers(websocket)
-    client_id = next(_client_ids)
+    client_id = new_client_id()
     events: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=EVENT_QUEUE)
     controllers.listeners.add(events)
     sender = asyncio.create_task(_forward(websocket, events))
@@ -216,11 +216,7 @@ async def control(websocket: WebSocket) -> None:
                 except ValueError:
                     await websocket.send_json({"type": "error", "code": "bad_json", "message": "messages must be JSON"})
                     continue
-                reply: dict[str, Any] | None
-                if isinstance(message, dict) and message.get("type") == "command":
-                    reply = await run_command(message, vergence)
-                else:
-                    reply = handle_control(message, client_id, vergence)
+                reply = await answer_control(message, client_id, vergence)
                 if reply is not None:
                     await websocket.send_json(reply)
     finally:
@@ -233,6 +229,18 @@ async def _forward(websocket: WebSocket, events: asyncio.Queue[dict[str, Any]]) 
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):
         while True:
             await websocket.send_json(await events.get())
+
+
+def new_client_id() -> int:
+    """A number for one controller (a control WebSocket or a WebRTC data channel), keying its player reports."""
+    return next(_client_ids)
+
+
+async def answer_control(message: Any, client_id: int, vergence: Any) -> dict[str, Any] | None:
+    """Answer one message of the control protocol, from a control WebSocket or a WebRTC data channel."""
+    if isinstance(message, dict) and message.get("type") == "command":
+        return await run_command(message, vergence)
+    return handle_control(message, client_id, vergence)
 
 
 async def run_command(message: dict[str, Any], vergence: Any) -> dict[str, Any]:

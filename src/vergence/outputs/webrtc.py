@@ -1,0 +1,341 @@
+"""WebRTC viewing, WHEP-style: every peer gets the stream's own H.264 access units, packetized by aiortc (no encode per peer).
+
+Signalling is one request: an SDP offer in, the answer with every candidate of ours out (no trickle ICE). Our ICE agent
+gathers host candidates only unless `[webrtc] ice_servers` names STUN/TURN servers: aiortc would otherwise ask a public
+STUN server. A peer may open a data channel: it speaks the control protocol of /ws/control, and it carries each frame's
+capture time, so a player can show its latency for any camera.
+
+aiortc is imported here only, so the rest of vergence runs without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from vergence.config import WebRtcSettings
+from vergence.errors import ConfigError, VergenceError
+from vergence.hub import Channel, Subscription, SubscriptionClosed
+from vergence.media.frame import EncodedPacket
+from vergence.stream import Stream
+
+try:
+    import av
+    from aiortc import (
+        RTCConfiguration,
+        RTCDataChannel,
+        RTCIceServer,
+        RTCPeerConnection,
+        RTCRtpSender,
+        RTCSessionDescription,
+    )
+    from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+except ImportError as err:  # pragma: no cover - exercised only where aiortc is missing
+    raise ConfigError(f"WebRTC needs the aiortc package ({err}); install it: pip install aiortc") from err
+
+log = logging.getLogger(__name__)
+
+VIDEO_CLOCK = Fraction(1, 90_000)  # RTP's clock for video
+MAX_QUEUED_PACKETS = 60  # per peer: a peer whose sender falls this far behind resumes at the next keyframe
+DATA_CHANNEL_HIGH_WATER = 64 * 1024  # frame times are skipped while this much is waiting to be sent to a peer
+STATS_EVERY_S = 1.0
+_H264_IN_OFFER = re.compile(r"^a=rtpmap:\d+ H264/90000", re.IGNORECASE | re.MULTILINE)
+
+
+class WebRtcError(VergenceError):
+    """An offer that cannot be answered; `status` is the HTTP status to answer with."""
+
+    code = "webrtc_error"
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class PassthroughTrack(MediaStreamTrack):
+    """A video track that hands aiortc the stream's encoded access units (`av.Packet`s): aiortc packs them, never encodes.
+
+    It joins the H.264 channel when aiortc asks for the first packet, that is once the peer is connected, and gets the
+    current GOP from the keyframe on, so its first picture decodes. Timestamps follow the send time on RTP's 90 kHz clock:
+    a joiner's catch-up burst then plays at once instead of at its capture pace.
+    """
+
+    kind = "video"
+
+    def __init__(self, channel: Channel, name: str, on_sent: Callable[[int, EncodedPacket], None]) -> None:
+        super().__init__()
+        self.channel = channel
+        self.name = name
+        self.on_sent = on_sent
+        self.subscription: Subscription | None = None
+        self.frames = 0
+        self._origin_ns = time.monotonic_ns()
+        self._last_pts = -1
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]  # aiortc accepts packets as well as frames
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self.subscription is None:
+            self.subscription = self.channel.subscribe("gop", MAX_QUEUED_PACKETS, name=self.name)
+        while True:
+            try:
+                item = await self.subscription.get()
+            except SubscriptionClosed:
+                self.stop()
+                raise MediaStreamError from None
+            if isinstance(item, EncodedPacket) and not item.init:
+                break
+        pts = max(self._last_pts + 1, (time.monotonic_ns() - self._origin_ns) * 9 // 100_000)
+        self._last_pts = pts
+        packet = av.Packet(item.data)
+        packet.pts = pts
+        packet.time_base = VIDEO_CLOCK
+        self.frames += 1
+        self.on_sent(pts, item)
+        return packet
+
+    def stop(self) -> None:
+        super().stop()
+        if self.subscription is not None:
+            self.subscription.close()
+
+    @property
+    def drops(self) -> int:
+        return self.subscription.drops if self.subscription is not None else 0
+
+
+@dataclass(eq=False)
+class Peer:
+    """One WebRTC viewer of one stream."""
+
+    id: str
+    stream_id: str
+    client: str
+    pc: RTCPeerConnection
+    track: PassthroughTrack
+    client_id: int
+    created: float = field(default_factory=time.monotonic)
+    connected_at: float | None = None
+    control: RTCDataChannel | None = None
+    events: asyncio.Queue[dict[str, Any]] | None = None
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    closing: bool = False
+
+    def spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "stream": self.stream_id,
+            "client": self.client,
+            "state": self.pc.connectionState,
+            "age_s": round(time.monotonic() - self.created, 1),
+            "frames": self.track.frames,
+            "drops": self.track.drops,
+            "data_channel": self.control is not None and self.control.readyState == "open",
+        }
+
+
+class WebRtcPeers:
+    """Answers offers and keeps the peers: each one's track, data channel, and a watchdog that drops the dead."""
+
+    def __init__(self, settings: WebRtcSettings, vergence: Any) -> None:
+        self.settings = settings
+        self.vergence = vergence
+        self.peers: dict[str, Peer] = {}
+        self.answered = 0
+        self.closed_reasons: dict[str, int] = {}
+
+    def _configuration(self) -> RTCConfiguration:
+        # An explicit list, empty by default: None would make aiortc fall back to a public STUN server.
+        servers = [
+            RTCIceServer(urls=server.urls, username=server.username, credential=server.credential)
+            for server in self.settings.ice_servers
+        ]
+        return RTCConfiguration(iceServers=servers)
+
+    async def answer(self, stream: Stream, offer_sdp: str, client: str) -> Peer:
+        """Answer an SDP offer with a peer sending `stream`; raise WebRtcError (with an HTTP status) when it cannot."""
+        if not self.settings.enabled:
+            raise WebRtcError("WebRTC is disabled ([webrtc] enabled = false)", 404)
+        if len(self.peers) >= self.settings.max_peers:
+            raise WebRtcError(f"{len(self.peers)} WebRTC peers already ([webrtc] max_peers); try later", 503)
+        if "m=video" not in offer_sdp:
+            raise WebRtcError("the offer has no video m-line: offer to receive video (recvonly)")
+        if not _H264_IN_OFFER.search(offer_sdp):
+            raise WebRtcError("the offer has no H.264 codec; vergence sends the camera's H.264 as it is", 415)
+        from vergence.control.api import new_client_id
+
+        peer_id = secrets.token_urlsafe(9)
+        pc = RTCPeerConnection(self._configuration())
+        track = PassthroughTrack(stream.h264, f"webrtc {client} {peer_id}", lambda pts, item: None)
+        peer = Peer(peer_id, stream.id, client, pc, track, new_client_id())
+        track.on_sent = lambda pts, item: self._send_frame_time(peer, pts, item)
+        try:
+            sender = self._add_video(pc, track)  # before the offer: aiortc picks the codecs while it reads the offer
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            if sender.transport is None or sender.transport.state == "closed":
+                raise WebRtcError("the offer's video m-line could not be used")
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)
+        except WebRtcError:
+            await pc.close()
+            raise
+        except Exception as err:  # aiortc's SDP parser raises whatever the text trips it on
+            await pc.close()
+            raise WebRtcError(f"cannot use this offer: {type(err).__name__}: {err}") from None
+        # aiortc's sender turns a receiver's PLI/FIR into a flag for an encoder of its own; ours is the stream's.
+        sender._send_keyframe = stream.h264.request_keyframe  # type: ignore[method-assign]
+        self._watch_state(peer)
+        pc.on("datachannel", lambda channel: self._open_control(peer, channel))
+        self.peers[peer.id] = peer
+        self.answered += 1
+        peer.spawn(self._watchdog(peer))
+        log.info("WebRTC peer %s (%s) for %s", peer.id, client, stream.id)
+        return peer
+
+    @staticmethod
+    def _add_video(pc: RTCPeerConnection, track: PassthroughTrack) -> RTCRtpSender:
+        """Our one video transceiver, H.264 only: the stream's encoder decides the profile, not the peer."""
+        transceiver = pc.addTransceiver(track, direction="sendonly")
+        codecs = RTCRtpSender.getCapabilities("video").codecs
+        transceiver.setCodecPreferences([c for c in codecs if c.mimeType in ("video/H264", "video/rtx")])
+        return transceiver.sender
+
+    def _watch_state(self, peer: Peer) -> None:
+        @peer.pc.on("connectionstatechange")
+        def changed() -> None:
+            state = peer.pc.connectionState
+            if state == "connected" and peer.connected_at is None:
+                peer.connected_at = time.monotonic()
+                log.info("WebRTC peer %s connected after %.0f ms", peer.id, (peer.connected_at - peer.created) * 1e3)
+            elif state in ("failed", "closed"):
+                peer.spawn(self.hang_up(peer.id, reason=state))
+
+    async def _watchdog(self, peer: Peer) -> None:
+        """Drop a peer that does not connect in time, or that stops sending RTCP reports (gone without a goodbye)."""
+        deadline = peer.created + self.settings.connect_timeout_s
+        while peer.connected_at is None:
+            if time.monotonic() >= deadline:
+                await self.hang_up(peer.id, reason="never connected")
+                return
+            await asyncio.sleep(min(STATS_EVERY_S, deadline - time.monotonic()))
+        heard_at, last_report = time.monotonic(), None
+        while not peer.closing:
+            await asyncio.sleep(STATS_EVERY_S)
+            report = await _last_receiver_report(peer)
+            if report is not None and report != last_report:
+                heard_at, last_report = time.monotonic(), report
+            elif time.monotonic() - heard_at > self.settings.stall_timeout_s:
+                await self.hang_up(peer.id, reason="stalled")
+                return
+
+    def _open_control(self, peer: Peer, channel: RTCDataChannel) -> None:
+        """A data channel from the peer: the control protocol both ways, plus frame capture times from us."""
+        from vergence.control.api import answer_control
+
+        controllers = self.vergence.controllers
+        if peer.control is not None or controllers is None:
+            channel.close()
+            return
+        peer.control = channel
+        peer.events = asyncio.Queue(maxsize=256)
+        controllers.listeners.add(peer.events)
+
+        async def forward() -> None:
+            assert peer.events is not None
+            _send_json(channel, controllers.snapshot())
+            while True:
+                _send_json(channel, await peer.events.get())
+
+        async def answer(text: str) -> None:
+            try:
+                message = json.loads(text)
+            except ValueError:
+                _send_json(channel, {"type": "error", "code": "bad_json", "message": "messages must be JSON"})
+                return
+            reply = await answer_control(message, peer.client_id, self.vergence)
+            if reply is not None:
+                _send_json(channel, reply)
+
+        channel.on("message", lambda text: peer.spawn(answer(text)) if isinstance(text, str) else None)
+        if channel.readyState == "open":
+            peer.spawn(forward())
+        else:
+            channel.on("open", lambda: peer.spawn(forward()))
+
+    def _send_frame_time(self, peer: Peer, pts: int, packet: EncodedPacket) -> None:
+        channel = peer.control
+        if channel is None or channel.readyState != "open" or channel.bufferedAmount > DATA_CHANNEL_HIGH_WATER:
+            return
+        _send_json(
+            channel,
+            {
+                "type": "frame",
+                "pts": pts,
+                "seq": packet.seq,
+                "capture_ns": packet.capture_ns,
+                "send_ns": time.time_ns(),
+            },
+        )
+
+    async def hang_up(self, peer_id: str, reason: str = "hung up") -> bool:
+        """Close one peer and forget it; False when there is no such peer."""
+        peer = self.peers.pop(peer_id, None)
+        if peer is None or peer.closing:
+            return False
+        peer.closing = True
+        self.closed_reasons[reason] = self.closed_reasons.get(reason, 0) + 1
+        log.info("WebRTC peer %s closed: %s", peer.id, reason)
+        if peer.events is not None and self.vergence.controllers is not None:
+            self.vergence.controllers.listeners.discard(peer.events)
+        self.vergence.client_reports.pop(peer.client_id, None)
+        peer.track.stop()
+        await peer.pc.close()
+        current = asyncio.current_task()
+        for task in list(peer.tasks):
+            if task is not current:
+                task.cancel()
+        return True
+
+    async def close(self) -> None:
+        """Hang up on everyone (server stop)."""
+        for peer_id in list(self.peers):
+            await self.hang_up(peer_id, reason="server stopping")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "enabled": self.settings.enabled,
+            "peers": len(self.peers),
+            "answered": self.answered,
+            "closed": dict(self.closed_reasons),
+            "list": [peer.describe() for peer in self.peers.values()],
+        }
+
+
+async def _last_receiver_report(peer: Peer) -> Any:
+    """The newest receiver report about our video (packets received, jitter), or None before the first one."""
+    for sender in peer.pc.getSenders():
+        with contextlib.suppress(Exception):  # a transport closing under us
+            stats = await sender.getStats()
+            for entry in stats.values():
+                if entry.type == "remote-inbound-rtp":
+                    return (entry.timestamp, entry.packetsReceived)
+    return None
+
+
+def _send_json(channel: RTCDataChannel, message: dict[str, Any]) -> None:
+    if channel.readyState == "open":
+        channel.send(json.dumps(message, separators=(",", ":")))

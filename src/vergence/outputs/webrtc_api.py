@@ -1,0 +1,82 @@
+"""WHEP-style signalling: `POST /api/webrtc/{stream}` (SDP offer → answer), `DELETE …/{peer}` to hang up."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+
+router = APIRouter()
+MAX_OFFER_BYTES = 64 * 1024
+SDP = "application/sdp"
+
+
+def _peers(request: Request) -> Any:
+    peers = request.app.state.vergence.webrtc
+    if peers is None:
+        raise HTTPException(404, "WebRTC is disabled ([webrtc] enabled = false)")
+    return peers
+
+
+@router.post("/api/webrtc/{stream_id}", tags=["video"], status_code=201)
+async def offer(request: Request, stream_id: str) -> Response:
+    """Answer an SDP offer (`application/sdp`, or JSON `{"type": "offer", "sdp": …}`) with a peer sending the stream.
+
+    201 with the answer (same form as the offer) and `Location` of the peer, which DELETE hangs up. The answer holds all
+    our ICE candidates (no trickle). 400 for an offer that cannot be used, 404 unknown stream, 415 no H.264, 503 full.
+    """
+    from vergence.outputs.webrtc import WebRtcError
+
+    peers = _peers(request)
+    stream = request.app.state.vergence.stream(stream_id)
+    body = await request.body()
+    if len(body) > MAX_OFFER_BYTES:
+        raise HTTPException(413, f"an SDP offer is at most {MAX_OFFER_BYTES // 1024} KiB")
+    as_json = "json" in request.headers.get("content-type", "")
+    sdp = _offer_text(body, as_json)
+    client = request.client
+    try:
+        peer = await peers.answer(stream, sdp, f"{client.host}:{client.port}" if client else "?")
+    except WebRtcError as err:
+        raise HTTPException(err.status, str(err)) from None
+    location = f"/api/webrtc/{stream_id}/{peer.id}"
+    answer = peer.pc.localDescription.sdp
+    headers = {"Location": location, "Cache-Control": "no-store"}
+    if as_json:
+        return JSONResponse({"type": "answer", "sdp": answer, "id": peer.id, "location": location}, 201, headers)
+    return Response(answer, 201, headers, media_type=SDP)
+
+
+def _offer_text(body: bytes, as_json: bool) -> str:
+    try:
+        if not as_json:
+            return body.decode("utf-8")
+        message = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise HTTPException(400, f"the offer is not {'JSON' if as_json else 'UTF-8 SDP text'}: {err}") from None
+    if (
+        not isinstance(message, dict)
+        or message.get("type", "offer") != "offer"
+        or not isinstance(message.get("sdp"), str)
+    ):
+        raise HTTPException(400, 'expected {"type": "offer", "sdp": "v=0…"}')
+    return message["sdp"]
+
+
+@router.delete("/api/webrtc/{stream_id}/{peer_id}", tags=["video"])
+async def hang_up(request: Request, stream_id: str, peer_id: str) -> dict[str, Any]:
+    """Close one peer (what a WHEP client does when it stops)."""
+    peers = _peers(request)
+    peer = peers.peers.get(peer_id)
+    if peer is None or peer.stream_id != stream_id:
+        raise HTTPException(404, f"no WebRTC peer {peer_id!r} on stream {stream_id!r}")
+    await peers.hang_up(peer_id)
+    return {"ok": True, "id": peer_id}
+
+
+@router.get("/api/webrtc", tags=["video"])
+async def list_peers(request: Request) -> dict[str, Any]:
+    """The WebRTC peers with their state, frames sent and drops."""
+    return _peers(request).describe()
