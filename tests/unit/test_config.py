@@ -60,3 +60,13 @@ def test_bad_environment_and_file_values_name_their_key(tmp_path: Path, monkeypa
     config.write_text("[server]\nprot = 1\n")
     with pytest.raises(ConfigError, match=r"server\.prot"):
         load_settings(config)
+
+
+def test_webrtc_has_no_ice_server_unless_configured(tmp_path: Path):
+    assert load_settings().webrtc.ice_servers == []
+    config = tmp_path / "v.toml"
+    config.write_text('[[webrtc.ice_servers]]\nurls = ["stun:10.0.0.1:3478"]\n')
+    assert load_settings(config).webrtc.ice_servers[0].urls == ["stun:10.0.0.1:3478"]
+    config.write_text('[[webrtc.ice_servers]]\nurls = ["http://stun.example"]\n')
+    with pytest.raises(ConfigError, match=r"webrtc\.ice_servers\[0\]: .*not a stun:, turn: or turns: URL"):
+        load_settings(config)
