@@ -168,5 +168,22 @@ def bench_dual(
     run(seconds=seconds, size=size, fps=fps, viewers=viewers)
 
 
+@bench_app.command("webrtc")
+def bench_webrtc(
+    seconds: Annotated[float, typer.Option(help="measuring time for each phase")] = 20.0,
+    size: Annotated[str, typer.Option(help="picture size")] = "1280x720",
+    fps: Annotated[float, typer.Option(help="frames per second")] = 30.0,
+    peers: Annotated[int, typer.Option(help="WebRTC peers at once, and encodes to compare with")] = 10,
+    decode: Annotated[bool, typer.Option(help="decode on the bench's peers (default: count pictures only)")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the results as JSON here")] = None,
+) -> None:
+    """Server CPU for N WebRTC peers (the stream's H.264 passed through) against N H.264 encodes of the same frames."""
+    from vergence.bench.webrtc import run
+
+    results = run(seconds=seconds, size=size, fps=fps, peers=peers, decode=decode, json_out=json_out)
+    if not results["pass"]:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()

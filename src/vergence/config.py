@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -422,7 +424,7 @@ def load_settings(
         env = _Environment()
     except ValidationError as err:
         raise ConfigError(_describe(err, prefix="VERGENCE_")) from err
-    env_layer = {key: value for key, value in env.model_dump().items() if value not in ({}, None)}
+    env_layer = {key: _json_values(value) for key, value in env.model_dump().items() if value not in ({}, None)}
     data = _merge(data, env_layer)
     if server_flags:
         data = _merge(data, {"server": server_flags})
@@ -434,6 +436,19 @@ def load_settings(
         return Settings.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_describe(err)) from err
+
+
+def _json_values(section: Any) -> Any:
+    """Decode JSON lists and tables given to one key of a section (`VERGENCE_ZMQ__STREAMS='["cam0"]'`); text that is
+    not JSON stays text, for the validator to name."""
+    if not isinstance(section, dict):
+        return section
+    decoded = dict(section)
+    for key, value in section.items():
+        if isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
+            with contextlib.suppress(ValueError):
+                decoded[key] = json.loads(value)
+    return decoded
 
 
 def _describe(err: ValidationError, prefix: str = "") -> str:

@@ -231,7 +231,9 @@ class Channel:
             replay = self._cache[-1:]
         else:
             replay = self._cache if self.cache_gop else []
-        for packet in replay[-subscription.max_packets :]:
+        if len(replay) > subscription.max_packets:
+            replay = []  # cut short it would lose its keyframe and decode nothing: ask for a fresh keyframe instead
+        for packet in replay:
             subscription.offer(packet)
         self.subscribers.add(subscription)
         if not replay and policy == "gop":

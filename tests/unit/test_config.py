@@ -70,3 +70,15 @@ def test_webrtc_has_no_ice_server_unless_configured(tmp_path: Path):
     config.write_text('[[webrtc.ice_servers]]\nurls = ["http://stun.example"]\n')
     with pytest.raises(ConfigError, match=r"webrtc\.ice_servers\[0\]: .*not a stun:, turn: or turns: URL"):
         load_settings(config)
+
+
+def test_environment_takes_json_lists_for_keys_of_a_section(monkeypatch):
+    monkeypatch.setenv("VERGENCE_WEBRTC__ICE_SERVERS", '[{"urls": ["turn:10.0.0.2:3478"], "username": "u"}]')
+    monkeypatch.setenv("VERGENCE_ZMQ__STREAMS", '["cam0"]')
+    settings = load_settings()
+    assert settings.webrtc.ice_servers[0].urls == ["turn:10.0.0.2:3478"]
+    assert settings.webrtc.ice_servers[0].username == "u"
+    assert settings.zmq.streams == ["cam0"]
+    monkeypatch.setenv("VERGENCE_ZMQ__STREAMS", "[not json")
+    with pytest.raises(ConfigError, match=r"zmq\.streams"):
+        load_settings()

@@ -134,3 +134,21 @@ def test_notices_keep_their_place_and_close_wakes_a_waiting_reader():
         assert sub not in channel.subscribers
 
     run(scenario())
+
+
+def test_a_joiner_with_less_room_than_the_cached_gop_gets_a_fresh_keyframe_not_half_a_gop():
+    async def scenario():
+        producer = FakeProducer()
+        channel = Channel("cam0", "h264", producer, cache_gop=True)
+        channel.subscribe("gop", max_packets=100, name="keeper")
+        channel.publish(packet(0, keyframe=True))
+        for seq in range(1, 10):
+            channel.publish(packet(seq))
+        requested = producer.keyframes_requested
+        small = channel.subscribe("gop", max_packets=4, name="small")
+        assert len(small) == 0  # the last 4 packets of the GOP would not decode without its keyframe
+        assert producer.keyframes_requested == requested + 1  # asked at once, not at the encoder's next GOP
+        channel.publish(packet(10, keyframe=True))
+        assert (await small.get()).seq == 10
+
+    run(scenario())

@@ -30,6 +30,7 @@ from vergence.stream import Stream
 
 try:
     import av
+    from aioice.ice import ICE_FAILED
     from aiortc import (
         RTCConfiguration,
         RTCDataChannel,
@@ -85,7 +86,10 @@ class PassthroughTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         if self.subscription is None:
-            self.subscription = self.channel.subscribe("gop", MAX_QUEUED_PACKETS, name=self.name)
+            # Room for the whole cached GOP: a replay cut to a shorter queue loses its keyframe, and the subscription
+            # then drops everything until the encoder's next scheduled keyframe (seconds with a long GOP).
+            queued = max(MAX_QUEUED_PACKETS, self.channel.max_cached_packets)
+            self.subscription = self.channel.subscribe("gop", queued, name=self.name)
         while True:
             try:
                 item = await self.subscription.get()
@@ -304,6 +308,7 @@ class WebRtcPeers:
         self.vergence.client_reports.pop(peer.client_id, None)
         peer.track.stop()
         await peer.pc.close()
+        _fail_pending_ice(peer.pc)
         current = asyncio.current_task()
         for task in list(peer.tasks):
             if task is not current:
@@ -334,6 +339,24 @@ async def _last_receiver_report(peer: Peer) -> Any:
                 if entry.type == "remote-inbound-rtp":
                     return (entry.timestamp, entry.packetsReceived)
     return None
+
+
+def _fail_pending_ice(pc: RTCPeerConnection) -> None:
+    """Turn an ICE verdict that a closed connection has not read yet into a failure.
+
+    aioice 0.13: when the check list completes just before close(), connect() reads the verdict afterwards and starts
+    consent checks on the closed connection; close() cleared the pairs they would fail on, so that task wakes every 5 s
+    forever (measured: one leaked task per peer hung up while ICE was completing).
+    """
+    transports: list[Any] = [transceiver.sender.transport for transceiver in pc.getTransceivers()]
+    transports.append(pc.sctp.transport if pc.sctp is not None else None)
+    for dtls in transports:
+        connection = getattr(getattr(dtls, "transport", None), "_connection", None)
+        verdicts = getattr(connection, "_check_list_state", None)
+        if isinstance(verdicts, asyncio.Queue):
+            while not verdicts.empty():
+                verdicts.get_nowait()
+            verdicts.put_nowait(ICE_FAILED)
 
 
 def _send_json(channel: RTCDataChannel, message: dict[str, Any]) -> None:
