@@ -86,8 +86,8 @@ class PassthroughTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         if self.subscription is None:
-            # Room for the whole cached GOP: a replay cut to a shorter queue loses its keyframe, and the subscription
-            # then drops everything until the encoder's next scheduled keyframe (seconds with a long GOP).
+            # Room for the whole cached GOP, so the joiner's first picture comes from the replay at once; with less
+            # room the hub would have to ask the encoder for a fresh keyframe.
             queued = max(MAX_QUEUED_PACKETS, self.channel.max_cached_packets)
             self.subscription = self.channel.subscribe("gop", queued, name=self.name)
         while True:
