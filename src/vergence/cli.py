@@ -142,7 +142,7 @@ def bench_latency(
     seconds: Annotated[float, typer.Option(help="measuring time per player mode")] = 10.0,
     size: Annotated[str, typer.Option(help="picture size")] = "1280x720",
     fps: Annotated[float, typer.Option(help="frames per second")] = 30.0,
-    players: Annotated[str, typer.Option(help="comma-separated player modes")] = "webcodecs,mse,mjpeg",
+    players: Annotated[str, typer.Option(help="comma-separated player modes")] = "webrtc,webcodecs,mse,mjpeg",
     floor: Annotated[bool, typer.Option(help="also measure the bare floor pipeline")] = True,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the results as JSON here")] = None,
     check: Annotated[

@@ -12,13 +12,23 @@ pytestmark = pytest.mark.browser
 
 
 def test_forced_player_that_is_missing_falls_back(player_page, server_720p):
-    player_page.page.add_init_script("delete window.VideoDecoder")
+    # Without WebRTC as well, the fallback is the next in line after it: MSE.
+    player_page.page.add_init_script("delete window.VideoDecoder; delete window.RTCPeerConnection")
     player_page.page.goto(player_page.url(server_720p, "?player=webcodecs"))
     player_page.wait_for("window.vergence && window.vergence.player !== null", 20000)
     assert player_page.page.evaluate("() => window.vergence.player") == "mse"
     notice = player_page.page.locator("#notice")
     assert notice.is_visible()
     assert "WebCodecs is not available" in notice.text_content()
+    player_page.wait_for("window.vergence.stats.decoded >= 5", 20000)
+
+
+def test_forced_player_that_is_missing_falls_back_to_webrtc_first(player_page, server_720p, ice_address):
+    player_page.page.add_init_script("delete window.VideoDecoder")
+    player_page.page.goto(player_page.url(server_720p, "?player=webcodecs"))
+    player_page.wait_for("window.vergence && window.vergence.player !== null", 20000)
+    assert player_page.page.evaluate("() => window.vergence.player") == "webrtc"
+    assert "WebCodecs is not available" in player_page.page.locator("#notice").text_content()
     player_page.wait_for("window.vergence.stats.decoded >= 5", 20000)
 
 

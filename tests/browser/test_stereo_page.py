@@ -40,7 +40,8 @@ def test_the_stereo_page_shows_only_the_pair_edge_to_edge(player_page, vergence_
     assert player_page.page.evaluate("() => document.body.classList.contains('vr')")
     assert not player_page.page.locator("header").is_visible()
     assert not player_page.page.locator("#hud").is_visible()
-    box = player_page.page.locator("#canvas").bounding_box()
+    # The default player (WebRTC) shows the picture in the <video>; the others draw on the <canvas>.
+    box = player_page.page.locator("#stage > video:not([hidden]), #stage > canvas:not([hidden])").bounding_box()
     assert box["width"] == 1280  # the whole viewport width; the picture keeps its aspect inside it
 
 

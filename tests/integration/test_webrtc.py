@@ -21,6 +21,7 @@ from tests.aio import run
 from tests.conftest import ServerProcess, start_server
 from vergence.client.webrtc import WebRtcClient, WebRtcClientError
 from vergence.media import timecode
+from vergence.outputs.webrtc import PLAYOUT_DELAY
 
 pytestmark = pytest.mark.usefixtures("ice_address")  # fails, never skips, without a private network for ICE
 
@@ -466,3 +467,36 @@ def test_a_refused_offer_is_a_client_error(server: ServerProcess) -> None:
                 pass
 
     run(main())
+
+
+def with_playout_delay(sdp: str, extension_id: int) -> str:
+    """The offer with Chrome's playout-delay extension added to its video m-line."""
+    lines = sdp.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("m=video")) + 1
+    lines.insert(at, f"a=extmap:{extension_id} {PLAYOUT_DELAY}")
+    return "\r\n".join(lines) + "\r\n"
+
+
+def test_a_browser_offering_playout_delay_is_told_zero_and_still_plays(server: ServerProcess) -> None:
+    async def scenario() -> None:
+        plain_pc, plain = await make_offer(data=False)
+        async with httpx.AsyncClient(timeout=10) as http:
+            answered = await http.post(server.url + "/api/webrtc/cam0", content=plain)
+            assert answered.status_code == 201 and PLAYOUT_DELAY not in answered.text  # not offered: not answered
+            await http.delete(server.url + answered.headers["location"])
+            await plain_pc.close()
+
+            pc, offer = await make_offer(data=False)
+            frames: asyncio.Queue[Any] = asyncio.Queue()
+            pc.on("track", lambda track: frames.put_nowait(track))
+            response = await http.post(server.url + "/api/webrtc/cam0", content=with_playout_delay(offer, 14))
+            assert response.status_code == 201
+            assert f"a=extmap:14 {PLAYOUT_DELAY}" in response.text.splitlines()
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=response.text, type="answer"))
+            track = await asyncio.wait_for(frames.get(), 10)
+            frame = await asyncio.wait_for(track.recv(), 10)  # packets carrying the extension still decode
+            assert (frame.width, frame.height) == SIZE
+            await http.delete(server.url + response.headers["location"])
+            await pc.close()
+
+    run(scenario())

@@ -94,3 +94,20 @@ async def _recv_after(track: PassthroughTrack, channel: Channel, packets: list[E
     for item in packets:
         channel.publish(item)
     return await receiving
+
+
+def test_the_playout_delay_writer_adds_zero_delay_beside_aiortcs_extensions():
+    from aiortc import rtp
+    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+
+    from vergence.outputs.webrtc import PLAYOUT_DELAY, _PlayoutDelayMap
+
+    writer = _PlayoutDelayMap(14)
+    writer.configure(
+        RTCRtpParameters(
+            headerExtensions=[RTCRtpHeaderExtensionParameters(id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid")]
+        )
+    )
+    profile, packed = writer.set(rtp.HeaderExtensions(mid="0"))
+    assert list(rtp.unpack_header_extensions(profile, packed)) == [(1, b"0"), (14, b"\x00\x00\x00")]
+    assert PLAYOUT_DELAY.endswith("/playout-delay")

@@ -11,7 +11,12 @@ Nothing runs concurrently with a measurement except the pipeline under test (2 c
 until frames flow and the requested player is the one that runs, discard a warm-up of `warmup_s` worth of frames
 (counted, not slept), then record every frame the player counts as shown for `seconds` seconds. The latency of a frame
 is exactly what the page records in `stats.latencies` (capture → decoder output for WebCodecs and the floor,
-capture → presented for MSE, capture → `<img>` swap for MJPEG).
+capture → presented for MSE and WebRTC, capture → `<img>` swap for MJPEG). WebRTC reads each frame's capture time from
+the time code in its pixels (rVFC `presentationTime` is the presented moment).
+
+WebRTC needs a non-loopback address for ICE: the bench moves itself into a private network namespace first
+(`netns.enter_private_network`, before any thread starts) and says so when it cannot, in which case the webrtc row
+fails (the page falls back to another player) while the others are measured as usual.
 
 For the WebSocket players the bench also notes, per binary message, when the page's JS received it (a second
 `message` listener on the socket, installed before the page runs) and joins it by `seq` with the frame header's
@@ -95,7 +100,8 @@ STOP_JS = """(root) => {
   bench.recording = false;
   const app = window[root];
   return {t0: bench.t0, t1: performance.now(), shown: bench.shown, recv: bench.recv, player: app.player,
-          offsetMs: (app.clock && app.clock.offsetMs) || 0, dropped: app.stats.dropped, received: app.stats.frames};
+          offsetMs: (app.clock && app.clock.offsetMs) || 0, dropped: app.stats.dropped, received: app.stats.frames,
+          latencySources: app.stats.latencySources || null};
 }"""
 
 
@@ -103,13 +109,17 @@ def run(
     seconds: float = 10.0,
     size: str = "1280x720",
     fps: float = 30.0,
-    players: Sequence[str] = ("webcodecs", "mse", "mjpeg"),
+    players: Sequence[str] = ("webrtc", "webcodecs", "mse", "mjpeg"),
     floor: bool = True,
     json_out: Path | None = None,
     check: bool = False,
     warmup_s: float = 2.0,
 ) -> dict[str, Any]:
     """Measure, print the table, optionally write JSON; return the results. With check, exit 1 when a goal fails."""
+    from vergence.bench.netns import enter_private_network, private_address
+
+    # First of all: a namespace holds only the thread that enters it (and what that thread starts afterwards).
+    no_network = enter_private_network()
     from playwright.sync_api import sync_playwright
 
     players = [p.strip() for p in players if p.strip()]
@@ -119,6 +129,9 @@ def run(
     rows: list[dict[str, Any]] = []
     workdir = Path(tempfile.mkdtemp(prefix="vergence-bench-"))
     _say(f"bench: {size} @ {fps:g} fps, {seconds:g} s per mode, logs in {workdir}")
+    network = f"private network {private_address()}" if no_network is None else f"no private network ({no_network})"
+    if no_network is not None and "webrtc" in players:
+        _say(f"bench: {network}: WebRTC has no address for ICE here, so its row will fail")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -135,6 +148,9 @@ def run(
                     f"http://127.0.0.1:{port}/api/streams",
                     workdir / "vergence.log",
                     "vergence",
+                    # A state file of its own: the defaults are measured, not the overlays, stabilization or zoom
+                    # someone saved in ~/.local/state (an overlay over the time code would also hide it from WebRTC).
+                    env={"VERGENCE_STATE__PATH": str(workdir / "state.json")},
                 )
                 try:
                     with server:
@@ -150,7 +166,7 @@ def run(
             version = browser.version
         finally:
             browser.close()
-    results = _summarise(rows, seconds=seconds, size=size, fps=fps, chromium=version)
+    results = _summarise(rows, seconds=seconds, size=size, fps=fps, chromium=version, network=network)
     results["floor_options"] = _compare_encoder_options(fps)
     print(_format(results))
     if json_out is not None:
@@ -261,6 +277,7 @@ def _frame_summary(data: dict[str, Any]) -> dict[str, Any]:
         "fps": round(len(shown) / duration_s, 2) if duration_s > 0 else None,
         "dropped_total": data["dropped"],
         "clock_offset_ms": round(data["offsetMs"], 3),
+        "latency_sources": data.get("latencySources") or None,  # WebRTC: frames timed by time code / data channel
         **_pcts(latencies),
         "_latencies": latencies,
     }
@@ -356,7 +373,7 @@ def _format(results: dict[str, Any]) -> str:
     c = results["config"]
     lines = [
         f"capture → decoded/shown latency, {c['size']} @ {c['fps']:g} fps, {c['seconds']:g} s per mode, "
-        f"Chromium {c['chromium']} headless (--disable-gpu)",
+        f"Chromium {c['chromium']} headless (--disable-gpu); WebRTC ICE over a {c.get('network', '?')}",
         "cpu % = whole machine busy while measuring (100 = both cores), other % = of it outside this bench's "
         "processes (servers, Chromium): other % well above 0 means the figures are disturbed",
         "",
@@ -476,13 +493,18 @@ def serve_argv(port: int, *args: str) -> list[str]:
 class _Server:
     """A server subprocess, ready once `ready_url` answers 200 with a non-empty body (a non-empty list for vergence)."""
 
-    def __init__(self, argv: list[str], ready_url: str, log_path: Path, name: str) -> None:
+    def __init__(
+        self, argv: list[str], ready_url: str, log_path: Path, name: str, env: dict[str, str] | None = None
+    ) -> None:
         self.argv, self.ready_url, self.log_path, self.name = argv, ready_url, log_path, name
+        self.env = {**os.environ, **env} if env else None
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> _Server:
         log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env
+        )
         log.close()
         deadline = time.monotonic() + STARTUP_S
         while True:

@@ -7,6 +7,7 @@ const STAGES_EVERY_MS = 1000;
 const DASH = '–';
 
 const LABELS = {
+  webrtc: 'WebRTC',
   webcodecs: 'WebCodecs',
   mse: 'MSE',
   mjpeg: 'MJPEG',

@@ -1,19 +1,23 @@
-// Boot: read the stream list, pick a player (WebCodecs → MSE → MJPEG, or ?player=), wire the HUD, clock sync and PTZ.
+// Boot: read the stream list, pick a player (WebRTC → WebCodecs → MSE → MJPEG, or ?player=), wire the HUD, clock sync
+// and PTZ (over the WebRTC data channel while there is one, else over /ws/control).
 
 import { ClockSync } from './clock.js';
+import { ControlRouter } from './control_router.js';
 import { Hud } from './hud.js';
 import { wsUrl } from './live_socket.js';
 import { MjpegPlayer } from './player_mjpeg.js';
 import { MsePlayer, mseSupport } from './player_mse.js';
 import { WebCodecsPlayer, webcodecsSupport } from './player_webcodecs.js';
+import { WebRtcPlayer, webrtcSupport } from './player_webrtc.js';
 import { ProcessingPanel } from './processing_panel.js';
 import { PtzControls } from './ptz_controls.js';
 import { Stats } from './stats.js';
 
-const ORDER = ['webcodecs', 'mse', 'mjpeg'];
-const LABELS = { webcodecs: 'WebCodecs', mse: 'MSE', mjpeg: 'MJPEG' };
+const ORDER = ['webrtc', 'webcodecs', 'mse', 'mjpeg'];
+const LABELS = { webrtc: 'WebRTC', webcodecs: 'WebCodecs', mse: 'MSE', mjpeg: 'MJPEG' };
 
 const PLAYERS = {
+  webrtc: { support: () => webrtcSupport(), create: (ctx) => new WebRtcPlayer(ctx) },
   webcodecs: { support: () => webcodecsSupport(), create: (ctx) => new WebCodecsPlayer(ctx) },
   mse: { support: (stream) => mseSupport(mimeOf(stream)), create: (ctx) => new MsePlayer(ctx) },
   mjpeg: { support: () => null, create: (ctx) => new MjpegPlayer(ctx) }, // an <img> is the last resort
@@ -28,7 +32,8 @@ const notice = $('notice');
 const stats = new Stats();
 const clock = new ClockSync({ url: wsUrl('/ws/control'), makeReport: () => stats.takeReport() });
 const hud = new Hud($('hud'), stats, clock);
-const ptz = new PtzControls({ control: clock, root: $('ptz'), stage: $('stage') });
+const control = new ControlRouter(clock); // PTZ takes the WebRTC data channel when the player has one open
+const ptz = new PtzControls({ control, root: $('ptz'), stage: $('stage') });
 const processing = new ProcessingPanel({
   control: clock, root: $('processing'), toggle: $('processing-toggle'), stage: $('stage'), elements,
 });
@@ -36,7 +41,10 @@ const processing = new ProcessingPanel({
 let streams = [];
 let current = null; // {stream, name, player}
 
-window.vergence = { player: null, stream: null, stats, clock, ptz, processing };
+window.vergence = {
+  player: null, stream: null, stats, clock, control, ptz, processing,
+  get controlPath() { return control.path; }, // 'datachannel' | 'websocket': where PTZ goes now
+};
 
 function mimeOf(stream) {
   return stream?.codec ? `video/mp4; codecs="${stream.codec}"` : undefined;
@@ -82,6 +90,7 @@ function play(streamId, wanted, exclude = [], messages = []) {
     stream: stream.id,
     stats,
     clock,
+    control,
     elements,
     // A player that finds at run time it cannot work here hands over to the next one.
     onFail: (reason) => {
@@ -159,7 +168,7 @@ function fillStreamSelect(selected) {
 async function boot() {
   const wanted = params();
   if (wanted.player && !PLAYERS[wanted.player]) {
-    say(`Unknown player "${wanted.player}"; choose webcodecs, mse or mjpeg.`);
+    say(`Unknown player "${wanted.player}"; choose webrtc, webcodecs, mse or mjpeg.`);
     wanted.player = null;
   }
   playerSelect.value = wanted.player || 'auto';

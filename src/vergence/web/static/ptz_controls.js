@@ -17,7 +17,8 @@ export function zoomLabel(zoom) {
 
 export class PtzControls {
   /**
-   * @param control the ClockSync that owns /ws/control (send, on, connected)
+   * @param control what carries control messages (send, on, connected): the ClockSync that owns /ws/control, or the
+   *   ControlRouter that prefers the WebRTC data channel for PTZ
    * @param root the panel (holds #ptz-zoom, #ptz-pan, #ptz-tilt, #ptz-home, #ptz-zoom-label, #ptz-status, and for
    *   stereo #ptz-eyes, #ptz-vergence, #ptz-vergence-label inside .ptz-stereo rows)
    * @param stage the element the picture sits in: drag, wheel and pinch land there

@@ -43,6 +43,7 @@ export class Stats {
     this.height = 0;
     this.status = '';
     this.note = '';
+    this.latencySources = {}; // how the latencies were known, frames per way (WebRTC: timecode, datachannel)
     this.recentFrames = []; // [perf ms, latency ms | null] of decoded frames, last few seconds
     this.recentBytes = []; // [perf ms, bytes]
     this.firstShownAt = null;
