@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -40,3 +41,20 @@ class H264Decoder:
 def read_timecode(frame: av.VideoFrame) -> int | None:
     """Capture time painted in a decoded test-pattern frame."""
     return timecode.read(frame.to_ndarray(format="gray"))
+
+
+def write_clip(path: Path, frames: int = 15, fps: int = 30) -> None:
+    """A small 320x240 H.264 file without a time code: a green bar sweeping over black."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, fps)
+        for i in range(frames):
+            image = np.zeros((240, 320, 3), np.uint8)
+            image[:, (i * 20) % 320 :] = (0, 200, 50)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)

@@ -8,15 +8,13 @@ import re
 import statistics
 import time
 from collections.abc import Callable
-from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
-import av
 import httpx
 import numpy as np
 import pytest
 
+from tests.media import write_clip
 from vergence.media import timecode
 
 pytestmark = pytest.mark.browser
@@ -198,28 +196,11 @@ def test_reconnects_when_the_server_drops_the_peer(player_page, server_720p, ice
     assert player_page.page.evaluate("() => window.vergence.player") == "webrtc"
 
 
-def write_clip(path: Path, frames: int = 30, fps: int = 30) -> None:
-    """A small H.264 file without a time code: a bar moving over black."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
-        stream.codec_context.time_base = Fraction(1, fps)
-        for i in range(frames):
-            image = np.zeros((240, 320, 3), np.uint8)
-            image[100:140, (i * 10) % 320 :] = (0, 200, 50)
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
 def test_a_camera_without_time_code_gets_latency_from_the_data_channel(
     player_page, vergence_server, tmp_path, ice_address
 ):
     clip = tmp_path / "clip.mp4"
-    write_clip(clip)
+    write_clip(clip, frames=30)
     server = vergence_server("--source", str(clip), "--size", "320x240", "--fps", "30")
     player_page.open(server, "webrtc")
     player_page.wait_for("window.vergence.stats.latencySources.datachannel > 60", 15000)

@@ -1,7 +1,6 @@
 """The PyAV source: a file plays at its own rate and loops; a missing file is retried, not fatal."""
 
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -11,23 +10,7 @@ import numpy as np
 import pytest
 
 from tests.integration.wsclient import VideoClient
-from tests.media import H264Decoder
-
-
-def write_clip(path: Path, frames: int = 15, fps: int = 30) -> None:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
-        stream.codec_context.time_base = Fraction(1, fps)
-        for i in range(frames):
-            image = np.zeros((240, 320, 3), np.uint8)
-            image[:, (i * 20) % 320 :] = (0, 200, 50)
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+from tests.media import H264Decoder, write_clip
 
 
 @pytest.fixture
