@@ -23,10 +23,11 @@ from vergence.control.controller import Controllers
 from vergence.control.state import StateStore
 from vergence.errors import VergenceError
 from vergence.hub import Hub
+from vergence.media.exif import Position
 from vergence.outputs.base import Output, Service
-from vergence.outputs.recorder import Recorder
 from vergence.pipeline.depth_stream import DepthStream
 from vergence.pipeline.stereo import StereoStream
+from vergence.recording.recordings import Recordings
 from vergence.stream import Stream
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,8 @@ class Vergence:
         self.commander = Commander(self)
         self.outputs: dict[str, Output] = {}  # [[udp]] and [[restream]] by id
         self.services: list[Service] = []  # ZeroMQ, MQTT, TCP feed, command inboxes
-        self.recorders: dict[str, Recorder] = {}
+        self.recordings = Recordings(self)
+        self.position: Position | None = None  # from the last `gps` command, for the EXIF of photos
         self.webrtc: Any = None  # outputs.webrtc.WebRtcPeers when [webrtc] enabled
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -83,6 +85,7 @@ class Vergence:
         # An output that cannot start (a host that does not resolve yet: a drone booting before its network) is
         # logged and can be started later by command; a service that cannot start (a port in use, a missing package)
         # is a configuration error and stops the start.
+        self.recordings.start()
         for output in self.outputs.values():
             if output.enabled:
                 try:
@@ -103,8 +106,7 @@ class Vergence:
             await service.stop()
         for output in self.outputs.values():
             await output.stop()
-        for recorder in self.recorders.values():
-            await recorder.stop()
+        await self.recordings.close()
 
     def stop(self) -> None:
         for stream in self.streams.values():
@@ -128,7 +130,7 @@ class Vergence:
             "clients": [report for _, report in self.client_reports.values()],
             "outputs": {output_id: output.describe() for output_id, output in self.outputs.items()},
             "services": {service.name: service.describe() for service in self.services},
-            "recordings": {stream_id: recorder.describe() for stream_id, recorder in self.recorders.items()},
+            "recordings": self.recordings.describe(),
             "webrtc": self.webrtc.describe() if self.webrtc is not None else {"enabled": False},
             "process": process_stats(),
         }

@@ -304,6 +304,38 @@ class MediaSettings(_Section):
     )
 
 
+class RecordingSettings(_Section):
+    """Recordings (MP4 segments in [media] dir), the pre-event buffer behind clips, and the free-space guard."""
+
+    segment_mb: float = Field(
+        125.0, gt=0, le=65536, description="a new segment starts at the first keyframe after this many MB, > 0"
+    )
+    segment_s: float = Field(
+        0.0, ge=0, le=86400, description="… or after this many seconds, 0 … 86400 (0: roll by size only)"
+    )
+    min_free_mb: float = Field(
+        256.0, ge=0, description="refuse to start, and stop with an error, when the disk has less free space (MB)"
+    )
+    pre_event_s: float = Field(
+        0.0,
+        ge=0,
+        le=300,
+        description="seconds of encoded video each camera keeps for clips, 0 … 300 (0: off; > 0 keeps its H.264 encoder running)",
+    )
+    post_event_s: float = Field(10.0, ge=0, le=3600, description="seconds a clip records after its trigger, 0 … 3600")
+    clip_triggers: list[str] = Field(
+        default_factory=list,
+        description='plugin results that trigger a clip: "plugin" (a result with a true `trigger`) or "plugin:key"',
+    )
+
+    @model_validator(mode="after")
+    def _check_triggers(self) -> RecordingSettings:
+        for trigger in self.clip_triggers:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}(:[A-Za-z_][A-Za-z0-9_]*)?", trigger):
+                raise ValueError(f'clip_triggers: {trigger!r} is not "plugin" or "plugin:key"')
+        return self
+
+
 class Settings(_Section):
     """All of vergence's configuration."""
 
@@ -323,6 +355,7 @@ class Settings(_Section):
     inbox: InboxSettings = Field(default_factory=InboxSettings)
     fifo: FifoSettings = Field(default_factory=FifoSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
+    recording: RecordingSettings = Field(default_factory=RecordingSettings)
     webrtc: WebRtcSettings = Field(default_factory=WebRtcSettings)
 
     @model_validator(mode="after")
@@ -390,6 +423,7 @@ class _Environment(BaseSettings):
     inbox: dict[str, Any] = {}
     fifo: dict[str, Any] = {}
     media: dict[str, Any] = {}
+    recording: dict[str, Any] = {}
     webrtc: dict[str, Any] = {}
 
 

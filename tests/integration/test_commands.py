@@ -86,7 +86,9 @@ def test_record_start_stop_writes_a_playable_mp4(vergence_server, tmp_path):
     assert not httpx.post(url, json={"type": "record"}).json()["ok"]  # one recording per stream at a time
     stopped = httpx.post(url, content="stop_recording", headers={"Content-Type": "text/plain"}).json()
     assert stopped["ok"] and not stopped["result"]["recording"] and stopped["result"]["frames"] >= 30, stopped
-    with av.open(str(media / "flight-1.mp4")) as container:
+    [segment] = stopped["result"]["segments"]
+    assert Path(segment["path"]).parent == media and Path(segment["path"]).name.startswith("flight-1-cam0-")
+    with av.open(segment["path"]) as container:
         frames = sum(1 for _ in container.decode(video=0))
         size = (container.streams.video[0].width, container.streams.video[0].height)
     assert size == (320, 240)

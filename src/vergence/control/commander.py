@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from datetime import datetime
-from pathlib import Path
+import time
 from typing import TYPE_CHECKING, Any
 
 from vergence.control.commands import (
     ZOOM_MOVE_S,
     ZOOM_RATE_PER_S,
     BitrateCommand,
+    ClipCommand,
     Command,
     DestinationCommand,
+    GpsCommand,
     PanCommand,
     PhotoCommand,
     PresetCommand,
@@ -28,10 +28,11 @@ from vergence.control.commands import (
     as_object,
     error_reply,
     parse_command,
-    photo_name,
     reply,
 )
 from vergence.errors import CommandError, VergenceError
+from vergence.media.exif import Position
+from vergence.stills import take_photo
 
 if TYPE_CHECKING:
     from vergence.app import Vergence
@@ -87,8 +88,12 @@ class Commander:
                 return output.describe()
             case RecordCommand():
                 return await self._record(command)
+            case ClipCommand():
+                return await self._clip(command)
             case PhotoCommand():
                 return await self._photo(command)
+            case GpsCommand():
+                return self._gps(command)
             case StabilizeCommand():
                 stream = self._stream(command.stream)
                 return self._controllers.get_processing(stream.id).set_stabilize(command.enabled)
@@ -106,7 +111,7 @@ class Commander:
             "streams": [stream.describe() for stream in vergence.streams.values()],
             "outputs": [output.describe() for output in vergence.outputs.values()],
             "services": {service.name: service.describe() for service in vergence.services},
-            "recordings": {sid: recorder.describe() for sid, recorder in vergence.recorders.items()},
+            "recordings": vergence.recordings.describe(),
         }
 
     @property
@@ -185,39 +190,19 @@ class Commander:
         return output
 
     async def _record(self, command: RecordCommand) -> dict[str, Any]:
-        from vergence.outputs.recorder import Recorder
-
         stream = self._stream(command.stream)
-        recorder = self._vergence.recorders.get(stream.id)
+        recordings = self._vergence.recordings
         if command.action == "stop":
-            if recorder is None or not recorder.recording:
-                raise CommandError(f"{stream.id} is not recording")
-            return await recorder.stop()
-        if recorder is None:
-            loop = asyncio.get_running_loop()
-            recorder = self._vergence.recorders[stream.id] = Recorder(stream, self._media_dir(), loop)
-        name = command.name or photo_name(stream.id, datetime.now())
-        return await recorder.start(name)
+            return await recordings.stop(stream)
+        return await recordings.record(stream, command.name)
+
+    async def _clip(self, command: ClipCommand) -> dict[str, Any]:
+        return await self._vergence.recordings.clip(self._stream(command.stream), command.post_s, command.name)
 
     async def _photo(self, command: PhotoCommand) -> dict[str, Any]:
-        stream = self._stream(command.stream)
-        packet = await stream.snapshot()
-        if packet is None:
-            raise CommandError(f"{stream.id} has no frame yet", code="unavailable")
-        path = self._media_dir() / f"{command.name or photo_name(stream.id, datetime.now())}.jpg"
-        try:
-            await asyncio.to_thread(_write_new, path, packet.data)
-        except FileExistsError:
-            raise CommandError(f"{path} already exists") from None
-        except OSError as err:
-            raise CommandError(f"cannot write {path}: {err}", code="io_error") from None
-        return {"stream": stream.id, "path": str(path), "bytes": len(packet.data), "capture_ns": packet.capture_ns}
+        return await take_photo(self._vergence, self._stream(command.stream), command.name)
 
-    def _media_dir(self) -> Path:
-        return self._vergence.settings.media.dir.expanduser()
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("xb") as file:
-        file.write(data)
+    def _gps(self, command: GpsCommand) -> dict[str, Any]:
+        position = Position(command.lat, command.lon, command.alt_m, time.time_ns())
+        self._vergence.position = position
+        return {"lat": position.lat, "lon": position.lon, "alt_m": position.alt_m}

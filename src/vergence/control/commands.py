@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import re
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -129,12 +128,32 @@ class RecordCommand(_Command):
     name: str | None = Field(None, pattern=NAME, description="file name without extension (default: stream and time)")
 
 
+class ClipCommand(_Command):
+    """Save a clip: the pre-event buffer (the last [recording] pre_event_s seconds) and `post_s` seconds from now."""
+
+    type: Literal["clip"]
+    stream: str | None = None
+    post_s: float | None = Field(
+        None, ge=0, le=3600, description="seconds after now (default [recording] post_event_s)"
+    )
+    name: str | None = Field(None, pattern=NAME, description="file name prefix (default: the stream id)")
+
+
 class PhotoCommand(_Command):
-    """Save the newest frame of a stream as a JPEG."""
+    """Save a still of a stream as a JPEG with EXIF: full sensor resolution where the camera can, else the newest frame."""
 
     type: Literal["photo"]
     stream: str | None = None
     name: str | None = Field(None, pattern=NAME)
+
+
+class GpsCommand(_Command):
+    """Tell vergence where the camera is: photos taken from now on carry the position in their EXIF."""
+
+    type: Literal["gps"]
+    lat: float = Field(ge=-90, le=90, description="latitude, degrees north")
+    lon: float = Field(ge=-180, le=180, description="longitude, degrees east")
+    alt_m: float | None = Field(None, ge=-1000, le=100_000, description="altitude above sea level, m")
 
 
 class StabilizeCommand(_Command):
@@ -162,7 +181,9 @@ Command = Annotated[
     | StreamCommand
     | ProtocolCommand
     | RecordCommand
+    | ClipCommand
     | PhotoCommand
+    | GpsCommand
     | StabilizeCommand
     | StatusCommand,
     Field(discriminator="type"),
@@ -179,7 +200,9 @@ _MODELS: tuple[type[_Command], ...] = (
     StreamCommand,
     ProtocolCommand,
     RecordCommand,
+    ClipCommand,
     PhotoCommand,
+    GpsCommand,
     StabilizeCommand,
     StatusCommand,
 )
@@ -309,6 +332,16 @@ def parse_text(line: str) -> dict[str, Any]:
     elif kind == "photo":
         if value is not None:
             command["name"] = value
+    elif kind == "clip":
+        if value is not None:
+            command["post_s"] = _number(kind, value)
+    elif kind == "gps":
+        if value is not None:
+            parts = value.split(",")
+            if not 2 <= len(parts) <= 3:
+                raise CommandError(f"gps: expected LAT,LON[,ALT], got {value!r}", code="invalid")
+            for key, part in zip(("lat", "lon", "alt_m"), parts, strict=False):
+                command[key] = _number(kind, part)
     elif kind == "stabilize":
         word = (value or "on").lower()
         if word not in _TRUE | _FALSE:
@@ -346,8 +379,3 @@ def error_reply(command_id: Any, err: CommandError) -> dict[str, Any]:
     if command_id is not None:
         body["id"] = command_id
     return body
-
-
-def photo_name(stream: str, when: datetime) -> str:
-    """Default name of a photo or recording: stream id and local time to the millisecond."""
-    return f"{stream}-{when.strftime('%Y%m%d-%H%M%S')}-{when.microsecond // 1000:03d}"
