@@ -218,12 +218,14 @@ def create_app(settings: Settings) -> FastAPI:
     from vergence.control.processing_api import router as processing_router
     from vergence.outputs.http import router as video_router
     from vergence.outputs.webrtc_api import router as webrtc_router
+    from vergence.recording.api import router as recordings_router
 
     app.include_router(control_router)
     app.include_router(commands_router)
     app.include_router(processing_router)
     app.include_router(video_router)
     app.include_router(webrtc_router)
+    app.include_router(recordings_router)
 
     static = resources.files("vergence") / "web" / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")

@@ -163,6 +163,15 @@ class Recordings:
         key = self._triggers.get(str(event.get("plugin")))
         return key is not None and isinstance(result, dict) and bool(result.get(key))
 
+    def open_paths(self) -> set[Path]:
+        """The segments being written now (not to be deleted)."""
+        paths = set()
+        for recording in [*self.current.values(), *self.clips.values()]:
+            for segment in recording.describe()["segments"]:
+                if segment.get("open"):
+                    paths.add(Path(segment["path"]))
+        return paths
+
     def describe(self) -> dict[str, Any]:
         """Per stream: its recording and clip (running or last ended) and its pre-event buffer."""
         described: dict[str, Any] = {}
