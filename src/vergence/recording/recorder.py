@@ -227,13 +227,13 @@ class Recording:
         summary = {
             "path": str(writer.path),
             "frames": writer.frames,
-            "bytes": writer.file_size(),
             "duration_s": round(writer.duration_s, 3),
             "started_ns": writer.first_capture_ns,
         }
         try:
             writer.close()
         finally:
+            summary["bytes"] = writer.file_size()  # after close: the last fragment is written then
             self.segments.append(summary)
             self._emit({"state": "segment", **summary})
 
