@@ -16,6 +16,7 @@ import av
 import av.error
 import httpx
 import pytest
+from websockets.sync.client import ClientConnection, connect
 
 from tests.integration.wsclient import VideoClient
 from tests.media import read_timecode
@@ -84,6 +85,15 @@ def ffprobe_frames(path: str) -> int:
     [stream] = json.loads(probe.stdout)["streams"]
     assert stream["codec_name"] == "h264"
     return int(stream["nb_read_frames"])
+
+
+def next_event(control: ClientConnection, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The first message on a control WebSocket that `wanted` accepts, within the deadline."""
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        message = json.loads(control.recv(timeout=max(0.1, deadline - time.monotonic())))
+        if wanted(message):
+            return message
 
 
 def complete_fragment_samples(path: str) -> tuple[int, bool]:
@@ -161,6 +171,27 @@ def viewer_of() -> Iterator[Callable[..., Viewer]]:
         viewer.close()
 
 
+def assert_whole_run(segments: list[dict[str, Any]], viewer: Viewer, media: Path) -> list[int]:
+    """Check every segment (ffprobe, keyframe first, time codes) and that together they hold exactly the run of access
+    units a live viewer saw: none lost, none twice, across every boundary. Return the capture times (µs)."""
+    recorded: list[int] = []
+    for index, segment in enumerate(segments):
+        path = segment["path"]
+        assert Path(path).parent == media and Path(path).name.startswith("cam0-")
+        times, keys, error = decoded_timecodes(path)
+        assert error is None, f"{path}: {error}"
+        assert ffprobe_frames(path) == len(times) == segment["frames"]
+        assert keys[0], f"segment {index} does not start at a keyframe"
+        assert None not in times, f"segment {index}: a frame without a readable time code"
+        recorded += times  # type: ignore[arg-type]
+    names = [Path(segment["path"]).name for segment in segments]
+    assert len(set(names)) == len(names) and names == sorted(names)  # named by first-frame time: they sort in order
+    assert recorded == sorted(set(recorded)), "a frame repeated or out of order"
+    first = viewer.times.index(recorded[0])
+    assert viewer.times[first : first + len(recorded)] == recorded
+    return recorded
+
+
 def test_segments_roll_by_size_without_losing_or_repeating_a_frame(vergence_server, viewer_of, tmp_path):
     media = tmp_path / "media"
     server = vergence_server(
@@ -177,25 +208,9 @@ def test_segments_roll_by_size_without_losing_or_repeating_a_frame(vergence_serv
     segments = stopped["result"]["segments"]
     assert len(segments) >= 4 and not any(segment.get("open") for segment in segments)
 
-    recorded: list[int] = []
-    for index, segment in enumerate(segments):
-        path = segment["path"]
-        assert Path(path).parent == media and Path(path).name.startswith("cam0-")
-        times, keys, error = decoded_timecodes(path)
-        assert error is None, f"{path}: {error}"
-        assert ffprobe_frames(path) == len(times) == segment["frames"]
-        assert keys[0], f"segment {index} does not start at a keyframe"
-        assert None not in times, f"segment {index}: a frame without a readable time code"
-        if index < len(segments) - 1:  # rolled by size: past 1 MB, by less than one GOP (2 s at 3 Mbit/s ≈ 0.75 MB)
-            assert 1_000_000 <= segment["bytes"] < 1_000_000 + 900_000, segment
-        recorded += times  # type: ignore[arg-type]
-    names = [Path(segment["path"]).name for segment in segments]
-    assert len(set(names)) == len(names) and names == sorted(names)  # named by first-frame time: they sort in order
-
-    # The viewer saw every access unit the encoder made: the recording holds exactly that run, none twice, none lost.
-    assert recorded == sorted(set(recorded)), "a frame repeated or out of order"
-    first = viewer.times.index(recorded[0])
-    assert viewer.times[first : first + len(recorded)] == recorded
+    recorded = assert_whole_run(segments, viewer, media)
+    for segment in segments[:-1]:  # rolled by size: past 1 MB, by less than one GOP (2 s at 3 Mbit/s ≈ 0.75 MB)
+        assert 1_000_000 <= segment["bytes"] < 1_000_000 + 900_000, segment
     print(f"\n{len(segments)} segments, {len(recorded)} frames, sizes {[s['bytes'] for s in segments]}")
 
 
@@ -279,6 +294,25 @@ clip_triggers = ["alarm:alarm"]
     assert Path(clip[0]["path"]).name.startswith("cam0-") and clip[0]["path"].endswith("-clip.mp4")
 
 
+def test_a_recording_goes_on_through_network_output_changes(vergence_server, viewer_of, tmp_path):
+    media = tmp_path / "media"
+    outputs = json.dumps([{"id": "udp0", "port": 5600, "pace_mbps": 0}])
+    server = vergence_server(
+        "--size", "320x240", "--fps", str(FPS), env={"VERGENCE_MEDIA__DIR": str(media), "VERGENCE_UDP": outputs}
+    )  # fmt: skip
+    viewer = viewer_of(server)
+    poll(lambda: len(viewer.times) > 10, "the viewer's first frames")
+    assert command(server, "record")["ok"]
+    for body in ("stream stop", "port 5602", "stream start", "ip 127.0.0.2", "protocol mpegts", "stream stop"):
+        at = len(viewer.times)
+        assert command(server, body)["ok"], body
+        poll(lambda at=at: len(viewer.times) > at + 10, f"frames after {body!r}")
+    stopped = command(server, "record stop")["result"]
+    assert stopped["state"] == "stopped" and len(stopped["segments"]) == 1
+    recorded = assert_whole_run(stopped["segments"], viewer, media)
+    assert len(recorded) > 60
+
+
 def _mount_tmpfs(path: Path, size: str) -> None:
     path.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
@@ -306,8 +340,12 @@ def test_a_full_disk_ends_the_recording_in_error_while_viewers_keep_their_frame_
     )  # fmt: skip
     viewer = viewer_of(server)
     poll(lambda: len(viewer.times) > 10, "the viewer's first frames")
+    control = connect(f"{server.ws_url}/ws/control", legacy=True)
     assert command(server, "record")["ok"]
     failed = poll(lambda: recording_of(server).get("state") == "error" and recording_of(server), "the disk to fill")
+    event = next_event(control, lambda message: message.get("type") == "recording" and message["state"] == "error")
+    control.close()
+    assert event["stream"] == "cam0" and event["code"] == "disk_full", event
     failed_at = time.monotonic()
     assert failed["code"] == "disk_full" and "disk full" in failed["error"] and not failed["recording"], failed
     poll(lambda: time.monotonic() > failed_at + 3, "three seconds after the failure")
