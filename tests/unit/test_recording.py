@@ -178,3 +178,49 @@ def test_enospc_from_the_file_system_is_reported_as_disk_full(tmp_path: Path) ->
 
     assert _segment_error(tmp_path, OSError(errno.ENOSPC, "No space left on device")).code == "disk_full"
     assert _segment_error(tmp_path, OSError(errno.EIO, "Input/output error")).code == "io_error"
+
+
+def test_timestamps_that_go_back_after_a_source_restart_continue_one_frame_on(tmp_path: Path) -> None:
+    path = segment_path(tmp_path, "cam0", datetime(2026, 1, 1))
+    writer = SegmentWriter(path, 160, 120, packet(0), 3000)
+    for seq in range(45):
+        writer.write(packet(seq))
+    for seq in range(45, 90):  # the restarted source counts from 0 again
+        restarted = packet(seq)
+        restarted.pts = (seq - 45) * 3000
+        writer.write(restarted)
+    writer.close()
+    with av.open(str(path)) as container:
+        pts = [p.pts for p in container.demux(video=0) if p.size]
+    assert len(pts) == 90 and all(later > earlier for earlier, later in zip(pts, pts[1:], strict=False))
+    assert writer.duration_s == pytest.approx(89 / FPS)
+
+
+def test_a_new_picture_size_starts_a_new_segment(tmp_path: Path) -> None:
+    big = encode_h264(30, 320, 240, gop=15)
+
+    async def scenario() -> dict[str, Any]:
+        channel = Channel("cam0", "h264")
+        loop = asyncio.get_running_loop()
+        recording = Recording(
+            FakeStream(channel), tmp_path, "cam0", RecordingSettings(min_free_mb=0), loop, lambda *_: None
+        )
+        recording.start()
+        for seq in range(30):
+            channel.publish(packet(seq))
+        for seq, data in enumerate(big, start=30):
+            keyframe = h264.is_keyframe(data)
+            channel.publish(EncodedPacket(data, keyframe, seq, seq * 3000, T0_NS + seq * FRAME_NS, config=keyframe))
+        deadline = loop.time() + 10
+        while recording.frames < 60:  # the thread writes behind the loop: poll, with a deadline
+            assert loop.time() < deadline, recording.describe()
+            await asyncio.sleep(0.01)
+        await recording.stop()
+        return recording.describe()
+
+    described = run(scenario(), timeout_s=20)
+    sizes = []
+    for segment in described["segments"]:
+        with av.open(segment["path"]) as container:
+            sizes.append((container.streams.video[0].width, container.streams.video[0].height, segment["frames"]))
+    assert sizes == [(160, 120, 30), (320, 240, 30)]
