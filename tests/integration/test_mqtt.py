@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import cv2
 import httpx
 import numpy as np
@@ -34,7 +35,9 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         yield broker
 
 
-def serve(directory: Path, broker: Broker, client_id: str, topic: str = TOPIC, plugin: str = "") -> ServerProcess:
+def serve(
+    directory: Path, broker: Broker, client_id: str, topic: str = TOPIC, plugin: str = "", extra: str = ""
+) -> ServerProcess:
     config = directory / "vergence.toml"
     plugin_table = ""
     if plugin:
@@ -43,6 +46,7 @@ def serve(directory: Path, broker: Broker, client_id: str, topic: str = TOPIC, p
     config.write_text(
         f'[[cameras]]\nid = "cam0"\nsize = "320x240"\nfps = 30\n{plugin_table}'
         f'[mqtt]\nenabled = true\nport = {broker.port}\nfps = {FPS}\ntopic = "{topic}"\nclient_id = "{client_id}"\n'
+        f"{extra}"
     )
     return start_server(("--config", str(config)), directory / "server.log")
 
@@ -142,6 +146,27 @@ def test_plugin_results_reach_the_results_topic(broker, server):
         assert event["result"]["seq"] == event["seq"] and event["seq"] % 3 == 0
         assert event["capture_ns"] > 0 and 0 <= event["result"]["luma"] <= 255
     assert [event["seq"] for event in events] == sorted({event["seq"] for event in events})
+
+
+def test_a_clip_triggered_over_mqtt_is_written(broker, tmp_path):
+    media = tmp_path / "media"
+    recording = f'[media]\ndir = "{media}"\n[recording]\npre_event_s = 1\npost_event_s = 0.5\n'
+    server = serve(tmp_path, broker, "vergence-clip", topic="vclip", extra=recording)
+    try:
+        with Subscriber(broker, "vclip/reply") as subscriber:
+            subscriber.publish("vclip/cmd", json.dumps({"type": "clip", "id": "c1"}))
+            reply = json.loads(subscriber.next("vclip/reply", TIMEOUT_S).payload)
+        assert reply["ok"] and reply["id"] == "c1" and reply["result"]["kind"] == "clip", reply
+        deadline = time.monotonic() + TIMEOUT_S
+        while httpx.get(f"{server.url}/api/stats").json()["recordings"]["cam0"]["clip"]["state"] != "stopped":
+            assert time.monotonic() < deadline, "the clip did not end"
+            time.sleep(0.05)  # poll interval of a deadline loop, not a wait for an event
+        [clip] = media.glob("cam0-*-clip.mp4")
+        with av.open(str(clip)) as container:
+            frames = list(container.decode(video=0))
+        assert frames and frames[0].key_frame and len(frames) >= 15, len(frames)  # ≥ 0.5 s after the trigger at 30 fps
+    finally:
+        server.stop()
 
 
 def test_offline_status_on_a_clean_stop_and_as_the_last_will(broker, tmp_path):
