@@ -1,5 +1,5 @@
-// Boot: read the stream list, pick a player (WebRTC → WebCodecs → MSE → MJPEG, or ?player=), wire the HUD, clock sync
-// and PTZ (over the WebRTC data channel while there is one, else over /ws/control).
+// Boot: read the stream list, pick a player (WebRTC → WebCodecs → MSE → MJPEG, or ?player=), wire the HUD, clock sync,
+// PTZ (over the WebRTC data channel while there is one, else over /ws/control), processing and recordings.
 
 import { ClockSync } from './clock.js';
 import { ControlRouter } from './control_router.js';
@@ -11,6 +11,7 @@ import { WebCodecsPlayer, webcodecsSupport } from './player_webcodecs.js';
 import { WebRtcPlayer, webrtcSupport } from './player_webrtc.js';
 import { ProcessingPanel } from './processing_panel.js';
 import { PtzControls } from './ptz_controls.js';
+import { RecordingsPanel } from './recordings_panel.js';
 import { Stats } from './stats.js';
 
 const ORDER = ['webrtc', 'webcodecs', 'mse', 'mjpeg'];
@@ -37,12 +38,16 @@ const ptz = new PtzControls({ control, root: $('ptz'), stage: $('stage') });
 const processing = new ProcessingPanel({
   control: clock, root: $('processing'), toggle: $('processing-toggle'), stage: $('stage'), elements,
 });
+const recordings = new RecordingsPanel({
+  control: clock, root: $('recordings'), toggle: $('recordings-toggle'), recButton: $('rec-button'),
+  photoButton: $('photo-button'), clipButton: $('clip-button'), toast: $('toast'),
+});
 
 let streams = [];
 let current = null; // {stream, name, player}
 
 window.vergence = {
-  player: null, stream: null, stats, clock, control, ptz, processing,
+  player: null, stream: null, stats, clock, control, ptz, processing, recordings,
   get controlPath() { return control.path; }, // 'datachannel' | 'websocket': where PTZ goes now
 };
 
@@ -104,6 +109,7 @@ function play(streamId, wanted, exclude = [], messages = []) {
   window.vergence.stream = stream.id;
   ptz.setCamera(stream.id);
   processing.setStream(stream.id);
+  recordings.setStream(stream.id);
   player.start();
 }
 
@@ -175,6 +181,7 @@ async function boot() {
   if (wanted.view === 'vr') enterVrView();
   ptz.start(); // before the socket opens, so they hear the first state
   processing.start();
+  recordings.start();
   clock.start();
   hud.start();
   streams = await loadStreams();
@@ -205,6 +212,7 @@ async function boot() {
     stopPlayer();
     ptz.stop();
     processing.stop();
+    recordings.stop();
     clock.stop();
   });
 }

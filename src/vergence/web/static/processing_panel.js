@@ -281,7 +281,7 @@ export class ProcessingPanel {
 
   #dragStart(e) {
     if (!this.open || !this.enabled || !(e.shiftKey || this.drawMode)) return;
-    if (e.target.closest('#processing, #ptz')) return;
+    if (e.target.closest('#processing, #ptz, #recordings')) return;
     if (e.pointerType === 'mouse' && e.button !== 0) return;
     const pic = this.#pictureRect();
     if (!pic) return;
