@@ -185,5 +185,22 @@ def bench_webrtc(
         raise typer.Exit(1)
 
 
+@bench_app.command("still")
+def bench_still(
+    stills: Annotated[int, typer.Option(help="full-resolution stills to take")] = 10,
+    size: Annotated[str, typer.Option(help="video size while taking them")] = "1280x720",
+    fps: Annotated[float, typer.Option(help="video frames per second")] = 30.0,
+    model: Annotated[str, typer.Option(help="sensor of the fake picamera2: imx219, imx477, imx708")] = "imx708",
+    fake: Annotated[
+        bool, typer.Option(help="use the fake picamera2 of the source tree (--no-fake: the real camera)")
+    ] = True,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the results as JSON here")] = None,
+) -> None:
+    """Live-stream stall of full-resolution stills from a picamera2 camera (the fake one unless --no-fake)."""
+    from vergence.bench.still import run
+
+    run(stills=stills, size=size, fps=fps, model=model, fake=fake, json_out=json_out)
+
+
 def main() -> None:
     app()

@@ -20,10 +20,14 @@ from vergence.metrics import WindowedMean, WindowedRate
 from vergence.outputs.fmp4 import Fmp4Muxer
 from vergence.pipeline.process import Processing
 from vergence.ptz import Rect, SensorGeometry
-from vergence.sources.base import SourceInfo, backend_for, create_source
+from vergence.sources.base import SourceInfo, Still, backend_for, create_source
 from vergence.sources.supervisor import SourceSupervisor
 
 log = logging.getLogger(__name__)
+
+# A still waits for the capture thread to take it up (at most a frame time), to switch mode and back (a few hundred ms
+# at full resolution) and for the first live frame after it; this much means the camera is stuck.
+STILL_TIMEOUT_S = 5.0
 
 
 class _EncoderProducer:
@@ -90,6 +94,10 @@ class Stream:
         hub.add(self.jpeg)
         hub.add(self.raw)
         self.backend = backend_for(camera).kind
+        self._still_lock = asyncio.Lock()  # one still at a time per camera
+        self.stills = 0
+        self.last_stall_ms: float | None = None
+        self.max_stall_ms: float | None = None
         self.supervisor = SourceSupervisor(self.id, lambda: create_source(camera), self._on_frame, self._on_state)
 
     def _encoder_channel(self, encoder: Encoder, cache_gop: bool) -> Channel:
@@ -219,7 +227,35 @@ class Stream:
         if frame is None:
             return None
         data = await asyncio.to_thread(encode_jpeg, frame, self.settings.jpeg.quality)
-        return EncodedPacket(data=data, keyframe=True, seq=frame.seq, pts=frame.pts, capture_ns=frame.capture_ns)
+        return EncodedPacket(
+            data=data,
+            keyframe=True,
+            seq=frame.seq,
+            pts=frame.pts,
+            capture_ns=frame.capture_ns,
+            width=frame.width,
+            height=frame.height,
+        )
+
+    async def still(self, timeout_s: float = STILL_TIMEOUT_S) -> Still | None:
+        """Return a full-resolution still from the source, off the loop (None: the source cannot take one)."""
+        async with self._still_lock:
+            source = self.supervisor.source
+            if source is None:
+                return None
+            still = await asyncio.to_thread(source.capture_still, timeout_s)
+        if still is not None:
+            self.stills += 1
+            self.last_stall_ms = still.stall_ms
+            self.max_stall_ms = max(self.max_stall_ms or 0.0, still.stall_ms)
+        return still
+
+    def camera_names(self) -> tuple[str, str]:
+        """Return the camera's make and model, for a photo's EXIF."""
+        source = self.supervisor.source
+        if source is None:
+            return "", self.backend
+        return source.camera_make, source.camera_model
 
     def describe(self) -> dict[str, Any]:
         """The stream as listed by GET /api/streams."""
@@ -248,6 +284,11 @@ class Stream:
                 producer.encoder.format: producer.encoder.frames_skipped
                 for producer in (self.h264.producer, self.jpeg.producer, self.raw.producer)
                 if isinstance(producer, _EncoderProducer)
+            },
+            "stills": {
+                "count": self.stills,
+                "last_stall_ms": None if self.last_stall_ms is None else round(self.last_stall_ms, 1),
+                "max_stall_ms": None if self.max_stall_ms is None else round(self.max_stall_ms, 1),
             },
             "updated_ns": time.time_ns(),
         }

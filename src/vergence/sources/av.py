@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import av
 import av.error
@@ -120,6 +121,17 @@ class AvSource(Source):
             return image
         native = decoded.reformat(width, height, format="yuv420p").to_ndarray()
         return crop_i420(native, width, height, crop, out_w, out_h)
+
+    @property
+    def camera_model(self) -> str:
+        """For EXIF: the device path, the URL's scheme and host (never its credentials), or "video file"."""
+        if self._url.startswith("/dev/"):
+            return self._url
+        parts = urlsplit(self._url)
+        if parts.scheme and parts.hostname:
+            port = f":{parts.port}" if parts.port else ""
+            return f"{parts.scheme}://{parts.hostname}{port}"
+        return "video file"
 
     def sensor_geometry(self) -> SensorGeometry | None:
         if self._native is None:

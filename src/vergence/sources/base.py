@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
+
+import numpy as np
 
 from vergence.config import CameraSettings
 from vergence.errors import ConfigError
@@ -20,6 +22,21 @@ class SourceInfo:
     width: int
     height: int
     fps: float
+
+
+@dataclass(slots=True)
+class Still:
+    """A photo straight from the camera, as `Source.capture_still` returns it."""
+
+    image: np.ndarray  # packed I420, shape (h*3/2, w)
+    width: int
+    height: int
+    capture_ns: int  # wall clock, as Frame.capture_ns
+    full_resolution: bool  # every sensor pixel of the shown crop is in it (no upscaling lost detail)
+    reconfigured: bool  # the camera left its video mode for it
+    stall_ms: float  # longest gap between two live frames around the still (about one frame time when none)
+    capture_ms: float  # from the request being taken up to the still in hand
+    timings_ms: dict[str, float] = field(default_factory=dict)  # steps of a reconfigured still, for benchmarks
 
 
 class Source(ABC):
@@ -61,6 +78,21 @@ class Source(ABC):
     def set_flip(self, horizontal: bool, vertical: bool) -> None:
         """Mirror the picture; a backend may restart itself to do it (only itself, never another camera)."""
         raise NotImplementedError(f"{self.kind} cannot flip")
+
+    # Stills and what a photo's EXIF says about the camera.
+    camera_make: str = ""
+
+    @property
+    def camera_model(self) -> str:
+        """The camera's name for a photo's EXIF Model."""
+        return self.kind
+
+    def capture_still(self, timeout_s: float) -> Still | None:
+        """Return a photo at the sensor's full resolution for the current crop (None: this source cannot take one).
+
+        Called from any thread but the capture thread; blocks up to `timeout_s` and raises SourceError on failure.
+        """
+        return None
 
 
 _BACKENDS: dict[str, type[Source]] = {}

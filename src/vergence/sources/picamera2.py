@@ -1,5 +1,6 @@
 """Raspberry Pi cameras through picamera2: YUV420 frames, pan/tilt/zoom by the ISP's ScalerCrop, flips by restarting,
-and libcamera's software camera sync passed through for stereo eyes.
+full-resolution stills by a short switch to a still mode, and libcamera's software camera sync passed through for
+stereo eyes.
 
 picamera2 (with its libcamera bindings) is optional and imported only when a camera is opened.
 """
@@ -19,7 +20,7 @@ from vergence.config import CameraSettings
 from vergence.errors import ConfigError, SourceEnded, SourceError
 from vergence.media.frame import TIME_BASE, Frame
 from vergence.ptz import Rect, SensorGeometry
-from vergence.sources.base import Source, SourceInfo, register
+from vergence.sources.base import Source, SourceInfo, Still, register
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ BUFFER_COUNT = 4
 # A camera that delivers nothing for this long (or for 10 frame periods, if longer) has stalled.
 STALL_TIMEOUT_S = 2.0
 SYNC_MODES = ("off", "server", "client")
+# Passed from the last live frame to the still mode, so its first frame is exposed right and need not wait for AE.
+STILL_CARRIED_CONTROLS = ("ExposureTime", "AnalogueGain")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -65,11 +68,30 @@ def _i420(array: np.ndarray, width: int, height: int, stride: int) -> np.ndarray
     return np.concatenate([luma.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(height * 3 // 2, width)
 
 
+class _StillRequest:
+    """A still asked for by another thread and taken by the capture thread, which alone calls capture_request."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.taken_up = False
+        self.next_frame = False  # the video mode already has every sensor pixel: the next live frame is the still
+        self.started = 0.0  # perf_counter when taken up
+        self.last_frame_at = 0.0  # perf_counter of the live frame before it
+        self.still: Still | None = None  # a reconfigured still waits here for the first live frame after it
+        self.error: Exception | None = None
+
+    def finish(self, still: Still | None = None, error: Exception | None = None) -> None:
+        self.still, self.error = still, error
+        self.done.set()
+
+
 @register("picamera2")
 class Picamera2Source(Source):
-    """One libcamera camera. Crops move live (no restart); a flip restarts this camera only."""
+    """One libcamera camera. Crops move live (no restart); a flip restarts this camera only; a full-resolution still
+    switches this camera to a still mode and back, on its capture thread, between two live frames."""
 
     crops_at_sensor = True
+    camera_make = "Raspberry Pi"
 
     def __init__(self, camera: CameraSettings) -> None:
         super().__init__(camera)
@@ -97,6 +119,14 @@ class Picamera2Source(Source):
         self._restarted = threading.Event()  # set after a flip's restart: a capture it cancelled may try again
         self._first_ns: int | None = None
         self._seq = 0
+        self._model = "picamera2"
+        self._still_request: _StillRequest | None = None  # set by capture_still, served and cleared by read()
+        self._last_frame_at: float | None = None  # perf_counter when read() last returned a frame
+        self._last_controls: dict[str, Any] = {}  # STILL_CARRIED_CONTROLS of the last frame
+
+    @property
+    def camera_model(self) -> str:
+        return self._model
 
     def open(self) -> SourceInfo:
         try:
@@ -132,7 +162,7 @@ class Picamera2Source(Source):
                 picam.close()
                 raise SourceError(f"cannot start picamera2 camera {self._index} for {self.camera.id}: {err}") from err
             self._geometry = self._read_geometry(picam)
-        model = picam.camera_properties.get("Model", "?")
+        model = self._model = str(picam.camera_properties.get("Model", "picamera2"))
         log.info(
             "%s: picamera2 camera %d (%s) at %dx%d@%g",
             self.camera.id,
@@ -186,6 +216,10 @@ class Picamera2Source(Source):
             picam = self._camera
             if self._closed.is_set() or picam is None:
                 raise SourceEnded(f"picamera2 camera {self._index} closed")
+            still = self._still_request
+            if still is not None and not still.taken_up:
+                self._take_up_still(still)
+                continue
             self._restarted.clear()
             try:
                 request = picam.capture_request(wait=timeout_s)
@@ -211,7 +245,154 @@ class Picamera2Source(Source):
             if self._sync_mode is not None and not self.sync_ready and metadata.get("SyncReady"):
                 self.sync_ready = True
                 log.info("%s: camera sync (%s) ready", self.camera.id, self._sync)
-            return self._frame(array, sensor_ns, started)
+            self._last_controls = {key: metadata[key] for key in STILL_CARRIED_CONTROLS if key in metadata}
+            frame = self._frame(array, sensor_ns, started)
+            self._after_live_frame(frame)
+            return frame
+
+    def _after_live_frame(self, frame: Frame) -> None:
+        """Capture thread: hand a waiting still its picture or its stall (the gap this frame ends)."""
+        now = time.perf_counter()
+        still = self._still_request
+        if still is not None and still.taken_up:
+            stall_ms = (now - still.last_frame_at) * 1000
+            if still.next_frame:
+                still.finish(
+                    Still(
+                        image=frame.image.copy(),  # the pipeline may draw on the frame's own picture
+                        width=frame.width,
+                        height=frame.height,
+                        capture_ns=frame.capture_ns,
+                        full_resolution=True,
+                        reconfigured=False,
+                        stall_ms=stall_ms,
+                        capture_ms=(now - still.started) * 1000,
+                    )
+                )
+            elif still.still is not None:
+                still.still.stall_ms = stall_ms
+                still.finish(still.still)
+            self._still_request = None
+        self._last_frame_at = now
+
+    # Stills
+
+    def still_size(self) -> tuple[int, int]:
+        """Return the size of a full-resolution still: the current crop in sensor pixels, even, within the sensor."""
+        geometry = self._geometry
+        if geometry is None:
+            return self.camera.size
+        crop = self._crop or geometry.crop_max
+        return min(crop.width, geometry.width) & ~1, min(crop.height, geometry.height) & ~1
+
+    def capture_still(self, timeout_s: float) -> Still | None:
+        request = _StillRequest()
+        with self._lock:
+            if self._camera is None or self._closed.is_set():
+                raise SourceEnded(f"picamera2 camera {self._index} is not running")
+            if self._still_request is not None:
+                raise SourceError(f"picamera2 camera {self._index} is already taking a still")
+            self._still_request = request
+        if not request.done.wait(timeout_s):
+            with self._lock:
+                if self._still_request is request and not request.taken_up:
+                    self._still_request = None
+            raise SourceError(f"picamera2 camera {self._index} took no still within {timeout_s:g} s")
+        if request.error is not None:
+            raise request.error
+        return request.still
+
+    def _take_up_still(self, request: _StillRequest) -> None:
+        """Capture thread: serve a still between two live frames; SourceError when the video mode cannot come back."""
+        request.taken_up = True
+        request.started = time.perf_counter()
+        request.last_frame_at = self._last_frame_at or request.started
+        width, height = self.still_size()
+        if self.camera.width >= width and self.camera.height >= height:
+            request.next_frame = True  # no sensor pixel to gain: no reconfiguring, no stall
+            return
+        # The lock keeps a flip or close from reconfiguring the camera mid-switch; close() waits for it (a few hundred ms,
+        # at most STALL_TIMEOUT_S for the still's frame), then finds the camera in its video mode as always.
+        with self._lock:
+            picam = self._camera
+            if picam is None or self._closed.is_set():
+                self._still_request = None
+                request.finish(error=SourceEnded(f"picamera2 camera {self._index} closed"))
+                return
+            still: Still | None = None
+            error: Exception | None = None
+            try:
+                still = self._capture_in_still_mode(picam, width, height, request.started)
+            except Exception as err:
+                error = SourceError(f"picamera2 camera {self._index} could not take a still: {err}")
+            back = time.perf_counter()
+            try:
+                picam.stop()  # already stopped unless the still failed half-way
+                self._configure_and_start()
+            except Exception as err:
+                self._still_request = None
+                request.finish(error=error or SourceError(f"picamera2 camera {self._index}: {err}"))
+                raise SourceError(f"picamera2 camera {self._index} failed to return to video: {err}") from err
+            finally:
+                self._restarted.set()
+        if still is None:
+            self._still_request = None
+            request.finish(error=error)
+            return
+        still.timings_ms["to_video_mode"] = (time.perf_counter() - back) * 1000
+        request.still = still  # finished by the first live frame, which ends the stall
+        log.info(
+            "%s: still %dx%d taken in %.0f ms (%s)",
+            self.camera.id,
+            width,
+            height,
+            still.capture_ms,
+            ", ".join(f"{step} {ms:.0f} ms" for step, ms in still.timings_ms.items()),
+        )
+
+    def _capture_in_still_mode(self, picam: Any, width: int, height: int, started: float) -> Still:
+        """Stop, switch to a still mode with the live view's crop, flips and exposure, take one frame, stop; lock held."""
+        picam.stop()
+        controls: dict[str, Any] = {
+            key: value for key, value in self._last_controls.items() if key in picam.camera_controls
+        }
+        if self._crop is not None:
+            controls["ScalerCrop"] = self._crop.as_tuple()
+        # The raw stream at the full pixel array makes libcamera pick the full-resolution sensor mode: a zoomed crop
+        # then gets real sensor pixels, not a binned mode's pixels scaled up.
+        config = picam.create_still_configuration(
+            main={"size": (width, height), "format": "YUV420"},
+            raw={"size": tuple(picam.sensor_resolution)},
+            controls=controls,
+            transform=self._transform_type(hflip=int(self._hflip), vflip=int(self._vflip)),
+            buffer_count=1,
+        )
+        picam.configure(config)
+        stream = picam.stream_configuration("main")
+        if tuple(stream["size"]) != (width, height):
+            raise SourceError(f"the camera chose {stream['size']} instead of {width}x{height} for a still")
+        picam.start()
+        configured = time.perf_counter()
+        request = picam.capture_request(wait=STALL_TIMEOUT_S)
+        try:
+            array = request.make_array("main")
+            metadata = request.get_metadata()
+        finally:
+            request.release()
+        picam.stop()
+        taken = time.perf_counter()
+        image = _i420(array, width, height, int(stream.get("stride", width)))
+        return Still(
+            image=image,
+            width=width,
+            height=height,
+            capture_ns=int(metadata["SensorTimestamp"]) + time.time_ns() - time.monotonic_ns(),
+            full_resolution=True,
+            reconfigured=True,
+            stall_ms=0.0,  # known at the first live frame after it
+            capture_ms=(taken - started) * 1000,
+            timings_ms={"to_still_mode": (configured - started) * 1000, "still_frame": (taken - configured) * 1000},
+        )
 
     def _frame(self, array: np.ndarray, sensor_ns: int, started: float) -> Frame:
         width, height = self.camera.size
@@ -270,7 +451,10 @@ class Picamera2Source(Source):
         self._closed.set()
         with self._lock:
             picam, self._camera = self._camera, None
+            still, self._still_request = self._still_request, None
         self._restarted.set()
+        if still is not None:
+            still.finish(error=SourceEnded(f"picamera2 camera {self._index} closed before the still was taken"))
         if picam is not None:
             try:
                 picam.stop()

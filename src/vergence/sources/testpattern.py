@@ -62,6 +62,11 @@ class TestPatternSource(Source):
     crops_at_sensor = True
 
     __test__ = False  # not a pytest class, despite the name
+    camera_make = "vergence"
+
+    @property
+    def camera_model(self) -> str:
+        return "vergence testpattern"
 
     def __init__(self, camera: CameraSettings) -> None:
         super().__init__(camera)

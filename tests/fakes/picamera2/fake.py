@@ -3,11 +3,30 @@
 Tests choose the modules with `configure(models=["imx219", "imx708"])` (or the environment variable
 `VERGENCE_FAKE_PICAMERA2_MODELS=imx219,imx708`, for a server started as a subprocess) and read `camera(n)` for the
 counters of camera n: `frames`, `configures`, `starts`, `stops`, `opens`, `closes`, `set_controls_calls`,
-`transforms`, `outstanding_requests`.
+`transforms`, `outstanding_requests`, `configs` (each configuration applied: use case, size, sensor mode, frame time).
+
+Timing model (what a mode switch costs; it decides how long a full-resolution still stalls the live stream). Each figure
+is an assumption, stated with its reason; none was measured on a Pi:
+- Sensor modes and their top frame rates are those `rpicam-hello --list-cameras` prints for each module (10-bit modes):
+  imx219 640x480 206.65, 1640x1232 41.85, 1920x1080 47.57, 3280x2464 21.19 fps; imx477 1332x990 120.05,
+  2028x1080 50.03, 2028x1520 40.01, 4056x3040 10.00 fps; imx708 1536x864 120.13, 2304x1296 56.03,
+  4608x2592 14.35 fps. (The Raspberry Pi documentation quotes 15 fps for the imx219 at full size: an older driver.)
+- A configuration runs in the smallest mode that covers its main and raw sizes (as libcamera's mode choice does for an
+  output it need not upscale), and no faster than that mode allows. Simplification: every mode keeps the full field
+  of view here, though the fastest ones crop the sensor on the real modules.
+- configure() takes CONFIGURE_FIXED_S plus CONFIGURE_S_PER_MB per MB of buffers (buffer_count x framesize, and a raw
+  buffer at 10 bits per pixel when asked for): setting formats on the sensor, CSI-2 receiver and ISP and configuring the
+  IPA are a few ioctls, while the buffers come from the dma-heap, whose pages the kernel zeroes and maps; at roughly
+  1 GB/s for zeroing plus mapping on a Pi that is about 1 ms per MB, taken as 2 ms for margin.
+- The first frame after start() arrives one frame time after it: the sensor has to expose and read out a whole frame
+  before the first buffer completes. Not modelled: the few frames the real IPA may hide after a mode switch while its
+  algorithms settle (sensor-specific; fixing exposure and gain, as vergence does for a still, shortens that).
+- stop() costs nothing here; the real one waits for the frame in flight (at most one frame time).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from dataclasses import dataclass, field
@@ -17,8 +36,22 @@ import cv2
 import numpy as np
 
 ENV_MODELS = "VERGENCE_FAKE_PICAMERA2_MODELS"
+CONFIGURE_FIXED_S = 0.003  # formats on the sensor, CSI-2 receiver and ISP; IPA configure (see the module docstring)
+CONFIGURE_S_PER_MB = 0.002  # dma-heap buffers: zeroed and mapped pages (see the module docstring)
 WORLD_SCALE = 4  # the scene is drawn at 1/4 of the sensor's resolution: cheap, and still shows where a crop sits
 STRIDE_ALIGN = 64  # the ISP pads YUV420 rows to this many bytes, so width ≠ stride happens and must be handled
+
+
+@dataclass(frozen=True)
+class SensorMode:
+    """One readout mode of a sensor: the size it delivers and its top frame rate."""
+
+    width: int
+    height: int
+    max_fps: float
+
+    def covers(self, width: int, height: int) -> bool:
+        return self.width >= width and self.height >= height
 
 
 @dataclass(frozen=True)
@@ -30,18 +63,71 @@ class SensorModel:
     height: int
     crop_min: tuple[int, int]  # smallest ScalerCrop, in sensor pixels (the ISP's minimum, scaled up by binning)
     i2c_address: str
-    max_fps: float
+    modes: tuple[SensorMode, ...]  # smallest first; the last is the full pixel array
 
     @property
     def full_area(self) -> tuple[int, int, int, int]:
         return (0, 0, self.width, self.height)
 
+    @property
+    def max_fps(self) -> float:
+        return max(mode.max_fps for mode in self.modes)
+
+    def mode_for(self, width: int, height: int) -> SensorMode:
+        """Return the mode a configuration delivering width x height runs in: the smallest that covers it."""
+        covering = [mode for mode in self.modes if mode.covers(width, height)]
+        return min(covering, key=lambda mode: mode.width * mode.height) if covering else self.modes[-1]
+
 
 SENSORS: dict[str, SensorModel] = {
-    "imx219": SensorModel("imx219", 3280, 2464, (64, 64), "10", 206.0),
-    "imx477": SensorModel("imx477", 4056, 3040, (64, 64), "1a", 120.0),
-    "imx708": SensorModel("imx708", 4608, 2592, (128, 128), "1a", 120.0),
+    "imx219": SensorModel(
+        "imx219",
+        3280,
+        2464,
+        (64, 64),
+        "10",
+        (
+            SensorMode(640, 480, 206.65),
+            SensorMode(1640, 1232, 41.85),
+            SensorMode(1920, 1080, 47.57),
+            SensorMode(3280, 2464, 21.19),
+        ),
+    ),
+    "imx477": SensorModel(
+        "imx477",
+        4056,
+        3040,
+        (64, 64),
+        "1a",
+        (
+            SensorMode(1332, 990, 120.05),
+            SensorMode(2028, 1080, 50.03),
+            SensorMode(2028, 1520, 40.01),
+            SensorMode(4056, 3040, 10.0),
+        ),
+    ),
+    "imx708": SensorModel(
+        "imx708",
+        4608,
+        2592,
+        (128, 128),
+        "1a",
+        (SensorMode(1536, 864, 120.13), SensorMode(2304, 1296, 56.03), SensorMode(4608, 2592, 14.35)),
+    ),
 }
+
+
+@dataclass(frozen=True)
+class AppliedConfig:
+    """One configure() as the camera applied it."""
+
+    use_case: str
+    size: tuple[int, int]
+    mode: SensorMode
+    frame_ns: int
+    buffer_bytes: int
+    seconds: float  # what configure() took
+    controls: dict[str, Any] = field(default_factory=dict)  # the configuration's controls
 
 
 @dataclass
@@ -61,6 +147,7 @@ class CameraState:
     set_controls_calls: list[dict[str, Any]] = field(default_factory=list)
     transforms: list[tuple[int, int]] = field(default_factory=list)  # (hflip, vflip) of each configure()
     tunings: list[Any] = field(default_factory=list)  # the `tuning` of each Picamera2(...)
+    configs: list[AppliedConfig] = field(default_factory=list)  # each configure(), in order
 
 
 _lock = threading.Lock()
@@ -121,6 +208,9 @@ def _world(sensor: SensorModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return _worlds[sensor.model]
 
 
+# The scene stands still, so a picture depends only on its arguments: kept, the fake spends no time redrawing a 12 MP
+# still (time the real ISP does not take from the caller either). Read-only: make_array() hands out copies.
+@functools.lru_cache(maxsize=8)
 def render(
     model: str, crop: tuple[int, int, int, int], size: tuple[int, int], hflip: bool = False, vflip: bool = False
 ) -> np.ndarray:
@@ -138,13 +228,17 @@ def render(
         if vflip:
             scaled = scaled[::-1]
         planes.append(scaled)
-    return np.concatenate([planes[0].reshape(-1), planes[1].reshape(-1), planes[2].reshape(-1)]).reshape(
+    picture = np.concatenate([planes[0].reshape(-1), planes[1].reshape(-1), planes[2].reshape(-1)]).reshape(
         height * 3 // 2, width
     )
+    picture.flags.writeable = False
+    return picture
 
 
 def padded(i420: np.ndarray, width: int, height: int, stride: int) -> np.ndarray:
     """Return an I420 picture laid out as the ISP writes it: rows of `stride` bytes, shape (h*3/2, stride)."""
+    if stride == width:
+        return i420  # already that layout (the caller's copy): a 12 MP still is not copied once more
     flat = np.zeros(stride * height * 3 // 2, np.uint8)
     quarter = (height // 2) * (width // 2)
     chroma = i420[height:].reshape(-1)
@@ -179,6 +273,11 @@ def clamp_crop(sensor: SensorModel, crop: tuple[int, int, int, int]) -> tuple[in
     nx = min(max(cx - new_w // 2, 0), sensor.width - new_w)
     ny = min(max(cy - new_h // 2, 0), sensor.height - new_h)
     return (nx, ny, new_w, new_h)
+
+
+def configure_seconds(buffer_bytes: int) -> float:
+    """Return how long configure() takes for this many bytes of buffers (see the module docstring)."""
+    return CONFIGURE_FIXED_S + CONFIGURE_S_PER_MB * buffer_bytes / 1e6
 
 
 def _models_from_env() -> list[str]:

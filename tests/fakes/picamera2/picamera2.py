@@ -10,8 +10,14 @@ Behaviour copied from the real stack where it matters to a caller:
 - software camera sync (`SyncMode` Server / Client, `SyncFrames`): after SyncFrames frames the server reports
   `SyncReady`; a client whose server runs at the same frame rate then moves its frames onto the server's grid and reports
   `SyncReady` too; a client without a server runs on unsynchronised, never ready.
-Simplifications: one sensor mode (the full pixel array) whatever the output size; a new ScalerCrop applies from the
-next frame (the real pipeline takes a few frames); when the reader is late it gets the newest frame, older ones drop.
+- sensor modes: a configuration runs in the smallest mode covering its output (or its raw stream's size, which is how
+  a caller asks for the full pixel array), at most at that mode's frame rate; configure() takes time for the buffers
+  it allocates and the first frame comes one frame time after start() (numbers and reasons: `fake`'s docstring);
+- create_still_configuration() as picamera2's: one buffer, FrameDurationLimits (100, 1e9) µs so the mode's top rate.
+Simplifications: every mode shows the full field of view; a new ScalerCrop applies from the next frame (the real
+pipeline takes a few frames); when the reader is late it gets the newest frame, older ones drop; a raw stream only
+chooses the mode and costs its buffer, its pictures are not rendered; ExposureTime and AnalogueGain are only echoed in
+the metadata.
 """
 
 from __future__ import annotations
@@ -82,6 +88,9 @@ class Picamera2:
         self._cond = threading.Condition()
         self._generation = 0  # bumped by stop()/close(): waits that began before are cancelled
         self._frame_ns = 33_333_333
+        self._min_frame_ns = round(1e9 / sensor.max_fps)  # of the configured sensor mode
+        self._exposure_us: int | None = None
+        self._gain: float | None = None
         self._t0_ns = 0
         self._next_slot = 0
         self._crop = sensor.full_area
@@ -109,8 +118,10 @@ class Picamera2:
     ) -> dict[str, Any]:
         """Return a video configuration (a dict, as picamera2 before 0.3.17 and its `.make_dict()` give)."""
         stream = {"format": "XBGR8888", "size": (1280, 720), **(main or {})}
-        if lores is not None or raw is not None:
-            raise NotImplementedError("the fake picamera2 has no lores or raw stream")
+        if lores is not None:
+            raise NotImplementedError("the fake picamera2 has no lores stream")
+        if raw is not None:
+            raw = {"format": "SRGGB10_CSI2P", "size": stream["size"], **raw}
         return {
             "use_case": "video",
             "transform": transform if transform is not None else Transform(),
@@ -121,10 +132,44 @@ class Picamera2:
             "encode": encode,
             "main": stream,
             "lores": None,
-            "raw": None,
+            "raw": raw,
             "sensor": sensor or {},
             "controls": {"NoiseReductionMode": 1, "FrameDurationLimits": (33_333, 33_333), **(controls or {})},
         }
+
+    def create_still_configuration(
+        self,
+        main: dict[str, Any] | None = None,
+        lores: dict[str, Any] | None = None,
+        raw: dict[str, Any] | None = None,
+        transform: Transform | None = None,
+        colour_space: Any = None,
+        buffer_count: int = 1,
+        controls: dict[str, Any] | None = None,
+        display: str | None = None,
+        encode: str | None = None,
+        queue: bool = True,
+        sensor: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Return a still configuration: full sensor size by default, one buffer, the mode's top frame rate.
+
+        (The real one adds a raw stream unless `raw=None`; the fake has one only when asked, as vergence always does.)
+        """
+        config = self.create_video_configuration(
+            main={"size": self.sensor_resolution, **(main or {})},
+            lores=lores,
+            raw=raw,
+            transform=transform,
+            colour_space=colour_space,
+            buffer_count=buffer_count,
+            display=display,
+            encode=encode,
+            queue=queue,
+            sensor=sensor,
+        )
+        config["use_case"] = "still"
+        config["controls"] = {"NoiseReductionMode": 2, "FrameDurationLimits": (100, 1_000_000_000), **(controls or {})}
+        return config
 
     def configure(self, camera_config: dict[str, Any]) -> None:
         """Apply a configuration; the camera must be stopped."""
@@ -144,18 +189,37 @@ class Picamera2:
         if main["format"] in ("RGB888", "BGR888"):
             main["stride"] = fake.stride_for(width * 3)
         main["framesize"] = main["stride"] * (height * 3 // 2 if main["format"] == "YUV420" else height)
+        raw = camera_config.get("raw")
+        raw_w, raw_h = raw["size"] if raw is not None else (0, 0)
+        sensor = self._state.sensor
+        mode = sensor.mode_for(max(width, raw_w), max(height, raw_h))
+        buffer_bytes = camera_config["buffer_count"] * (main["framesize"] + raw_w * raw_h * 10 // 8)
+        started = time.monotonic()
+        time.sleep(fake.configure_seconds(buffer_bytes))  # the modelled cost of allocating the buffers
         with self._cond:
             self.camera_config = {**camera_config, "main": main}
-            self._crop = self._state.sensor.full_area
+            self._crop = sensor.full_area
             self._pending_crop = None
-            self._frame_ns = 33_333_333
+            self._min_frame_ns = round(1e9 / mode.max_fps)
+            self._frame_ns = max(33_333_333, self._min_frame_ns)
+            self._exposure_us, self._gain = None, None
             self._sync_mode, self._sync_frames = 0, 100
         controls = dict(camera_config.get("controls") or {})
         controls.pop("NoiseReductionMode", None)
         self._apply_controls(controls)
+        applied = fake.AppliedConfig(
+            camera_config.get("use_case", "?"),
+            (width, height),
+            mode,
+            self._frame_ns,
+            buffer_bytes,
+            time.monotonic() - started,
+            controls,
+        )
         with fake._lock:
             self._state.configures += 1
             self._state.transforms.append((transform.hflip, transform.vflip))
+            self._state.configs.append(applied)
 
     def stream_configuration(self, name: str = "main") -> dict[str, Any]:
         """Return the configuration of one stream, with the `stride` and `framesize` the camera chose."""
@@ -176,7 +240,8 @@ class Picamera2:
             if self.started:
                 return
             self.started = True
-            self._t0_ns = time.monotonic_ns()
+            # The first frame completes one frame time after start: the sensor exposes and reads out a whole frame.
+            self._t0_ns = time.monotonic_ns() + self._frame_ns
             self._next_slot = 0
             self._frames_since_start = 0
             self._sync_ready = False
@@ -241,9 +306,13 @@ class Picamera2:
                 self._sync_mode = int(controls["SyncMode"])
             if "SyncFrames" in controls:
                 self._sync_frames = int(controls["SyncFrames"])
+            if "ExposureTime" in controls:
+                self._exposure_us = int(controls["ExposureTime"])
+            if "AnalogueGain" in controls:
+                self._gain = float(controls["AnalogueGain"])
             if frame_ns is not None:
-                low_us, high_us, _ = self.camera_controls["FrameDurationLimits"]
-                frame_ns = min(max(frame_ns, low_us * 1000), high_us * 1000)
+                _, high_us, _ = self.camera_controls["FrameDurationLimits"]
+                frame_ns = min(max(frame_ns, self._min_frame_ns), high_us * 1000)
                 if self.started:  # re-anchor the schedule so the next frame keeps its place
                     now = time.monotonic_ns()
                     self._t0_ns, self._next_slot = now, 0
@@ -287,6 +356,7 @@ class Picamera2:
             if self._pending_crop is not None and self._pending_crop[0] <= timestamp_ns:
                 self._crop, self._pending_crop = self._pending_crop[1], None
             crop, frame_ns, config = self._crop, self._frame_ns, self.camera_config
+            exposure_us, gain = self._exposure_us, self._gain
             assert config is not None
         with fake._lock:
             self._state.frames += 1
@@ -301,8 +371,8 @@ class Picamera2:
             "SensorTimestamp": timestamp_ns,
             "FrameDuration": frame_ns // 1000,
             "ScalerCrop": crop,
-            "ExposureTime": min(frame_ns // 1000, 20_000),
-            "AnalogueGain": 1.0,
+            "ExposureTime": min(frame_ns // 1000, 20_000 if exposure_us is None else exposure_us),
+            "AnalogueGain": 1.0 if gain is None else gain,
         }
         if self._sync_mode:
             metadata["SyncReady"] = sync_ready
