@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from vergence import __version__
+from vergence.auth import AuthMiddleware
 from vergence.config import Settings
 from vergence.control.commander import Commander
 from vergence.control.controller import Controllers
@@ -212,7 +213,9 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.vergence = vergence
+    app.add_middleware(AuthMiddleware, settings=settings.auth)
 
+    from vergence.auth import router as auth_router
     from vergence.control.api import router as control_router
     from vergence.control.commands_api import router as commands_router
     from vergence.control.processing_api import router as processing_router
@@ -220,6 +223,7 @@ def create_app(settings: Settings) -> FastAPI:
     from vergence.outputs.webrtc_api import router as webrtc_router
     from vergence.recording.api import router as recordings_router
 
+    app.include_router(auth_router)
     app.include_router(control_router)
     app.include_router(commands_router)
     app.include_router(processing_router)

@@ -101,6 +101,9 @@ def ctl(
     json_command: Annotated[
         str | None, typer.Option("--json", help='the command as JSON instead: \'{"type": "zoom", "value": 2}\'')
     ] = None,
+    token: Annotated[
+        str | None, typer.Option(envvar="VERGENCE_TOKEN", help="an operator token (better: the environment variable)")
+    ] = None,
 ) -> None:
     """Send one command to a running server and print its reply (exit 1 when refused). Commands: docs/protocol.md."""
     import json
@@ -116,14 +119,19 @@ def ctl(
             'vergence ctl: give a command, e.g. `vergence ctl zoom 2` or --json \'{"type": "status"}\'', err=True
         )
         raise typer.Exit(2)
-    request = urllib.request.Request(
-        f"{url.rstrip('/')}/api/commands", data=body, headers={"Content-Type": content_type}, method="POST"
-    )
+    headers = {"Content-Type": content_type}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(f"{url.rstrip('/')}/api/commands", data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=CTL_TIMEOUT_S) as response:
             text = response.read().decode()
     except urllib.error.HTTPError as err:
         text = err.read().decode()  # a refused command: the reply says why
+        if err.code in (401, 403):
+            hint = "" if token else " (give an operator token: VERGENCE_TOKEN=… or --token)"
+            typer.echo(f"vergence ctl: {url} refused: {_detail(text)}{hint}", err=True)
+            raise typer.Exit(2) from None
     except (urllib.error.URLError, OSError) as err:
         typer.echo(f"vergence ctl: cannot reach {url}: {getattr(err, 'reason', err)}", err=True)
         raise typer.Exit(2) from None
@@ -135,6 +143,15 @@ def ctl(
     typer.echo(json.dumps(reply, indent=2))
     if not reply.get("ok"):
         raise typer.Exit(1)
+
+
+def _detail(text: str) -> str:
+    import json
+
+    try:
+        return str(json.loads(text)["detail"])
+    except (ValueError, KeyError, TypeError):
+        return text[:200]
 
 
 @bench_app.command("latency")

@@ -9,7 +9,16 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vergence.errors import ConfigError
@@ -140,6 +149,82 @@ class ServerSettings(_Section):
         description="kernel send buffer per connection in bytes, 0 (kernel autotuning) … 67108864",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="debug, info, warning or error")
+    tls: Literal["off", "auto"] = Field(
+        "off", description="off, or auto: make and keep a self-signed certificate in tls_dir (unless tls_cert is given)"
+    )
+    tls_cert: Path | None = Field(None, description="PEM certificate (chain) to serve https with; needs tls_key")
+    tls_key: Path | None = Field(None, description="PEM private key of tls_cert")
+    tls_dir: Path = Field(
+        Path("~/.local/state/vergence/tls"), description="where tls = auto keeps its self-signed certificate and key"
+    )
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> ServerSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("give both tls_cert and tls_key, or neither")
+        return self
+
+    @property
+    def https(self) -> bool:
+        """True when the server speaks TLS (a given certificate, or tls = auto)."""
+        return self.tls == "auto" or self.tls_cert is not None
+
+
+Role = Literal["viewer", "operator"]
+
+
+class TokenSettings(_Section):
+    """A bearer token (`Authorization: Bearer …`, `?token=…`, or the page's session cookie) and the role it grants."""
+
+    name: str = Field(
+        ..., pattern=r"^[A-Za-z0-9_.@-]{1,64}$", description="who holds it, as logs and /api/session show it"
+    )
+    token: SecretStr = Field(..., min_length=16, max_length=512, description="the secret, 16-512 characters")
+    role: Role = Field("viewer", description="viewer (watch) or operator (watch and command)")
+
+
+class UserSettings(_Section):
+    """A user of HTTP basic auth (the browser's own login prompt) and the role they get."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.@-]{1,64}$", description="user name, 1-64 of A-Z a-z 0-9 _ . @ -")
+    password: SecretStr = Field(
+        ..., min_length=8, max_length=512, description="the password, or sha256:<64 hex digits> of it"
+    )
+    role: Role = Field("viewer", description="viewer (watch) or operator (watch and command)")
+
+
+class AuthSettings(_Section):
+    """Who may watch and who may command, on every HTTP and WebSocket route (docs/security.md)."""
+
+    tokens: list[TokenSettings] = Field(default_factory=list, description="bearer tokens with their roles")
+    users: list[UserSettings] = Field(default_factory=list, description="basic-auth users with their roles")
+    anonymous: Literal["auto", "none", "viewer", "operator"] = Field(
+        "auto",
+        description="role of a request without credentials: auto = none once tokens or users are set, else operator "
+        "from this machine (loopback) and viewer from elsewhere",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="other page origins (https://host:port) allowed to open WebSockets and send commands",
+    )
+    session_days: float = Field(30.0, gt=0, le=365, description="how long the page's login cookie lasts (days)")
+
+    @model_validator(mode="after")
+    def _check_unique(self) -> AuthSettings:
+        names = [token.name for token in self.tokens] + [user.name for user in self.users]
+        if len(set(names)) != len(names):
+            raise ValueError(f"token and user names must be unique, got {names}")
+        secrets = [token.token.get_secret_value() for token in self.tokens]
+        if len(set(secrets)) != len(secrets):
+            raise ValueError("two tokens are the same")
+        for origin in self.allowed_origins:
+            if not re.match(r"^https?://[^/\s]+$", origin):
+                raise ValueError(f"allowed_origins: {origin!r} is not scheme://host[:port]")
+        return self
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.tokens or self.users)
 
 
 class StateSettings(_Section):
@@ -229,7 +314,7 @@ class MqttSettings(_Section):
     host: str = Field("127.0.0.1", min_length=1, description="broker address")
     port: int = Field(1883, ge=1, le=65535, description="broker port, 1 … 65535")
     username: str | None = Field(None, description="broker user name")
-    password: str | None = Field(None, description="broker password")
+    password: SecretStr | None = Field(None, description="broker password")
     client_id: str = Field("vergence", min_length=1, max_length=64, description="MQTT client id")
     topic: str = Field("vergence", pattern=r"^[^#+]{1,100}$", description="topic prefix, without wildcards")
     streams: list[str] = Field(
@@ -272,7 +357,7 @@ class IceServerSettings(_Section):
 
     urls: list[str] = Field(..., min_length=1, description="stun:host:port, turn:host:port or turns:host:port URLs")
     username: str | None = Field(None, description="TURN user name")
-    credential: str | None = Field(None, description="TURN password")
+    credential: SecretStr | None = Field(None, description="TURN password")
 
     @model_validator(mode="after")
     def _check_urls(self) -> IceServerSettings:
@@ -340,6 +425,7 @@ class Settings(_Section):
     """All of vergence's configuration."""
 
     server: ServerSettings = Field(default_factory=ServerSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     cameras: list[CameraSettings] = Field(default_factory=lambda: [CameraSettings()], min_length=1)
     h264: H264Settings = Field(default_factory=H264Settings)
     jpeg: JpegSettings = Field(default_factory=JpegSettings)
@@ -408,6 +494,7 @@ class _Environment(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="VERGENCE_", env_nested_delimiter="__", extra="ignore")
     server: dict[str, Any] = {}
+    auth: dict[str, Any] = {}
     cameras: list[dict[str, Any]] | None = None
     h264: dict[str, Any] = {}
     jpeg: dict[str, Any] = {}
@@ -485,6 +572,9 @@ def _json_values(section: Any) -> Any:
     return decoded
 
 
+_SECRET_KEYS = {"token", "password", "credential"}
+
+
 def _describe(err: ValidationError, prefix: str = "") -> str:
     lines = []
     for error in err.errors():
@@ -492,6 +582,8 @@ def _describe(err: ValidationError, prefix: str = "") -> str:
         allowed = _allowed(error["loc"])
         value = error.get("input")
         shown = "" if isinstance(value, dict) else f" = {value!r}"
+        if _SECRET_KEYS & {str(part) for part in error["loc"]}:
+            shown = ""  # never echo a secret, even a bad one
         message = error["msg"].removeprefix("Value error, ")
         lines.append(f"invalid config: {prefix}{key}{shown}: {message}" + (f" (allowed: {allowed})" if allowed else ""))
     return "\n".join(lines)

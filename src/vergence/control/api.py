@@ -14,12 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from vergence import ptz
+from vergence.auth import Principal, may_command, principal_of
 from vergence.control import processing_api
 from vergence.control.controller import CameraController, Controllers, StereoRig
 from vergence.errors import CommandError
 
 router = APIRouter()
 _client_ids = itertools.count(1)
+VIEWER_MESSAGES = frozenset({"ping", "report"})  # the rest of the control protocol is commands
 EVENT_QUEUE = 256  # state events a slow controller may fall behind before it loses the oldest
 
 
@@ -203,6 +205,7 @@ async def control(websocket: WebSocket) -> None:
     await websocket.accept()
     vergence = websocket.app.state.vergence
     controllers = _controllers(websocket)
+    principal = principal_of(websocket.scope)
     client_id = new_client_id()
     events: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=EVENT_QUEUE)
     controllers.listeners.add(events)
@@ -216,7 +219,7 @@ async def control(websocket: WebSocket) -> None:
                 except ValueError:
                     await websocket.send_json({"type": "error", "code": "bad_json", "message": "messages must be JSON"})
                     continue
-                reply = await answer_control(message, client_id, vergence)
+                reply = await answer_control(message, client_id, vergence, principal)
                 if reply is not None:
                     await websocket.send_json(reply)
     finally:
@@ -236,19 +239,29 @@ def new_client_id() -> int:
     return next(_client_ids)
 
 
-async def answer_control(message: Any, client_id: int, vergence: Any) -> dict[str, Any] | None:
-    """Answer one message of the control protocol, from a control WebSocket or a WebRTC data channel."""
-    if isinstance(message, dict) and message.get("type") == "command":
-        return await run_command(message, vergence)
+async def answer_control(message: Any, client_id: int, vergence: Any, principal: Principal) -> dict[str, Any] | None:
+    """Answer one message of the control protocol, from a control WebSocket or a WebRTC data channel.
+
+    Anyone who may watch may ping and report; everything else changes something and needs an operator.
+    """
+    kind = message.get("type") if isinstance(message, dict) else None
+    if kind not in VIEWER_MESSAGES and not may_command(principal):
+        refusal = f"{kind!r} needs the operator role; {principal.name} is a {principal.role.name.lower()}"
+        if kind == "command":
+            reply = {"ok": False, "code": "forbidden", "error": refusal, "type": "reply", "command": None}
+            return {**reply, "id": message["id"]} if "id" in message else reply
+        return {"type": "error", "code": "forbidden", "message": refusal}
+    if kind == "command":
+        return await run_command(message, vergence, principal)
     return handle_control(message, client_id, vergence)
 
 
-async def run_command(message: dict[str, Any], vergence: Any) -> dict[str, Any]:
+async def run_command(message: dict[str, Any], vergence: Any, principal: Principal) -> dict[str, Any]:
     """`{"type": "command", "command": {…} | "text": "zoom 2", "id"?}` → `{"type": "reply", "command": <its type>, …}`."""
     raw = message.get("command", message.get("text"))
     if isinstance(raw, dict) and "id" in message:
         raw = {**raw, "id": message["id"]}
-    reply = await vergence.commander.handle(raw, source="control WS")
+    reply = await vergence.commander.handle(raw, source=f"control WS {principal.name}")
     if "id" in message:
         reply["id"] = message["id"]
     return {**reply, "type": "reply", "command": reply.get("type")}

@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from vergence.auth import principal_of
 from vergence.control.commander import Commander
 
 router = APIRouter()
@@ -44,8 +45,9 @@ async def post_command(request: Request) -> JSONResponse:
             raw = json.loads(body)
         except ValueError as err:
             return _answer({"ok": False, "code": "invalid", "error": f"invalid JSON: {err}"})
-    client = request.client
-    return _answer(await _commander(request).handle(raw, source=f"REST {client.host}" if client else "REST"))
+    client, principal = request.client, principal_of(request.scope)
+    source = f"REST {principal.name}@{client.host}" if client else f"REST {principal.name}"
+    return _answer(await _commander(request).handle(raw, source=source))
 
 
 @router.get("/api/outputs", tags=["outputs"])

@@ -158,7 +158,8 @@ class MqttBridge:
         )
         client.on_log = self._on_log
         if settings.username is not None:
-            client.username_pw_set(settings.username, settings.password)
+            password = settings.password.get_secret_value() if settings.password is not None else None
+            client.username_pw_set(settings.username, password)
         client.will_set(self.status_topic, to_json({"online": False}), qos=1, retain=True)
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         client.max_queued_messages_set(MAX_QUEUED_MESSAGES)

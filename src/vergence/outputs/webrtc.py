@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from vergence.auth import Principal
 from vergence.config import WebRtcSettings
 from vergence.errors import ConfigError, VergenceError
 from vergence.hub import Channel, Subscription, SubscriptionClosed
@@ -132,6 +133,7 @@ class Peer:
     pc: RTCPeerConnection
     track: PassthroughTrack
     client_id: int
+    principal: Principal
     created: float = field(default_factory=time.monotonic)
     connected_at: float | None = None
     control: RTCDataChannel | None = None
@@ -170,12 +172,16 @@ class WebRtcPeers:
     def _configuration(self) -> RTCConfiguration:
         # An explicit list, empty by default: None would make aiortc fall back to a public STUN server.
         servers = [
-            RTCIceServer(urls=server.urls, username=server.username, credential=server.credential)
+            RTCIceServer(
+                urls=server.urls,
+                username=server.username,
+                credential=server.credential.get_secret_value() if server.credential is not None else None,
+            )
             for server in self.settings.ice_servers
         ]
         return RTCConfiguration(iceServers=servers)
 
-    async def answer(self, stream: Stream, offer_sdp: str, client: str) -> Peer:
+    async def answer(self, stream: Stream, offer_sdp: str, client: str, principal: Principal) -> Peer:
         """Answer an SDP offer with a peer sending `stream`; raise WebRtcError (with an HTTP status) when it cannot."""
         if not self.settings.enabled:
             raise WebRtcError("WebRTC is disabled ([webrtc] enabled = false)", 404)
@@ -190,7 +196,7 @@ class WebRtcPeers:
         peer_id = secrets.token_urlsafe(9)
         pc = RTCPeerConnection(self._configuration())
         track = PassthroughTrack(stream.h264, f"webrtc {client} {peer_id}", lambda pts, item: None)
-        peer = Peer(peer_id, stream.id, client, pc, track, new_client_id())
+        peer = Peer(peer_id, stream.id, client, pc, track, new_client_id(), principal)
         track.on_sent = lambda pts, item: self._send_frame_time(peer, pts, item)
         try:
             sender = self._add_video(pc, track)  # before the offer: aiortc picks the codecs while it reads the offer
@@ -276,7 +282,7 @@ class WebRtcPeers:
             except ValueError:
                 _send_json(channel, {"type": "error", "code": "bad_json", "message": "messages must be JSON"})
                 return
-            reply = await answer_control(message, peer.client_id, self.vergence)
+            reply = await answer_control(message, peer.client_id, self.vergence, peer.principal)
             if reply is not None:
                 _send_json(channel, reply)
 

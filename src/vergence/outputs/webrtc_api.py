@@ -8,6 +8,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
+from vergence.auth import principal_of
+
 router = APIRouter()
 MAX_OFFER_BYTES = 64 * 1024
 SDP = "application/sdp"
@@ -38,7 +40,8 @@ async def offer(request: Request, stream_id: str) -> Response:
     sdp = _offer_text(body, as_json)
     client = request.client
     try:
-        peer = await peers.answer(stream, sdp, f"{client.host}:{client.port}" if client else "?")
+        where = f"{client.host}:{client.port}" if client else "?"
+        peer = await peers.answer(stream, sdp, where, principal_of(request.scope))
     except WebRtcError as err:
         raise HTTPException(err.status, str(err)) from None
     location = f"/api/webrtc/{stream_id}/{peer.id}"
