@@ -87,7 +87,8 @@ def start_server(args: tuple[str, ...], log_path: Path, env: dict[str, str] | No
         if process.poll() is not None:
             raise RuntimeError(f"vergence exited with {process.returncode}:\n{server.log()}")
         try:
-            if httpx.get(f"{server.url}/api/streams", timeout=1).status_code == 200:
+            # Up once the API answers: 200, or 401 when the test turned authentication on.
+            if httpx.get(f"{server.url}/api/streams", timeout=1).status_code in (200, 401):
                 return server
         except httpx.HTTPError:
             pass

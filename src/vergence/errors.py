@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 
@@ -53,8 +54,37 @@ class CommandError(VergenceError):
 
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+_SECRET_PARAMS = re.compile(r"(?P<key>[?&](?:token|key|password|passphrase|secret|streamid|auth)=)[^&#\s\"']+", re.I)
+# rtmp://host[:port]/app/<stream key>: the last path segment of an RTMP URL is its secret.
+_RTMP_KEY = re.compile(r"(?P<head>rtmps?://[^/\s\"']+/[^/\s\"'?]+/)[^\s\"'?]+", re.I)
 
 
 def redact(text: str) -> str:
-    """Hide the user:password part of every URL in `text`."""
-    return _CREDENTIALS.sub(r"\g<scheme>***@", text)
+    """Hide the secrets of every URL in `text`: user:password@, secret query parameters (token=, key=, passphrase=…)
+    and an RTMP URL's stream key."""
+    text = _CREDENTIALS.sub(r"\g<scheme>***@", text)
+    text = _SECRET_PARAMS.sub(r"\g<key>***", text)
+    return _RTMP_KEY.sub(r"\g<head>***", text)
+
+
+class RedactingFilter(logging.Filter):
+    """A log filter that passes every record with `redact` applied to its message (uvicorn logs each WebSocket's
+    path with its query, where a browser's `?token=` travels)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+REDACTING_FILTER = RedactingFilter()
+
+
+def redact_logs(*loggers: str) -> None:
+    """Put the redacting filter on these loggers (idempotent)."""
+    for name in loggers:
+        logger = logging.getLogger(name)
+        if REDACTING_FILTER not in logger.filters:
+            logger.addFilter(REDACTING_FILTER)

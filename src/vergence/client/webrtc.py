@@ -61,8 +61,10 @@ class WebRtcClient:
         data_channel: bool = True,
         ice_servers: list[dict[str, Any]] | None = None,
         timeout_s: float = 10.0,
+        token: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         self.stream = stream
         self.timeout_s = timeout_s
         servers = [RTCIceServer(**server) for server in ice_servers or []]
@@ -88,7 +90,7 @@ class WebRtcClient:
             response = await http.post(
                 f"{self.base_url}/api/webrtc/{self.stream}",
                 content=self.pc.localDescription.sdp,
-                headers={"Content-Type": "application/sdp"},
+                headers={"Content-Type": "application/sdp", **self._auth},
             )
         if response.status_code != 201:
             await self.pc.close()
@@ -160,7 +162,7 @@ class WebRtcClient:
         if self.location is not None:
             with contextlib.suppress(httpx.HTTPError):
                 async with httpx.AsyncClient(timeout=self.timeout_s) as http:
-                    await http.delete(f"{self.base_url}{self.location}")
+                    await http.delete(f"{self.base_url}{self.location}", headers=self._auth)
             self.location = None
         await self.pc.close()
 

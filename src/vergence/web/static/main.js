@@ -147,10 +147,27 @@ function setParams(changes) {
   history.replaceState(null, '', search ? `?${search}` : location.pathname);
 }
 
+/** Who the page is signed in as; a viewer gets the picture without the controls it may not use. */
+async function loadSession() {
+  try {
+    const response = await fetch('/api/session', { cache: 'no-store' });
+    if (response.status === 401) location.reload(); // the sign-in ended: the server asks again
+    if (!response.ok) return;
+    const session = await response.json();
+    document.body.classList.toggle('viewer', !session.commands);
+    const who = $('who');
+    who.textContent = session.commands ? `${session.name} · operator` : `${session.name} · view only`;
+    who.title = session.commands ? 'may watch and command' : 'may watch; commands need an operator token or user';
+    who.hidden = false;
+    window.vergence.session = session;
+  } catch { /* the stream list below reports an unreachable server */ }
+}
+
 async function loadStreams() {
   for (let delayMs = 500; ; delayMs = Math.min(delayMs * 2, 5000)) {
     try {
       const response = await fetch('/api/streams', { cache: 'no-store' });
+      if (response.status === 401) location.reload();
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       const list = await response.json();
       if (list.length) return list;
@@ -177,6 +194,10 @@ async function boot() {
     say(`Unknown player "${wanted.player}"; choose webrtc, webcodecs, mse or mjpeg.`);
     wanted.player = null;
   }
+  // A ?token= link signed this browser in (the server set a session cookie): keep the secret out of the address bar,
+  // history and anything copied from it.
+  if (new URLSearchParams(location.search).has('token')) setParams({ token: null });
+  await loadSession();
   playerSelect.value = wanted.player || 'auto';
   if (wanted.view === 'vr') enterVrView();
   ptz.start(); // before the socket opens, so they hear the first state
