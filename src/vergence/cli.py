@@ -30,12 +30,21 @@ def serve(
     host: Annotated[str | None, typer.Option(help="address to bind (default 0.0.0.0)")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port (default 8000)")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML config file")] = None,
+    tls: Annotated[
+        str | None,
+        typer.Option(metavar="[off|auto]", help="auto: https with a self-signed certificate made once and kept"),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="https with this PEM certificate (chain); needs --tls-key")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="the PEM private key of --tls-cert")] = None,
 ) -> None:
-    """Serve the cameras: page at http://HOST:PORT/, API docs at /docs."""
+    """Serve the cameras: page at http(s)://HOST:PORT/, API docs at /docs."""
     camera_flags: dict[str, Any] = {
         k: v for k, v in {"source": source, "size": size, "fps": fps}.items() if v is not None
     }
-    server_flags: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    given = {"host": host, "port": port, "tls": tls, "tls_cert": tls_cert, "tls_key": tls_key}
+    server_flags: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     try:
         settings = load_settings(config, camera_flags, server_flags)
     except ConfigError as err:
@@ -55,10 +64,26 @@ def serve(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from vergence.errors import REDACTING_FILTER
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(REDACTING_FILTER)  # whatever a library logs, URLs lose their secrets
+    tls_files = None
+    if settings.server.https:
+        from vergence.tls import certificate_files
+
+        try:
+            tls_files = certificate_files(settings.server)
+        except ConfigError as err:
+            typer.echo(f"vergence: {err}", err=True)
+            raise typer.Exit(2) from None
+    scheme = "https" if tls_files else "http"
     shown_host = "localhost" if settings.server.host in ("0.0.0.0", "::", "127.0.0.1") else settings.server.host
-    typer.echo(f"vergence: page at http://{shown_host}:{settings.server.port}/  API docs at /docs", err=True)
+    typer.echo(f"vergence: page at {scheme}://{shown_host}:{settings.server.port}/  API docs at /docs", err=True)
     server_config = uvicorn.Config(
         create_app(settings),
+        ssl_certfile=str(tls_files[0]) if tls_files else None,
+        ssl_keyfile=str(tls_files[1]) if tls_files else None,
         ws=settings.server.ws,
         log_level=settings.server.log_level,
         access_log=False,
@@ -152,6 +177,67 @@ def _detail(text: str) -> str:
         return str(json.loads(text)["detail"])
     except (ValueError, KeyError, TypeError):
         return text[:200]
+
+
+@app.command("install-service")
+def install_service(
+    user: Annotated[
+        str | None,
+        typer.Option(help="run it as this user (default: who ran this, also behind sudo; never root unasked)"),
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config file for `vergence serve --config`")] = None,
+    name: Annotated[str, typer.Option(help="service name")] = "vergence",
+    output: Annotated[
+        str | None, typer.Option(help="where to write the unit (default /etc/systemd/system/NAME.service; - prints it)")
+    ] = None,
+    enable: Annotated[
+        bool, typer.Option(help="systemctl daemon-reload and enable --now (else the commands are printed)")
+    ] = False,
+    force: Annotated[bool, typer.Option(help="replace a different unit of the same name")] = False,
+) -> None:
+    """Write a systemd unit that runs `vergence serve` at boot as a user, restarting it when it fails."""
+    import shlex
+
+    from vergence import service
+
+    try:
+        unit = service.unit_name(name)
+        account = service.service_user(user or service.invoking_user())
+        if account.name == "root" and user != "root":
+            raise ConfigError("refusing to run the service as root: give --user NAME (or --user root if you mean it)")
+        config_path = config.expanduser().absolute() if config else None
+        if config_path is not None and not config_path.is_file():
+            raise ConfigError(f"--config: {config_path} is not a file")
+        text = service.render_unit(
+            name=unit,
+            user=account,
+            python=sys.executable,  # the interpreter of the environment vergence is installed in
+            config=config_path,
+            supplementary_groups=service.device_groups(),
+        )
+        if output == "-":
+            typer.echo(text, nl=False)
+            return
+        path = Path(output).expanduser().absolute() if output else service.SYSTEM_UNIT_DIR / f"{unit}.service"
+        written = service.write_unit(path, text, force=force)
+    except ConfigError as err:
+        typer.echo(f"vergence install-service: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"vergence: {'wrote' if written else 'unchanged:'} {path} (runs as {account.name})", err=True)
+    if enable and service.can_enable(path):
+        try:
+            service.enable(unit)
+        except ConfigError as err:
+            typer.echo(f"vergence install-service: {err}", err=True)
+            raise typer.Exit(1) from None
+        typer.echo(f"vergence: {unit} is enabled and running; its log: journalctl -u {unit} -f", err=True)
+        return
+    if enable:
+        typer.echo(
+            f"vergence: not enabled: {path} is not in {service.SYSTEM_UNIT_DIR} or systemctl is missing", err=True
+        )
+    commands = "".join(f"\n  sudo {shlex.join(command)}" for command in service.enable_commands(unit))
+    typer.echo(f"To start it now and at every boot:{commands}\nIts log: journalctl -u {unit} -f", err=True)
 
 
 @bench_app.command("latency")
