@@ -22,7 +22,7 @@ from vergence.config import Settings
 from vergence.control.commander import Commander
 from vergence.control.controller import Controllers
 from vergence.control.state import StateStore
-from vergence.errors import VergenceError
+from vergence.errors import VergenceError, redact_logs
 from vergence.hub import Hub
 from vergence.media.exif import Position
 from vergence.outputs.base import Output, Service
@@ -214,11 +214,14 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.vergence = vergence
     app.add_middleware(AuthMiddleware, settings=settings.auth)
+    # uvicorn logs each WebSocket's path with its query string, where browsers carry `?token=`.
+    redact_logs("uvicorn.error", "uvicorn.access")
 
     from vergence.auth import router as auth_router
     from vergence.control.api import router as control_router
     from vergence.control.commands_api import router as commands_router
     from vergence.control.processing_api import router as processing_router
+    from vergence.metrics_api import router as metrics_router
     from vergence.outputs.http import router as video_router
     from vergence.outputs.webrtc_api import router as webrtc_router
     from vergence.recording.api import router as recordings_router
@@ -230,6 +233,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(video_router)
     app.include_router(webrtc_router)
     app.include_router(recordings_router)
+    app.include_router(metrics_router)
 
     static = resources.files("vergence") / "web" / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")

@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 
 from vergence.media import h264
 from vergence.media.frame import EncodedPacket
-from vergence.metrics import RateLimitedLog, WindowedMean, WindowedRate
+from vergence.metrics import RateLimitedLog, TimingMs, WindowedRate
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +146,8 @@ class ChannelStats:
     drops: int = 0
     keyframe_requests: int = 0
     rate: WindowedRate = field(default_factory=WindowedRate)
-    capture_to_send_ms: WindowedMean = field(default_factory=WindowedMean)
-    send_to_wire_ms: WindowedMean = field(default_factory=WindowedMean)
+    capture_to_send_ms: TimingMs = field(default_factory=TimingMs)
+    send_to_wire_ms: TimingMs = field(default_factory=TimingMs)
 
 
 class Channel:

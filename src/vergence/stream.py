@@ -16,7 +16,7 @@ from vergence.encoders.raw import RawEncoder
 from vergence.hub import Channel, Hub
 from vergence.media.frame import EncodedPacket, Frame
 from vergence.media.i420 import crop_i420
-from vergence.metrics import WindowedMean, WindowedRate
+from vergence.metrics import TimingMs, WindowedMean, WindowedRate
 from vergence.outputs.fmp4 import Fmp4Muxer
 from vergence.pipeline.process import Processing
 from vergence.ptz import Rect, SensorGeometry
@@ -71,7 +71,7 @@ class Stream:
         self._software_crop: Rect | None = None
         self.on_geometry: Callable[[], None] | None = None  # called on the event loop when the geometry changes
         self.fps = WindowedRate()
-        self.stage_ms: dict[str, WindowedMean] = {"capture": WindowedMean(), "ptz": WindowedMean()}
+        self.stage_ms: dict[str, WindowedMean] = {"capture": TimingMs(), "ptz": TimingMs()}
         self.processing = Processing(self.id, self.stage_ms)
         self._h264_encoder = H264Encoder(self.id, settings.h264, self._sink("h264"), lambda: self.info.fps)
         self.h264 = self._encoder_channel(self._h264_encoder, cache_gop=True)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from vergence.errors import EncoderError
 from vergence.media.frame import EncodedPacket, Frame
-from vergence.metrics import WindowedMean
+from vergence.metrics import TimingMs
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,9 @@ class Encoder(ABC):
         self._pending: Frame | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.encode_ms = WindowedMean()
+        self.encode_ms = TimingMs()
         self.frames_skipped = 0
+        self.restarts = 0  # failures after which the codec reopens at the next frame
         self.last_error: str | None = None
 
     @property
@@ -84,6 +85,7 @@ class Encoder(ABC):
                     packets = self.encode(frame)
                 except EncoderError as err:
                     self.last_error = str(err)
+                    self.restarts += 1
                     log.error("%s encoder of %s failed: %s", self.format, self.stream_id, err)
                     self.reset()
                     continue
@@ -91,6 +93,7 @@ class Encoder(ABC):
                     Exception
                 ) as err:  # a bug must not silently end the encoder: log it, start over on the next frame
                     self.last_error = f"{type(err).__name__}: {err}"
+                    self.restarts += 1
                     log.exception("%s encoder of %s raised", self.format, self.stream_id)
                     self.reset()
                     continue

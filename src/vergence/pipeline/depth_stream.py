@@ -12,7 +12,7 @@ from vergence.config import CameraSettings, Settings
 from vergence.errors import ConfigError
 from vergence.hub import Hub
 from vergence.media.frame import Frame
-from vergence.metrics import WindowedMean
+from vergence.metrics import TimingMs
 from vergence.pipeline.depth import DepthEstimator, StereoCalibration
 from vergence.pipeline.stereo import StereoStream
 from vergence.stream import Stream
@@ -46,7 +46,7 @@ class DepthStream(Stream):
             )
         except ValueError as err:
             raise ConfigError(f"stereo depth: {err}") from err
-        self.stage_ms["depth"] = WindowedMean()
+        self.stage_ms["depth"] = TimingMs()
         self._pair: tuple[Frame, Frame] | None = None
         self._wake = threading.Condition()
         self._stopped = False

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vergence.media.frame import Frame
-from vergence.metrics import WindowedMean
+from vergence.metrics import TimingMs, WindowedMean
 from vergence.pipeline.draw import Canvas
 from vergence.pipeline.overlay import OverlaySettings, RoiBox, draw_overlays
 from vergence.pipeline.plugins import Plugin, RoiRect, roi_rects
@@ -32,7 +32,7 @@ class Processing:
         self._stabilizer: Stabilizer | None = None
         self._stage_ms = stage_ms
         for stage in STAGES:
-            stage_ms.setdefault(stage, WindowedMean())
+            stage_ms.setdefault(stage, TimingMs())
 
     @property
     def stabilize(self) -> bool:
