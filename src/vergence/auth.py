@@ -137,14 +137,15 @@ class Authenticator:
     def basic(self) -> bool:
         return bool(self._users)
 
-    def anonymous(self, client: str, host_header: str) -> Principal:
+    def anonymous(self, client: str, host_header: str | None) -> Principal:
+        """The role of a request without credentials from `client`; `host_header` None for transports without one."""
         mode = self.settings.anonymous
         if mode == "auto":
             if self.settings.has_credentials:
                 return ANONYMOUS_NONE
             # Loopback only when the Host is loopback too: a DNS-rebinding page reaches 127.0.0.1 under its own name.
             local = _is_loopback(client) and (
-                _host_name(host_header) == "localhost" or _is_loopback(_host_name(host_header))
+                host_header is None or _host_name(host_header) == "localhost" or _is_loopback(_host_name(host_header))
             )
             return Principal("anonymous", Role.OPERATOR if local else Role.VIEWER)
         return Principal("anonymous", {"none": Role.NONE, "viewer": Role.VIEWER, "operator": Role.OPERATOR}[mode])
@@ -157,12 +158,12 @@ class Authenticator:
         authorization = headers.get("authorization", "")
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
-            return self._by_token(value.strip()), "token"
+            return self.by_token(value.strip()), "token"
         if scheme.lower() == "basic" and value.strip():
             return self._by_password(value.strip()), "basic"
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         if query.get("token"):
-            return self._by_token(query["token"][0]), "token"
+            return self.by_token(query["token"][0]), "token"
         cookie = _cookie(headers, COOKIE)
         if cookie is not None:
             principal = self._by_cookie(cookie)
@@ -172,7 +173,7 @@ class Authenticator:
         client = scope.get("client") or ("", 0)
         return self.anonymous(client[0], headers.get("host", "")), None
 
-    def _by_token(self, token: str) -> Principal:
+    def by_token(self, token: str) -> Principal:
         principal = self._tokens.get(_digest(token))
         if principal is None:
             raise Refused(401, "unknown token")

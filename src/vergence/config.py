@@ -25,6 +25,7 @@ from vergence.errors import ConfigError
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
 MIN_SIDE_PX, MAX_WIDTH_PX, MAX_HEIGHT_PX = 16, 7680, 4320
+_Z85_KEY = re.compile(r"^[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$")
 
 
 def _parse_size(value: Any) -> tuple[int, int]:
@@ -305,6 +306,24 @@ class ZmqSettings(_Section):
     format: Literal["jpeg", "raw"] = Field("jpeg", description="jpeg, or raw BGR pixels with shape and dtype")
     fps: float = Field(0.0, ge=0, le=240, description="most frames per second per stream, 0 = every frame")
     hwm: int = Field(4, ge=1, le=10_000, description="messages queued per subscriber before ZeroMQ drops, 1 … 10000")
+    curve_secret_key: SecretStr | None = Field(
+        None, description="the server's CURVE secret key (Z85, 40 characters): encrypts both sockets"
+    )
+    curve_clients: list[str] = Field(
+        default_factory=list,
+        description="CURVE public keys (Z85) of the clients allowed in (empty: any client that knows the server's key)",
+    )
+
+    @model_validator(mode="after")
+    def _check_curve(self) -> ZmqSettings:
+        keys = [("curve_secret_key", self.curve_secret_key.get_secret_value())] if self.curve_secret_key else []
+        keys += [(f"curve_clients[{i}]", key) for i, key in enumerate(self.curve_clients)]
+        for name, key in keys:
+            if not _Z85_KEY.match(key):
+                raise ValueError(f"{name} is not a Z85 CURVE key (40 characters, as zmq.curve_keypair() makes)")
+        if self.curve_clients and self.curve_secret_key is None:
+            raise ValueError("curve_clients needs curve_secret_key")
+        return self
 
 
 class MqttSettings(_Section):

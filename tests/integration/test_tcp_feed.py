@@ -276,3 +276,26 @@ def test_the_client_past_max_clients_is_told_the_server_is_full(feed):
     with TcpFrames("127.0.0.1", port, timeout_s=TIMEOUT_S) as frames:
         header, jpeg = frames.read()
         assert (header["width"], header["height"]) == (WIDTH, HEIGHT)
+
+
+def test_with_auth_on_a_client_needs_a_token_in_its_handshake(tmp_path):
+    port = free_port()
+    token = "tcp-reader-token-0123456789"
+    config = tmp_path / "vergence.toml"
+    config.write_text(
+        f'[[cameras]]\nid = "cam0"\nsize = "320x180"\nfps = {FPS}\n'
+        f'[tcp]\nenabled = true\nhost = "127.0.0.1"\nport = {port}\n'
+        f'[[auth.tokens]]\nname = "reader"\ntoken = "{token}"\nrole = "viewer"\n'
+    )
+    server = start_server(("--config", str(config)), tmp_path / "server.log")
+    try:
+        with pytest.raises(TcpFeedError, match="a token is needed"):
+            TcpFrames("127.0.0.1", port, timeout_s=TIMEOUT_S).open()
+        with pytest.raises(TcpFeedError, match="unknown token"):
+            TcpFrames("127.0.0.1", port, timeout_s=TIMEOUT_S, token="not-the-token-000000").open()
+        with TcpFrames("127.0.0.1", port, timeout_s=TIMEOUT_S, token=token) as frames:
+            header, jpeg = frames.read()
+            assert (header["width"], header["height"]) == (320, 180) and decode(jpeg).shape == (180, 320, 3)
+        assert token not in server.log()
+    finally:
+        server.stop()

@@ -226,3 +226,33 @@ def test_raw_frames_have_the_right_shape_and_the_configured_rate(raw_server):
     assert 8.5 <= rate <= 10.5, rate
     stats = httpx.get(f"{server.url}/api/stats").json()["streams"]["cam0"]["channels"]["raw"]
     assert stats["running"] and [sub["name"] for sub in stats["subscribers"]] == ["zmq"]
+
+
+def test_with_curve_only_the_allowed_client_commands_and_every_frame_is_encrypted(tmp_path):
+    server_public, server_secret = (key.decode() for key in zmq.curve_keypair())
+    allowed = tuple(key.decode() for key in zmq.curve_keypair())
+    stranger = tuple(key.decode() for key in zmq.curve_keypair())
+    section = f'curve_secret_key = "{server_secret}"\ncurve_clients = ["{allowed[0]}"]\n'
+    server, pub, rep = serve(tmp_path, '[[cameras]]\nid = "cam0"\nsize = "160x120"\nfps = 30\n', section)
+    try:
+        described = httpx.get(f"{server.url}/api/stats", timeout=5).json()["services"]["zmq"]
+        assert described["curve_public_key"] == server_public
+        with ZmqControl(rep, timeout_s=TIMEOUT_S, server_key=server_public, client_keys=allowed) as control:
+            assert control.send("status")["ok"] is True
+        # A client with another key, or without CURVE at all, gets no answer: the handshake never completes.
+        for keys in (stranger, None):
+            with ZmqControl(
+                rep, timeout_s=1.0, server_key=server_public if keys else None, client_keys=keys
+            ) as control:
+                with pytest.raises(TimeoutError):
+                    control.send("zoom 2")
+        assert ptz_zoom(server) == 1.0
+        with ZmqFrames(pub, timeout_s=TIMEOUT_S, server_key=server_public, client_keys=allowed) as frames:
+            frame = next(frames)
+            assert (frame.metadata["width"], frame.metadata["height"]) == (160, 120)
+        with ZmqFrames(pub, timeout_s=1.0, server_key=server_public, client_keys=stranger) as frames:
+            with pytest.raises(TimeoutError):
+                frames.recv()
+        assert server_secret not in server.log() and server_public in server.log()
+    finally:
+        server.stop()

@@ -100,9 +100,12 @@ class TcpFrames:
         height: int | None = None,
         fps: float | None = None,
         timeout_s: float | None = 10.0,
+        token: str | None = None,
     ) -> None:
         self.address = (host, port)
         self.request = {"stream": stream, "quality": quality, "width": width, "height": height, "fps": fps}
+        if token is not None:
+            self.request["token"] = token
         self.timeout_s = timeout_s
         self.accepted: dict[str, Any] = {}
         self._socket: socket.socket | None = None

@@ -59,6 +59,20 @@ def decode_image(metadata: dict[str, Any], payload: bytes) -> np.ndarray:
     return image
 
 
+def use_curve(socket: Any, server_key: str | None, client_keys: tuple[str, str] | None) -> None:
+    """Make `socket` a CURVE client of the server whose public key is `server_key` (Z85), before it connects.
+
+    `client_keys` is this client's (public, secret) pair, which a server with `curve_clients` must know; without it a
+    new pair is made (enough for a server that lets any client in: the traffic is still encrypted).
+    """
+    if server_key is None:
+        return
+    public, secret = client_keys or tuple(key.decode() for key in _zmq().curve_keypair())
+    socket.curve_serverkey = server_key.encode()
+    socket.curve_publickey = public.encode()
+    socket.curve_secretkey = secret.encode()
+
+
 class ZmqFrames:
     """Subscribe to some streams of a vergence PUB socket and iterate over their frames.
 
@@ -75,6 +89,8 @@ class ZmqFrames:
         conflate: bool = True,
         timeout_s: float | None = None,
         context: Any = None,
+        server_key: str | None = None,
+        client_keys: tuple[str, str] | None = None,
     ) -> None:
         zmq = _zmq()
         self._zmq = zmq
@@ -90,6 +106,7 @@ class ZmqFrames:
         for topic in self._topics or {b""}:
             # A prefix filter: "cam1" also lets "cam10" through, so topics are checked exactly once received.
             self._socket.setsockopt(zmq.SUBSCRIBE, topic)
+        use_curve(self._socket, server_key, client_keys)
         self._socket.connect(endpoint)
 
     def __iter__(self) -> Iterator[ZmqFrame]:
@@ -162,8 +179,16 @@ class ZmqControl:
     a new one (ZeroMQ's "lazy pirate" pattern).
     """
 
-    def __init__(self, endpoint: str = DEFAULT_COMMANDS, timeout_s: float = 5.0, context: Any = None) -> None:
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_COMMANDS,
+        timeout_s: float = 5.0,
+        context: Any = None,
+        server_key: str | None = None,
+        client_keys: tuple[str, str] | None = None,
+    ) -> None:
         self._zmq = _zmq()
+        self._curve = (server_key, client_keys)
         self.endpoint = endpoint
         self.timeout_s = timeout_s
         self._context = context or self._zmq.Context.instance()
@@ -179,6 +204,7 @@ class ZmqControl:
         if self._socket is None:
             self._socket = self._context.socket(zmq.REQ)
             self._socket.setsockopt(zmq.LINGER, 0)
+            use_curve(self._socket, *self._curve)
             self._socket.connect(self.endpoint)
         if isinstance(command, dict):
             message = json.dumps(command).encode()

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from vergence.auth import Authenticator, Refused, Role
 from vergence.client.tcp import MAX_HANDSHAKE_BYTES, PROTOCOL_VERSION, pack_header
 from vergence.encoders.jpeg import ScaledJpegEncoder
 from vergence.errors import OutputError
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 MIN_SIZE_PX = 16
 #: The rate limit offered for a stream that does not know its own frame rate.
 MAX_FPS = 240.0
-REQUEST_KEYS = frozenset({"version", "stream", "quality", "width", "height", "fps"})
+REQUEST_KEYS = frozenset({"version", "stream", "quality", "width", "height", "fps", "token"})
 #: After refusing a client, how long its leftover input is read and discarded: closing a socket with unread input sends
 #: a reset, which can destroy the refusal before the client has read it.
 REFUSAL_LINGER_S = 1.0
@@ -280,6 +281,7 @@ class TcpFeed:
         self._clients: set[FeedClient] = set()
         self._variants: dict[tuple[str, int, int, int], Variant] = {}
         self._handlers: set[asyncio.Task[None]] = set()
+        self._auth = Authenticator(vergence.settings.auth)
         self.refused = 0
 
     async def start(self) -> None:
@@ -345,7 +347,9 @@ class TcpFeed:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
         try:
-            request = parse_request(await self._handshake(reader), self._shapes(), self._vergence.settings.jpeg.quality)
+            line = await self._handshake(reader)
+            request = parse_request(line, self._shapes(), self._vergence.settings.jpeg.quality)
+            self._check_viewer(line, writer)
         except HandshakeError as err:
             await self._refuse(reader, writer, peer, str(err))
             return
@@ -395,6 +399,23 @@ class TcpFeed:
                 await writer.drain()
                 writer.write_eof()
                 await _read_until_eof(reader)
+
+    def _check_viewer(self, line: bytes, writer: asyncio.StreamWriter) -> None:
+        """Frames are for viewers: a `token` in the handshake, or the anonymous role of [auth] (by default, with no
+        tokens or users set, anyone who reaches the port; with them, nobody without a token)."""
+        token = json.loads(line).get("token")  # parse_request has checked the line is a JSON object
+        try:
+            if token is not None:
+                if not isinstance(token, str):
+                    raise HandshakeError("token must be a string")
+                principal = self._auth.by_token(token)
+            else:
+                peer = writer.get_extra_info("peername")
+                principal = self._auth.anonymous(peer[0] if isinstance(peer, tuple) else "", None)
+        except Refused as err:
+            raise HandshakeError(str(err)) from None
+        if principal.role < Role.VIEWER:
+            raise HandshakeError('a token is needed: add "token" to the handshake ([auth] is on)')
 
     def _shapes(self) -> dict[str, StreamShape]:
         return {sid: StreamShape(s.info.width, s.info.height, s.info.fps) for sid, s in self._vergence.streams.items()}

@@ -92,6 +92,8 @@ class ZmqService:
         self._rep: zmq.asyncio.Socket | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._counts: dict[str, _Counts] = {}
+        self._curve: tuple[bytes, bytes] | None = None  # (secret, public) Z85 keys
+        self._authenticator: Any = None
         self.requests = 0
 
     def _channels(self) -> list[Channel]:
@@ -112,6 +114,7 @@ class ZmqService:
         loop = asyncio.get_running_loop()
         self._context = zmq.asyncio.Context()
         try:
+            self._start_curve()
             if self.settings.pub:
                 channels = self._channels()
                 # Options first: libzmq copies them into the listener at bind, for every connection it accepts. A
@@ -133,9 +136,37 @@ class ZmqService:
                 self._rep = self._bind(zmq.REP, self.settings.rep, "zmq.rep", zmq.asyncio.Socket, rep_options)
                 self._spawn(loop, self._answer_commands(self._rep), "zmq commands")
                 log.info("ZeroMQ: commands on %s", self.settings.rep)
+            if self._curve is not None:
+                clients = len(self.settings.curve_clients) or "any"
+                log.info("ZeroMQ: CURVE on, server public key %s, clients allowed: %s", self.public_key, clients)
         except BaseException:
             await self.stop()
             raise
+
+    def _start_curve(self) -> None:
+        """With a CURVE key both sockets encrypt; with client keys, a ZAP handler lets only those clients in."""
+        if self.settings.curve_secret_key is None:
+            return
+        zmq = self._zmq
+        secret = self.settings.curve_secret_key.get_secret_value().encode()
+        self._curve = (secret, zmq.curve_public(secret))
+        if self.settings.curve_clients:
+            from zmq.auth.asyncio import AsyncioAuthenticator
+
+            allowed = {key.encode() for key in self.settings.curve_clients}
+
+            class Allowed:
+                def callback(self, domain: str, key: bytes) -> bool:
+                    return key in allowed
+
+            self._authenticator = AsyncioAuthenticator(self._context)
+            self._authenticator.start()
+            self._authenticator.configure_curve_callback("*", credentials_provider=Allowed())
+
+    @property
+    def public_key(self) -> str | None:
+        """The server's CURVE public key (Z85), which clients need; None without CURVE."""
+        return self._curve[1].decode() if self._curve is not None else None
 
     def _spawn(self, loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, None], name: str) -> None:
         task = loop.create_task(work, name=name)
@@ -149,6 +180,9 @@ class ZmqService:
         socket.setsockopt(zmq.LINGER, 0)  # stopping must never wait for a subscriber to read
         for option, value in options.items():
             socket.setsockopt(option, value)
+        if self._curve is not None:
+            socket.curve_secretkey, socket.curve_publickey = self._curve
+            socket.curve_server = True
         try:
             socket.bind(endpoint)
         except zmq.ZMQError as err:
@@ -211,6 +245,9 @@ class ZmqService:
             if socket is not None:
                 socket.close(linger=0)
         self._pub = self._rep = None
+        if self._authenticator is not None:
+            self._authenticator.stop()
+            self._authenticator = None
         if self._context is not None:
             self._context.term()
             self._context = None
@@ -224,6 +261,8 @@ class ZmqService:
             "format": self.settings.format,
             "fps": self.settings.fps,
             "hwm": self.settings.hwm,
+            "curve_public_key": self.public_key,
+            "curve_clients": len(self.settings.curve_clients),
             "streams": {stream_id: {"sent": c.sent, "dropped": c.dropped} for stream_id, c in self._counts.items()},
             "requests": self.requests,
         }
