@@ -17,7 +17,8 @@ StateListener = Callable[[str, str | None, SourceInfo | None], None]
 
 
 class SourceSupervisor:
-    """Run `factory()`'s source until stopped; a failure restarts it after a backoff that resets once a run was stable."""
+    """Run `factory()`'s source until stopped; a failure restarts it after a backoff, which grows while the source
+    cannot open or stays dark and starts again from the minimum after a run that delivered frames."""
 
     def __init__(
         self,
@@ -78,10 +79,12 @@ class SourceSupervisor:
         try:
             while not self._stop.is_set():
                 started = time.monotonic()
-                error = self._run_once()
+                error, delivered = self._run_once()
                 if self._stop.is_set():
                     break
-                if time.monotonic() - started >= self._stable_s:
+                # A source that opened and delivered comes back at once (a sensor timeout, a stream that ended: the
+                # picture must resume within a second or two); one that cannot open or stays dark backs off.
+                if delivered or time.monotonic() - started >= self._stable_s:
                     backoff_s = self._backoff_min_s
                 self.restarts += 1
                 self.last_error = error
@@ -93,26 +96,28 @@ class SourceSupervisor:
         finally:
             self._set_state("stopped")
 
-    def _run_once(self) -> str:
-        """Open the source and deliver frames until it fails; return why it stopped."""
+    def _run_once(self) -> tuple[str, bool]:
+        """Open the source and deliver frames until it fails; return why it stopped and whether it delivered any."""
         try:
             source = self._factory()
         except VergenceError as err:
-            return str(err)
+            return str(err), False
         self._source = source
+        delivered = False
         try:
             info = source.open()
             self._set_state("running", None, info)
             while not self._stop.is_set():
                 self._on_frame(source.read())
-            return "stopped"
+                delivered = True
+            return "stopped", delivered
         except SourceEnded as err:
-            return redact(str(err))
+            return redact(str(err)), delivered
         except VergenceError as err:
-            return redact(str(err))
+            return redact(str(err)), delivered
         except Exception as err:  # a backend bug: keep serving the other cameras, retry this one
             log.exception("source %s raised", self.name)
-            return redact(f"{type(err).__name__}: {err}")
+            return redact(f"{type(err).__name__}: {err}"), delivered
         finally:
             self._source = None
             source.close()

@@ -98,6 +98,7 @@ class Picamera2:
         self._sync_mode = 0  # controls.rpi.SyncModeEnum
         self._sync_frames = 100
         self._frames_since_start = 0
+        self._fail_every = fake.fail_every()
         self._sync_ready = False
 
     # Configuration
@@ -349,6 +350,8 @@ class Picamera2:
                 self._cond.wait(delay_s)
             self._next_slot = slot + 1
             self._frames_since_start += 1
+            if self._fail_every and self._frames_since_start % self._fail_every == 0:
+                raise RuntimeError("Camera frontend has timed out!")
             if self._sync_mode == 1 and self._frames_since_start >= self._sync_frames:
                 self._sync_ready = True
             sync_ready = self._sync_ready
