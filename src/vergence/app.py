@@ -13,6 +13,7 @@ from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -21,6 +22,7 @@ from vergence.auth import AuthMiddleware
 from vergence.config import Settings
 from vergence.control.commander import Commander
 from vergence.control.controller import Controllers
+from vergence.control.refusal import refuse_invalid_request
 from vergence.control.state import StateStore
 from vergence.errors import VergenceError, redact_logs
 from vergence.hub import Hub
@@ -137,13 +139,20 @@ class Vergence:
         }
 
 
+# Worker threads of the event loop's default executor (asyncio_N, or uvloop_N under uvloop): started on demand up to
+# min(32, cpus + 4) and then kept, so they are counted apart from the threads vergence starts and stops itself.
+_POOL_PREFIXES = ("asyncio_", "uvloop_", "ThreadPoolExecutor-")
+
+
 def process_stats() -> dict[str, int]:
     """What the server holds: open file descriptors, threads, asyncio tasks (a leak shows here first)."""
     try:
         fds = len(os.listdir("/proc/self/fd"))
     except OSError:  # not Linux
         fds = -1
-    return {"fds": fds, "threads": threading.active_count(), "tasks": len(asyncio.all_tasks())}
+    threads = threading.enumerate()
+    pool = sum(1 for thread in threads if thread.name.startswith(_POOL_PREFIXES))
+    return {"fds": fds, "threads": len(threads) - pool, "pool_threads": pool, "tasks": len(asyncio.all_tasks())}
 
 
 def build_outputs(vergence: Vergence) -> dict[str, Output]:
@@ -214,6 +223,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.vergence = vergence
     app.add_middleware(AuthMiddleware, settings=settings.auth)
+    app.add_exception_handler(RequestValidationError, refuse_invalid_request)
     # uvicorn logs each WebSocket's path with its query string, where browsers carry `?token=`.
     redact_logs("uvicorn.error", "uvicorn.access")
 

@@ -180,7 +180,14 @@ def add_process(exposition: Exposition) -> None:
     held = process_stats()
     if held["fds"] >= 0:
         exposition.gauge("vergence_process_open_fds", "open file descriptors", held["fds"])
-    exposition.gauge("vergence_process_threads", "Python threads alive (threading.active_count)", held["threads"])
+    exposition.gauge(
+        "vergence_process_threads", "Python threads vergence started (capture, encoders, …)", held["threads"]
+    )
+    exposition.gauge(
+        "vergence_process_pool_threads",
+        "worker threads of the event loop's executor (kept once started)",
+        held["pool_threads"],
+    )
     exposition.gauge("vergence_asyncio_tasks", "asyncio tasks on the event loop", held["tasks"])
     resident = resident_memory_bytes()
     if resident is not None:

@@ -1,0 +1,211 @@
+"""`vergence bench soak`: a server under everyday load for minutes; do its tasks, descriptors, threads or memory grow?
+
+The load, all at once for the whole run: WebSocket viewers and an MJPEG viewer that stay, PTZ moving over the control
+WebSocket, viewers of every kind arriving and leaving (`churn_per_s`; some without a closing handshake), recordings
+started and stopped, a photo now and then. Every `sample_s` the server's fds, asyncio tasks and threads (from
+/api/stats) and its resident memory (/proc) are read. Growth is measured from the first sample after `warmup_s` (first
+allocations, caches, the allocator's arenas) to the last; the run passes when fds, tasks and threads are back within
+a few of the warm value and RSS grew less than `rss_bound_mb`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from websockets.sync.client import connect
+
+from vergence.bench.latency import _Server, serve_argv
+
+FD_BOUND, TASK_BOUND, THREAD_BOUND = 4, 4, 1  # what may be in flight when a sample is taken
+
+
+def _get(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _post(url: str, body: bytes) -> None:
+    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "text/plain"})
+    try:
+        urllib.request.urlopen(request, timeout=10).read()
+    except urllib.error.HTTPError:
+        pass  # a refused command (a recording already stopped) is part of the load, not a bench failure
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class _Load:
+    """The clients, each on a thread of its own, until `stop` is set; `frames` counts what the steady viewers got."""
+
+    def __init__(self, port: int, viewers: int, churn_per_s: float) -> None:
+        self.base, self.ws = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
+        self.churn_interval_s = 1 / churn_per_s
+        self.stop = threading.Event()
+        self.frames = [0] * viewers
+        self.churned = 0
+        self.errors: list[str] = []
+        self.threads = [
+            threading.Thread(target=self._guard, args=(self._viewer, i), daemon=True) for i in range(viewers)
+        ]
+        for work in (self._mjpeg, self._ptz, self._churn, self._recorder):
+            self.threads.append(threading.Thread(target=self._guard, args=(work,), daemon=True))
+
+    def start(self) -> None:
+        logging.getLogger("websockets").setLevel(
+            logging.CRITICAL
+        )  # clients leaving without a close handshake: the point
+        for thread in self.threads:
+            thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(15)
+
+    def _guard(self, work: Any, *args: Any) -> None:
+        while not self.stop.is_set():
+            try:
+                work(*args)
+            except Exception as err:  # noted and retried: a client failure is a finding, not the end of the run
+                self.errors.append(f"{work.__name__}: {type(err).__name__}: {err}")
+                self.stop.wait(1)
+
+    def _viewer(self, index: int) -> None:
+        with connect(f"{self.ws}/ws/video/cam0", max_size=None, max_queue=None, open_timeout=10) as ws:
+            while not self.stop.is_set():
+                if isinstance(ws.recv(timeout=10), bytes):
+                    self.frames[index] += 1
+
+    def _mjpeg(self) -> None:
+        with urllib.request.urlopen(f"{self.base}/stream/cam0.mjpeg", timeout=10) as response:
+            while not self.stop.is_set():
+                response.read(65536)
+
+    def _ptz(self) -> None:
+        with connect(f"{self.ws}/ws/control", max_size=None, max_queue=None, open_timeout=10) as ws:
+            step = 0
+            while not self.stop.wait(0.1):
+                step += 1
+                zoom = 1 + 3 * abs((step % 80) - 40) / 40
+                ws.send(json.dumps({"type": "ptz", "camera": "cam0", "zoom": zoom, "pan": 0.3 + 0.004 * (step % 100)}))
+
+    def _churn(self) -> None:
+        self.stop.wait(self.churn_interval_s)
+        kinds = ("/ws/video/cam0", "/ws/control", "/ws/fmp4/cam0", "abrupt", "mjpeg")
+        kind = kinds[self.churned % len(kinds)]
+        if kind == "mjpeg":
+            with urllib.request.urlopen(f"{self.base}/snapshot/cam0.jpg", timeout=10) as response:
+                response.read()
+        else:
+            path = "/ws/video/cam0" if kind == "abrupt" else kind
+            with connect(f"{self.ws}{path}", max_size=None, max_queue=None, open_timeout=10, close_timeout=10) as ws:
+                ws.recv(timeout=10)
+                if kind == "abrupt":
+                    ws.socket.shutdown(socket.SHUT_RDWR)
+        self.churned += 1
+
+    def _recorder(self) -> None:
+        _post(f"{self.base}/api/commands", b"record start")
+        if self.stop.wait(20):
+            return
+        _post(f"{self.base}/api/commands", b"photo soak")
+        _post(f"{self.base}/api/commands", b"record stop")
+        self.stop.wait(10)
+
+
+def run(
+    minutes: float = 10.0,
+    size: str = "1280x720",
+    fps: float = 30.0,
+    viewers: int = 4,
+    sample_s: float = 10.0,
+    warmup_s: float = 60.0,
+    rss_bound_mb: float = 32.0,
+    churn_per_s: float = 20.0,
+    json_out: Path | None = None,
+) -> dict[str, Any]:
+    """Run the soak, print a sample every `sample_s` and the verdict; return the figures."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    workdir = Path(tempfile.mkdtemp(prefix="vergence-soak-"))
+    os.environ.setdefault("VERGENCE_STATE__PATH", str(workdir / "state.json"))
+    os.environ.setdefault("VERGENCE_MEDIA__DIR", str(workdir / "media"))
+    argv = serve_argv(port, "--size", size, "--fps", str(fps))
+    base = f"http://127.0.0.1:{port}"
+    samples: list[dict[str, Any]] = []
+    with _Server(argv, f"{base}/api/streams", workdir / "vergence.log", "vergence") as server:
+        assert server.proc is not None
+        load = _Load(port, viewers, churn_per_s)
+        load.start()
+        started = time.monotonic()
+        print(f"soak: {minutes:g} min of {size}@{fps:g}, {viewers} steady viewers + MJPEG + PTZ + churn + recordings")
+        print(f"{'t_s':>6} {'fds':>5} {'tasks':>6} {'threads':>8} {'pool':>5} {'rss_mb':>8} {'fps':>6} {'churned':>8}")
+        frames_before, at_before = sum(load.frames), started
+        try:
+            while time.monotonic() - started < minutes * 60:
+                load.stop.wait(min(sample_s, max(0.0, minutes * 60 - (time.monotonic() - started))))
+                now = time.monotonic()
+                process = _get(f"{base}/api/stats")["process"]
+                frames = sum(load.frames)
+                sample = {
+                    "t_s": round(now - started, 1),
+                    **{key: process[key] for key in ("fds", "tasks", "threads", "pool_threads")},
+                    "rss_mb": round(_rss_mb(server.proc.pid), 1),
+                    "fps": round((frames - frames_before) / max(now - at_before, 1e-9) / viewers, 1),
+                    "churned": load.churned,
+                }
+                frames_before, at_before = frames, now
+                samples.append(sample)
+                print(
+                    " ".join(
+                        f"{sample[key]:>{width}}" for key, width in zip(sample, (6, 5, 6, 8, 5, 8, 6, 8), strict=True)
+                    )
+                )
+        finally:
+            load.close()
+    results = _verdict(samples, warmup_s, rss_bound_mb, load.errors)
+    results.update({"minutes": minutes, "size": size, "fps": fps, "viewers": viewers, "samples": samples})
+    print(
+        f"growth after {warmup_s:g} s warm-up: fds {results['growth']['fds']:+d}, tasks {results['growth']['tasks']:+d}, "
+        f"threads {results['growth']['threads']:+d}, RSS {results['growth']['rss_mb']:+.1f} MB "
+        f"(bounds ±{FD_BOUND}, ±{TASK_BOUND}, ±{THREAD_BOUND}, {rss_bound_mb:g} MB); {load.churned} arrivals and "
+        f"departures; client errors: {len(load.errors)}; {'PASS' if results['pass'] else 'FAIL'}"
+    )
+    for error in load.errors[:10]:
+        print(f"  client error: {error}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(results, indent=2))
+    return results
+
+
+def _verdict(samples: list[dict[str, Any]], warmup_s: float, rss_bound_mb: float, errors: list[str]) -> dict[str, Any]:
+    if not samples:
+        return {"pass": False, "growth": {"fds": 0, "tasks": 0, "threads": 0, "rss_mb": 0.0}, "why": "no samples"}
+    warm = next((s for s in samples if s["t_s"] >= warmup_s), samples[0])
+    last = samples[-1]
+    growth = {key: last[key] - warm[key] for key in ("fds", "tasks", "threads")}
+    growth["rss_mb"] = round(last["rss_mb"] - warm["rss_mb"], 1)
+    healthy = all(s["fps"] >= 0.9 * samples[0]["fps"] for s in samples[1:]) if len(samples) > 1 else True
+    passed = (
+        growth["fds"] <= FD_BOUND
+        and growth["tasks"] <= TASK_BOUND
+        and growth["threads"] <= THREAD_BOUND
+        and growth["rss_mb"] <= rss_bound_mb
+        and not errors
+    )
+    return {"pass": passed, "growth": growth, "warm_sample": warm, "viewers_kept_rate": healthy}
