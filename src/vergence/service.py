@@ -8,11 +8,11 @@ import pwd
 import re
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from vergence.errors import ConfigError
+from vergence.files import write_atomically
 
 SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
 DEVICE_GROUP = "video"  # owns /dev/video*, /dev/media* and, on Raspberry Pi OS, /dev/dma_heap/*
@@ -141,18 +141,7 @@ def write_unit(path: Path, text: str, *, force: bool = False) -> bool:
     if current is not None and not force:
         raise ConfigError(f"{path} exists and differs: give --force to replace it")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            os.fchmod(fd, 0o644)
-            with os.fdopen(fd, "w") as file:
-                file.write(text)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        write_atomically(path, text, 0o644)
     except PermissionError as err:
         raise ConfigError(f"cannot write {path}: {err.strerror} (run it with sudo, or --output -)") from err
     except OSError as err:

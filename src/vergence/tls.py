@@ -12,13 +12,11 @@ import fcntl
 import ipaddress
 import json
 import logging
-import os
 import re
 import shutil
 import socket
 import struct
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from vergence.config import ServerSettings
 from vergence.errors import ConfigError
+from vergence.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +105,8 @@ def _self_signed_files(tls_dir: Path, host: str) -> tuple[Path, Path]:
             names.append(bind_name.value)
         cert_pem, key_pem = make_self_signed(names, sorted(addresses, key=_address_order))
         # The key first: a crash between the two renames leaves a pair that does not match, made anew next start.
-        _write_atomically(key_path, key_pem, 0o600)
-        _write_atomically(cert_path, cert_pem, 0o644)
+        write_atomically(key_path, key_pem, 0o600)
+        write_atomically(cert_path, cert_pem, 0o644)
     certificate = x509.load_pem_x509_certificate(cert_pem)
     log.info("TLS: made a new self-signed certificate (%s)", reason)
     _log_certificate("self-signed", cert_path, certificate)
@@ -286,26 +285,6 @@ def _read(path: Path, key: str) -> bytes:
 
 def _spki(public_key: PublicKeyTypes) -> bytes:
     return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def _write_atomically(path: Path, data: bytes, mode: int) -> None:
-    """Replace `path` by a file of `mode` holding `data`: write a temporary file, fsync, rename, fsync the directory."""
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # made 0600
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 @contextlib.contextmanager

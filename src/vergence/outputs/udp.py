@@ -6,15 +6,12 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import os
 import random
 import socket
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import av
@@ -22,6 +19,7 @@ import av.error
 
 from vergence.config import UdpOutputSettings
 from vergence.errors import CommandError
+from vergence.files import write_atomically
 from vergence.hub import Item
 from vergence.media import sdp
 from vergence.media.frame import TIME_BASE, EncodedPacket
@@ -468,20 +466,7 @@ class UdpOutput:
             self._sdp = text = build(self._sdp_version)
             if self.settings.sdp_path is not None:
                 try:
-                    write_atomically(self.settings.sdp_path.expanduser(), text)
+                    # 0644: mkstemp's 0600 would hide the SDP from a receiver run as another user.
+                    write_atomically(self.settings.sdp_path.expanduser(), text, 0o644)
                 except OSError as err:
                     self._fail(f"cannot write {self.settings.sdp_path}: {err}")
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` with `text` so a reader sees the old or the new file, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the SDP from a receiver run as another user
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
