@@ -65,6 +65,14 @@ def test_rest_commands_run_and_refusals_say_why(vergence_server, tmp_path):
         assert reply["ok"] is False and reply["code"] == code and fragment in reply["error"], reply
     assert zoom_of(server) == 2  # nothing refused changed anything
 
+    # Found by fuzzing: each was a 500 (a NaN or 1e999 id echoed in the reply, a RecursionError).
+    deep = "[" * 5000 + "]" * 5000
+    for body in ('{"type": "zoom", "id": NaN}', '{"type": "zoom", "value": 2, "id": 1e999}', f'{{"id": {deep}}}'):
+        for content_type in ("application/json", "text/plain"):
+            refused = httpx.post(url, content=body, headers={"Content-Type": content_type})
+            assert refused.status_code == 400 and refused.json()["code"] == "invalid", (body[:40], refused.text)
+    assert zoom_of(server) == 2
+
     photo = httpx.post(url, json={"type": "photo", "name": "north"}).json()
     assert photo["ok"], photo
     picture = media / "north.jpg"

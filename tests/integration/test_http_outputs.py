@@ -126,6 +126,30 @@ def test_control_ws_clock_sync_and_player_reports(shared_server):
         } in clients
 
 
+def test_control_ws_refuses_what_is_not_a_message_and_stays_open(shared_server):
+    """Found by fuzzing: each of these closed the connection (1011), sent a reply that was not JSON, or made
+    /api/stats answer 500 until the player left."""
+    deep = "[" * 300 + "]" * 300
+    refusals = [
+        (b"\x00\x01", "bad_json", "not binary"),  # a binary frame: a KeyError closed the connection
+        ('{"type": []}', "unknown_message", '"type" string'),  # an unhashable type: a TypeError closed it
+        ('{"type": "ping", "t": NaN}', "bad_json", "NaN"),  # the pong echoed NaN: not JSON
+        ('{"type": "ping", "t": "\\udcff"}', "bad_json", "lone surrogate"),  # the pong could not be encoded
+        ('{"type": "ping", "t": ' + "[" * 5000 + "]" * 5000 + "}", "bad_json", "nested deeper"),  # RecursionError
+        ('{"type": "report", "latency_ms": {"p50": ' + deep + "}}", "bad_json", "nested deeper"),  # stats: 500
+        ('{"type": "report", "fps": "fast", "frames": []}', "invalid", "fps"),
+    ]
+    with connect(f"{shared_server.ws_url}/ws/control", legacy=True) as control:
+        assert json.loads(control.recv(timeout=5))["type"] == "state"
+        for frame, code, fragment in refusals:
+            control.send(frame)
+            error = json.loads(control.recv(timeout=5))
+            assert error["type"] == "error" and error["code"] == code and fragment in error["message"], (frame, error)
+        control.send(json.dumps({"type": "ping", "t": 1}))
+        assert json.loads(control.recv(timeout=5))["t"] == 1
+        assert httpx.get(f"{shared_server.url}/api/stats").status_code == 200
+
+
 def test_api_is_documented(shared_server):
     assert httpx.get(f"{shared_server.url}/docs").status_code == 200
     paths = httpx.get(f"{shared_server.url}/openapi.json").json()["paths"]

@@ -132,6 +132,8 @@ def test_a_plugin_that_cannot_load_is_reported_and_the_stream_goes_on(vergence_s
     assert measured_fps(server, seconds=1.0) >= 28
     missing = httpx.post(f"{server.url}/api/cameras/cam0/plugins", json={"path": str(tmp_path / "nowhere.py")})
     assert missing.status_code == 422 and "no file" in missing.json()["detail"]
+    neither = httpx.post(f"{server.url}/api/cameras/cam0/plugins", json={"name": "x"})  # pydantic's prefix is gone
+    assert neither.status_code == 422 and neither.json()["detail"] == "give either path or module"
 
 
 def test_a_plugin_taking_200_ms_per_frame_leaves_the_stream_at_full_rate(vergence_server, tmp_path):

@@ -152,6 +152,12 @@ def test_malformed_offers_get_4xx_and_the_server_keeps_serving(server: ServerPro
                 {"content": b"{", "headers": {"Content-Type": "application/json"}},
                 400,
             ),
+            (  # found by fuzzing: a RecursionError, answered 500
+                "JSON nested too deep",
+                "/api/webrtc/cam0",
+                {"content": b"[" * 5000 + b"]" * 5000, "headers": {"Content-Type": "application/json"}},
+                400,
+            ),
             ("no video", "/api/webrtc/cam0", {"content": data_only}, 400),
             ("no H.264", "/api/webrtc/cam0", {"content": without_h264(video_offer)}, 415),
             ("too large", "/api/webrtc/cam0", {"content": video_offer + "a=x-pad:" + "x" * 65536 + "\r\n"}, 413),

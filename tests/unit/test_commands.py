@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pytest
 
+from vergence.control.commander import Commander
 from vergence.control.commands import (
     COMMAND_TYPES,
     BitrateCommand,
@@ -82,6 +86,11 @@ def test_json_text_and_objects_are_the_same_command() -> None:
         ({"type": "destination"}, "invalid", "host, port or both"),
         ("record ../etc/passwd", "invalid", "name"),
         ('{"type": "zoom", "value": 2', "invalid", "invalid JSON"),
+        # Found by fuzzing: JSON text Python reads but JSON cannot carry, which a reply then echoed (a 500 over REST).
+        ('{"type": "zoom", "value": 2, "id": NaN}', "invalid", "NaN is not a JSON number"),
+        ('{"type": "zoom", "value": 1e999}', "invalid", "out of range"),
+        ('{"type": "status", "id": "\\udcff"}', "invalid", "lone surrogate"),
+        ('{"type": "status", "id": ' + "[" * 5000 + "]" * 5000 + "}", "invalid", "nested deeper"),
         ([1, 2], "command_error", "JSON object"),
         ("", "command_error", "empty command"),
     ],
@@ -91,6 +100,15 @@ def test_bad_commands_say_what_is_wrong(raw: object, code: str, fragment: str) -
         parse_command(raw)
     assert caught.value.code == code
     assert fragment in str(caught.value)
+
+
+def test_a_refused_commands_reply_is_json_whatever_its_id_was() -> None:
+    """Found by fuzzing: `{"type": "zoom", "id": NaN}` over REST was a 500 (the reply echoed NaN, JSON has none)."""
+    commander = Commander(vergence=None)  # type: ignore[arg-type]  # refused before it reaches a server
+    for raw in ('{"type": "zoom", "id": NaN}', b'{"type": "zoom", "id": 1e999}', '{"type": "zoom", "id": "\\ud800"}'):
+        reply = asyncio.run(commander.handle(raw))
+        assert reply["ok"] is False and reply["code"] == "invalid" and "id" not in reply, reply
+        json.dumps(reply, allow_nan=False).encode()  # what a JSON response and a WebSocket frame need
 
 
 def test_every_command_type_has_a_documented_text_form() -> None:

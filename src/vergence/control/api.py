@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -15,11 +15,12 @@ from starlette.websockets import WebSocketDisconnect
 
 from vergence import ptz
 from vergence.auth import Principal, may_command, principal_of
-from vergence.control import processing_api
+from vergence.control import json_text, processing_api
 from vergence.control.controller import CameraController, Controllers, StereoRig
+from vergence.control.refusal import REFUSED
 from vergence.errors import CommandError
 
-router = APIRouter()
+router = APIRouter(responses=REFUSED)
 _client_ids = itertools.count(1)
 VIEWER_MESSAGES = frozenset({"ping", "report"})  # the rest of the control protocol is commands
 EVENT_QUEUE = 256  # state events a slow controller may fall behind before it loses the oldest
@@ -199,6 +200,21 @@ async def put_pause(request: Request, camera: str, body: PauseRequest) -> dict[s
     return _command(lambda: controller.set_paused(body.paused))
 
 
+class PlayerReport(BaseModel):
+    """A player's `report` on the control WebSocket, listed by /api/stats under `clients` (the page sends it every 2 s)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    stream: str | None = Field(None, max_length=64)
+    player: str | None = Field(None, max_length=64)
+    fps: float | None = None
+    latency_ms: dict[Annotated[str, Field(max_length=16)], float | None] | None = Field(
+        None, max_length=8, description="p50, p95, max"
+    )
+    frames: int | None = None
+    dropped: int | None = None
+
+
 @router.websocket("/ws/control")
 async def control(websocket: WebSocket) -> None:
     """JSON both ways: the current state on connect, then every change by anyone; ping → pong; PTZ; player reports."""
@@ -214,10 +230,13 @@ async def control(websocket: WebSocket) -> None:
         await websocket.send_json(controllers.snapshot())
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
             while True:
+                frame = await websocket.receive()
+                if frame["type"] == "websocket.disconnect":
+                    break
                 try:
-                    message = await websocket.receive_json()
-                except ValueError:
-                    await websocket.send_json({"type": "error", "code": "bad_json", "message": "messages must be JSON"})
+                    message = _decode(frame)
+                except ValueError as err:
+                    await websocket.send_json({"type": "error", "code": "bad_json", "message": str(err)})
                     continue
                 reply = await answer_control(message, client_id, vergence, principal)
                 if reply is not None:
@@ -226,6 +245,17 @@ async def control(websocket: WebSocket) -> None:
         controllers.listeners.discard(events)
         sender.cancel()
         vergence.client_reports.pop(client_id, None)
+
+
+def _decode(frame: Mapping[str, Any]) -> Any:
+    """The JSON of one WebSocket frame; ValueError for a binary frame or text that is not JSON as json_text reads it."""
+    text = frame.get("text")
+    if text is None:
+        raise ValueError("messages must be JSON text frames, not binary")
+    try:
+        return json_text.loads(text)
+    except ValueError as err:
+        raise ValueError(f"messages must be JSON: {err}") from None
 
 
 async def _forward(websocket: WebSocket, events: asyncio.Queue[dict[str, Any]]) -> None:
@@ -245,6 +275,10 @@ async def answer_control(message: Any, client_id: int, vergence: Any, principal:
     Anyone who may watch may ping and report; everything else changes something and needs an operator.
     """
     kind = message.get("type") if isinstance(message, dict) else None
+    if not isinstance(kind, str):
+        got = f"an object with type {kind!r}" if isinstance(message, dict) else f"a JSON {type(message).__name__}"
+        message_text = f'a control message is a JSON object with a "type" string, got {got}'
+        return {"type": "error", "code": "unknown_message", "message": message_text}
     if kind not in VIEWER_MESSAGES and not may_command(principal):
         refusal = f"{kind!r} needs the operator role; {principal.name} is a {principal.role.name.lower()}"
         if kind == "command":
@@ -273,8 +307,11 @@ def handle_control(message: Any, client_id: int, vergence: Any) -> dict[str, Any
     if kind == "ping":
         return {"type": "pong", "t": message.get("t"), "server_ns": time.time_ns()}
     if kind == "report":
-        report = {key: message.get(key) for key in ("stream", "player", "fps", "latency_ms", "frames", "dropped")}
-        vergence.report(client_id, report)
+        try:
+            report = PlayerReport.model_validate({k: v for k, v in message.items() if k in PlayerReport.model_fields})
+        except ValidationError as err:
+            return {"type": "error", "code": "invalid", "message": _first_error(err)}
+        vergence.report(client_id, report.model_dump())
         return None
     if kind == "stereo":
         rig = vergence.controllers.rig

@@ -7,7 +7,6 @@ Pure: no I/O here beyond what `Commander` asks of the running server.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -15,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from vergence.control import json_text
 from vergence.errors import CommandError
 
 log = logging.getLogger(__name__)
@@ -222,12 +222,17 @@ _TRUE = {"on", "true", "1", "yes", "start"}
 _FALSE = {"off", "false", "0", "no", "stop"}
 
 
+def command_schema() -> dict[str, Any]:
+    """The JSON Schema of a command: one of the command models, told apart by `type`."""
+    return _COMMAND.json_schema()
+
+
 def as_object(raw: Any) -> Any:
     """Return JSON text (str or bytes) of an object as a dict, so even a refused command's reply can echo its `id`;
     anything else unchanged, for `parse_command` to parse or to explain what is wrong with it."""
     if isinstance(raw, (str, bytes)) and raw.lstrip()[:1] in ("{", b"{"):
         try:
-            decoded = json.loads(raw)
+            decoded = json_text.loads(raw)
         except ValueError:
             return raw
         return decoded if isinstance(decoded, dict) else raw
@@ -245,7 +250,7 @@ def parse_command(raw: Any) -> Command:
         text = raw.strip()
         if text.startswith("{"):
             try:
-                raw = json.loads(text)
+                raw = json_text.loads(text)
             except ValueError as err:
                 raise CommandError(f"invalid JSON: {err}", code="invalid") from None
         else:

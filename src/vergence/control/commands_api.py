@@ -5,16 +5,59 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from vergence.auth import principal_of
+from vergence.control import json_text
 from vergence.control.commander import Commander
+from vergence.control.commands import command_schema
 
 router = APIRouter()
 
 # A refused command keeps the reply body every transport sends; the status says why.
 _STATUS = {"invalid": 400, "unknown_command": 400, "unavailable": 503, "io_error": 500}
+MAX_COMMAND_BYTES = 64 * 1024
+
+
+class CommandDone(BaseModel):
+    """The reply to a command that ran."""
+
+    ok: Literal[True]
+    type: str = Field(description="the command's type")
+    result: dict[str, Any]
+    id: Any = Field(None, description="the command's id, when it had one")
+
+
+class CommandRefused(BaseModel):
+    """The reply to a command that was refused or failed."""
+
+    ok: Literal[False]
+    code: str = Field(description="invalid, unknown_command, command_error, unavailable, …")
+    error: str = Field(description="what is wrong, naming the field")
+    id: Any = Field(None, description="the command's id, when it had one")
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """The JSON Schema of the command union with its `$defs` inlined: the route reads its body itself, so OpenAPI
+    learns the body's shape only from `openapi_extra`, where `$defs` references do not resolve."""
+    defs = schema["$defs"]
+    return {"oneOf": [defs[choice["$ref"].rsplit("/", 1)[-1]] for choice in schema["oneOf"]]}
+
+
+_COMMAND_REFUSED: dict[int | str, dict[str, Any]] = {
+    status: {"model": CommandRefused, "description": reason}
+    for status, reason in ((400, "invalid or unknown command"), (409, "cannot be done now"), (503, "not ready"))
+}
+_COMMAND_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": _inline(command_schema())},
+            "text/plain": {"schema": {"type": "string", "example": "zoom 2"}},
+        },
+    }
+}
 
 
 def _commander(request: Request) -> Commander:
@@ -26,7 +69,13 @@ def _answer(reply: dict[str, Any]) -> JSONResponse:
     return JSONResponse(reply, status_code=status)
 
 
-@router.post("/api/commands", tags=["control"])
+@router.post(
+    "/api/commands",
+    tags=["control"],
+    response_model=CommandDone,
+    responses=_COMMAND_REFUSED,
+    openapi_extra=_COMMAND_BODY,
+)
 async def post_command(request: Request) -> JSONResponse:
     """Run one command: a JSON object (`{"type": "zoom", "value": 2}`) or a text/plain line (`zoom 2`, `bitrate 2500`).
 
@@ -34,15 +83,13 @@ async def post_command(request: Request) -> JSONResponse:
     (400 invalid or unknown, 409 cannot be done now, 503 not ready). Commands: docs/protocol.md, "Commands".
     """
     body = await request.body()
-    if len(body) > 64 * 1024:
-        raise HTTPException(413, "a command is at most 64 KiB")
+    if len(body) > MAX_COMMAND_BYTES:
+        raise HTTPException(413, f"a command is at most {MAX_COMMAND_BYTES // 1024} KiB")
     content_type = request.headers.get("content-type", "")
     raw: Any = body
     if "json" in content_type:
-        import json
-
         try:
-            raw = json.loads(body)
+            raw = json_text.loads(body)
         except ValueError as err:
             return _answer({"ok": False, "code": "invalid", "error": f"invalid JSON: {err}"})
     client, principal = request.client, principal_of(request.scope)
@@ -64,8 +111,13 @@ def _output(request: Request, output_id: str) -> Any:
     return output
 
 
-@router.get("/api/outputs/{output_id}.sdp", tags=["outputs"], response_class=PlainTextResponse)
-async def output_sdp(request: Request, output_id: str) -> PlainTextResponse:
+@router.get(
+    "/api/outputs/{output_id}.sdp",
+    tags=["outputs"],
+    response_class=Response,
+    responses={200: {"content": {"application/sdp": {"schema": {"type": "string"}}}, "description": "the SDP"}},
+)
+async def output_sdp(request: Request, output_id: str) -> Response:
     """The session description of an RTP output: `ffplay -protocol_whitelist file,udp,rtp -i cam.sdp`."""
     output = _output(request, output_id)
     if output.kind != "udp" or output.describe().get("protocol") != "rtp":
@@ -73,7 +125,7 @@ async def output_sdp(request: Request, output_id: str) -> PlainTextResponse:
     sdp = output.sdp()
     if sdp is None:
         raise HTTPException(503, f"output {output_id} has not sent a keyframe yet")
-    return PlainTextResponse(sdp, media_type="application/sdp", headers={"Cache-Control": "no-cache"})
+    return Response(sdp, media_type="application/sdp", headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/api/outputs/{output_id}", tags=["outputs"])

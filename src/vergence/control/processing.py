@@ -214,7 +214,7 @@ class ProcessingController:
         try:
             settings = PluginSettings.model_validate(model.model_dump())
         except ValidationError as err:
-            raise CommandError(err.errors()[0]["msg"]) from None
+            raise CommandError(str(err.errors()[0]["msg"]).removeprefix("Value error, ")) from None
         try:
             plugin = self._load(settings)
         except PluginError as err:

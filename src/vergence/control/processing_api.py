@@ -12,9 +12,10 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ValidationError
 
 from vergence.control.processing import OverlayModel, PluginModel, ProcessingController, RoiModel
+from vergence.control.refusal import REFUSED
 from vergence.errors import CommandError
 
-router = APIRouter(tags=["processing"])
+router = APIRouter(tags=["processing"], responses=REFUSED)
 
 
 class EnabledRequest(BaseModel):

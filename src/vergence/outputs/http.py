@@ -34,7 +34,14 @@ async def fmp4_ws(websocket: WebSocket, stream_id: str) -> None:
     await serve_channel(websocket, stream, stream.fmp4, vergence.settings.hub.h264_buffer_packets, raw=False)
 
 
-@router.get("/stream/{stream_id}.mjpeg", tags=["video"], response_class=StreamingResponse)
+@router.get(
+    "/stream/{stream_id}.mjpeg",
+    tags=["video"],
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"multipart/x-mixed-replace": {}}, "description": "JPEG parts until the client hangs up"}
+    },
+)
 async def mjpeg(request: Request, stream_id: str) -> StreamingResponse:
     """MJPEG: multipart/x-mixed-replace of the newest JPEGs, with X-Seq and X-Capture-Ns part headers."""
     stream = request.app.state.vergence.stream(stream_id)
@@ -43,7 +50,12 @@ async def mjpeg(request: Request, stream_id: str) -> StreamingResponse:
     return StreamingResponse(mjpeg_parts(stream, name), media_type=MEDIA_TYPE, headers=_NO_CACHE)
 
 
-@router.get("/snapshot/{stream_id}.jpg", tags=["video"], response_class=Response)
+@router.get(
+    "/snapshot/{stream_id}.jpg",
+    tags=["video"],
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}, "description": "the newest frame"}},
+)
 async def snapshot(request: Request, stream_id: str) -> Response:
     """The newest frame as one JPEG."""
     stream = request.app.state.vergence.stream(stream_id)

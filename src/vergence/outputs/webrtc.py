@@ -24,6 +24,7 @@ from typing import Any
 
 from vergence.auth import Principal
 from vergence.config import WebRtcSettings
+from vergence.control import json_text
 from vergence.errors import ConfigError, VergenceError
 from vergence.hub import Channel, Subscription, SubscriptionClosed
 from vergence.media.frame import EncodedPacket
@@ -278,9 +279,9 @@ class WebRtcPeers:
 
         async def answer(text: str) -> None:
             try:
-                message = json.loads(text)
-            except ValueError:
-                _send_json(channel, {"type": "error", "code": "bad_json", "message": "messages must be JSON"})
+                message = json_text.loads(text)
+            except ValueError as err:
+                _send_json(channel, {"type": "error", "code": "bad_json", "message": f"messages must be JSON: {err}"})
                 return
             reply = await answer_control(message, peer.client_id, self.vergence, peer.principal)
             if reply is not None:

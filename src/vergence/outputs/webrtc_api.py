@@ -2,17 +2,54 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from vergence.auth import principal_of
+from vergence.control import json_text
 
 router = APIRouter()
 MAX_OFFER_BYTES = 64 * 1024
 SDP = "application/sdp"
+
+
+# The route reads its body itself: OpenAPI learns the forms of the offer and the answer from these.
+_OFFER_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            SDP: {"schema": {"type": "string", "description": "the SDP offer"}},
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"type": {"const": "offer"}, "sdp": {"type": "string"}},
+                    "required": ["sdp"],
+                }
+            },
+        },
+    }
+}
+_ANSWER: dict[int | str, dict[str, Any]] = {
+    201: {
+        "description": "the answer, in the form of the offer",
+        "content": {
+            SDP: {"schema": {"type": "string"}},
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "type": {"const": "answer"},
+                        "sdp": {"type": "string"},
+                        "id": {"type": "string"},
+                        "location": {"type": "string"},
+                    },
+                }
+            },
+        },
+    }
+}
 
 
 def _peers(request: Request) -> Any:
@@ -22,7 +59,14 @@ def _peers(request: Request) -> Any:
     return peers
 
 
-@router.post("/api/webrtc/{stream_id}", tags=["video"], status_code=201)
+@router.post(
+    "/api/webrtc/{stream_id}",
+    tags=["video"],
+    status_code=201,
+    response_class=Response,
+    responses=_ANSWER,
+    openapi_extra=_OFFER_BODY,
+)
 async def offer(request: Request, stream_id: str) -> Response:
     """Answer an SDP offer (`application/sdp`, or JSON `{"type": "offer", "sdp": …}`) with a peer sending the stream.
 
@@ -56,8 +100,8 @@ def _offer_text(body: bytes, as_json: bool) -> str:
     try:
         if not as_json:
             return body.decode("utf-8")
-        message = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as err:
+        message = json_text.loads(body)
+    except ValueError as err:
         raise HTTPException(400, f"the offer is not {'JSON' if as_json else 'UTF-8 SDP text'}: {err}") from None
     if (
         not isinstance(message, dict)

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
-from vergence.recording.library import MediaLibrary, MediaNameError, media_path, media_type
+from vergence.recording.library import MEDIA_TYPES, MediaLibrary, MediaNameError, media_path, media_type
 
 router = APIRouter(tags=["recordings"])
 
@@ -63,7 +63,11 @@ async def list_recordings(request: Request) -> dict[str, Any]:
     return listing
 
 
-@router.get("/api/recordings/{name}", response_model=None)
+@router.get(
+    "/api/recordings/{name}",
+    response_class=FileResponse,
+    responses={200: {"content": {media: {} for media in MEDIA_TYPES.values()}, "description": "the file"}},
+)
 async def download_recording(request: Request, name: str) -> Response:
     """Download one file (Range requests work); a segment being written comes as far as it is written now."""
     path = _path(request, name)
