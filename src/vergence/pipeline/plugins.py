@@ -215,6 +215,9 @@ class PluginSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+_PLUGIN_MODULES: set[str] = set()  # dotted names imported as plugins
+
+
 def load_module(spec: PluginSpec) -> ModuleType:
     """Import a plugin's module from its file or dotted name; PluginError says what went wrong."""
     if not _NAME.match(spec.name):
@@ -233,8 +236,13 @@ def load_module(spec: PluginSpec) -> ModuleType:
             module_spec.loader.exec_module(module)
             return module
         assert spec.module is not None
+        if spec.module in _PLUGIN_MODULES and spec.module in sys.modules:
+            # Added again (after editing it): run its code afresh. Only a module imported here as a plugin is
+            # reloaded; reloading anything else (asyncio, vergence itself) would swap code under the running server.
+            return importlib.reload(sys.modules[spec.module])
         module = importlib.import_module(spec.module)
-        return importlib.reload(module) if spec.module in sys.modules and module is not None else module
+        _PLUGIN_MODULES.add(spec.module)
+        return module
     except PluginError:
         raise
     except BaseException as err:  # whatever the plugin's import raised: the stream must go on without it
