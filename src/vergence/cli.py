@@ -58,6 +58,7 @@ def serve(
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
     from vergence.app import create_app
+    from vergence.outputs.ws_direct import DirectWebSocketProtocol
 
     logging.basicConfig(
         level=settings.server.log_level.upper(),
@@ -84,7 +85,11 @@ def serve(
         create_app(settings),
         ssl_certfile=str(tls_files[0]) if tls_files else None,
         ssl_keyfile=str(tls_files[1]) if tls_files else None,
-        ws=settings.server.ws,
+        # The default implementation, with a direct send for video packets built once for every viewer (ws_direct.py).
+        ws=DirectWebSocketProtocol if settings.server.ws == "websockets-sansio" else settings.server.ws,
+        # Browsers offer permessage-deflate and uvicorn accepts by default: every video message was then deflated once
+        # per viewer (H.264 and JPEG do not compress), 1.6 % of a core per 720p30 viewer (docs/benchmarks.md, fan-out).
+        ws_per_message_deflate=False,
         log_level=settings.server.log_level,
         access_log=False,
         # MJPEG responses never end by themselves: without a bound, one open viewer holds up shutdown forever.
@@ -288,6 +293,47 @@ def bench_webrtc(
         raise typer.Exit(1)
 
 
+@bench_app.command("fanout")
+def bench_fanout(
+    viewers: Annotated[int, typer.Option(help="WebSocket viewers of one stream")] = 500,
+    size: Annotated[str, typer.Option(help="picture size")] = "1280x720",
+    fps: Annotated[float, typer.Option(help="frames per second")] = 30.0,
+    seconds: Annotated[float, typer.Option(help="measuring time per phase")] = 20.0,
+    client_processes: Annotated[int, typer.Option(help="processes the viewers are spread over")] = 4,
+    stalled: Annotated[int, typer.Option(help="extra viewers that never read, in a phase of their own")] = 1,
+    reference: Annotated[
+        bool, typer.Option(help="also measure a bare uvicorn WebSocket fan-out of the same message size and rate")
+    ] = True,
+    deflate_offer: Annotated[
+        bool, typer.Option(help="viewers offer permessage-deflate in their handshake, as browsers do")
+    ] = True,
+    viewer_poll_ms: Annotated[
+        float, typer.Option(help="viewer processes read every N ms instead of as data arrives (0: as it arrives)")
+    ] = 0.0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the results as JSON here")] = None,
+    check: Annotated[
+        bool, typer.Option(help="exit 1 unless every viewer gets ≥ 29 fps with the server under 50 % of one core")
+    ] = False,
+) -> None:
+    """Server CPU and every viewer's frame rate for N WebSocket viewers of one stream, beside a bare uvicorn fan-out."""
+    from vergence.bench.fanout import run
+
+    results = run(
+        viewers=viewers,
+        size=size,
+        fps=fps,
+        seconds=seconds,
+        client_processes=client_processes,
+        stalled=stalled,
+        reference=reference,
+        json_out=json_out,
+        offer_deflate=deflate_offer,
+        viewer_poll_ms=viewer_poll_ms,
+    )
+    if check and not results["passed"]:
+        raise typer.Exit(1)
+
+
 @bench_app.command("still")
 def bench_still(
     stills: Annotated[int, typer.Option(help="full-resolution stills to take")] = 10,
@@ -303,6 +349,36 @@ def bench_still(
     from vergence.bench.still import run
 
     run(stills=stills, size=size, fps=fps, model=model, fake=fake, json_out=json_out)
+
+
+@bench_app.command("soak")
+def bench_soak(
+    minutes: Annotated[float, typer.Option(help="how long to run")] = 10.0,
+    size: Annotated[str, typer.Option(help="picture size")] = "1280x720",
+    fps: Annotated[float, typer.Option(help="frames per second")] = 30.0,
+    viewers: Annotated[int, typer.Option(help="steady WebSocket viewers")] = 4,
+    sample_s: Annotated[float, typer.Option(help="seconds between samples")] = 10.0,
+    warmup_s: Annotated[float, typer.Option(help="growth is measured from the first sample after this")] = 60.0,
+    rss_bound_mb: Annotated[float, typer.Option(help="most RSS growth allowed after the warm-up (MB)")] = 32.0,
+    churn_per_s: Annotated[float, typer.Option(help="viewers arriving and leaving per second")] = 20.0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the results as JSON here")] = None,
+) -> None:
+    """A server under steady viewers, PTZ, churn and recordings for minutes: do fds, tasks, threads or RSS grow?"""
+    from vergence.bench.soak import run
+
+    results = run(
+        minutes=minutes,
+        size=size,
+        fps=fps,
+        viewers=viewers,
+        sample_s=sample_s,
+        warmup_s=warmup_s,
+        rss_bound_mb=rss_bound_mb,
+        churn_per_s=churn_per_s,
+        json_out=json_out,
+    )
+    if not results["pass"]:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -45,6 +45,10 @@ class Subscription:
     `latest` keeps only the newest packet (JPEG viewers). `gop` keeps up to `max_packets`; on overflow it empties the buffer
     and drops packets until the next keyframe, so the consumer resumes with a picture that decodes (H.264 viewers).
     Notices (dicts such as source status) travel in the same queue so they stay in order with the packets.
+
+    A consumer may set a `sink`: while nothing is queued, a packet the policy lets through is first offered to it, and
+    one it takes (returns True) is delivered there and then, without waking the consumer's task. One that can take
+    nothing now (a full socket) returns False, and the packet is queued under the policy as usual.
     """
 
     def __init__(self, channel: Channel, policy: Policy, max_packets: int, name: str) -> None:
@@ -59,6 +63,7 @@ class Subscription:
         self._wakeup = asyncio.Event()
         self._closed = False
         self._awaiting_keyframe = policy == "gop"
+        self.sink: Callable[[EncodedPacket], bool] | None = None
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -72,6 +77,16 @@ class Subscription:
         if self._closed:
             return
         if isinstance(item, EncodedPacket):
+            # The sink first (the common case of a viewer keeping up), unless the policy would drop the packet.
+            if (
+                self.sink is not None
+                and not self._queue
+                and not (self._awaiting_keyframe and not (item.keyframe or item.init))
+                and self.sink(item)
+            ):
+                self.delivered += 1
+                self._awaiting_keyframe = self._awaiting_keyframe and item.init
+                return
             self._offer_packet(item)
         else:
             self._queue.append(item)

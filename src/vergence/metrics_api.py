@@ -141,7 +141,8 @@ def add_stream(exposition: Exposition, stream: Stream) -> None:
         )
         exposition.histogram(
             "vergence_send_to_wire_ms",
-            "hub release to written on a WebSocket, ms, per packet and viewer",
+            "hub release to written on a WebSocket, ms: per packet for viewers written as it is published, per packet "
+            "and viewer for viewers catching up",
             stats.send_to_wire_ms.histogram.snapshot(),
             **labels,
         )

@@ -152,3 +152,45 @@ def test_a_joiner_with_less_room_than_the_cached_gop_gets_a_fresh_keyframe_not_h
         assert (await small.get()).seq == 10
 
     run(scenario())
+
+
+def test_a_sink_takes_packets_while_nothing_is_queued_and_the_queue_keeps_order_when_it_cannot():
+    async def scenario():
+        channel = Channel("cam0", "h264", cache_gop=True)
+        sub = channel.subscribe("gop", max_packets=4, name="direct")
+        taken, accepting = [], [True]
+
+        def sink(item):
+            if accepting[0]:
+                taken.append(item.seq)
+            return accepting[0]
+
+        sub.sink = sink
+        channel.publish(packet(0))  # not a keyframe: the policy drops it before the sink sees it
+        channel.publish(packet(1, keyframe=True))
+        channel.publish(packet(2))
+        assert taken == [1, 2] and len(sub) == 0 and sub.delivered == 2 and sub.drops == 1
+        accepting[0] = False  # the socket is full: what follows queues
+        channel.publish(packet(3))
+        accepting[0] = True
+        channel.publish(packet(4))  # behind a queued packet: queued too, never overtakes it
+        assert taken == [1, 2] and [(await sub.get()).seq, (await sub.get()).seq] == [3, 4]
+        channel.publish(packet(5))  # the queue is empty again: taken at once
+        assert taken == [1, 2, 5]
+
+    run(scenario())
+
+
+def test_a_sink_that_cannot_take_leaves_the_overflow_policy_as_it_was():
+    async def scenario():
+        channel = Channel("cam0", "h264", FakeProducer())
+        sub = channel.subscribe("gop", max_packets=3, name="stalled")
+        sub.sink = lambda item: False  # a stalled viewer: its transport never drains
+        channel.publish(packet(0, keyframe=True))
+        for seq in range(1, 8):
+            channel.publish(packet(seq))
+        assert len(sub) <= 3 and sub.drops > 0 and sub.delivered == 0
+        channel.publish(packet(8, keyframe=True))
+        assert [(await sub.get()).seq] == [8]  # resumes at the keyframe
+
+    run(scenario())

@@ -59,6 +59,9 @@ class EncodedPacket:
     encode_ms: float = 0.0
     send_ns: int = 0
     _framed: bytes | None = None
+    #: This packet as a consumer puts it on the wire (e.g. a whole WebSocket message), by the consumer's key: built by
+    #: the first of its viewers and shared by the others.
+    wire: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
     def framed(self) -> bytes:
         """Return header + payload, built once per packet and shared by every subscriber."""

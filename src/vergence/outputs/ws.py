@@ -11,9 +11,10 @@ from typing import Any
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from vergence.hub import Channel, Subscription, SubscriptionClosed
+from vergence.hub import Channel, Item, Subscription, SubscriptionClosed
 from vergence.media import h264
 from vergence.media.frame import HEADER, HEADER_VERSION, EncodedPacket
+from vergence.outputs.ws_direct import DIRECT_SEND, DirectSend, websocket_message
 from vergence.stream import Stream
 
 log = logging.getLogger(__name__)
@@ -59,20 +60,16 @@ async def serve_channel(websocket: WebSocket, stream: Stream, channel: Channel, 
     await websocket.accept()
     client = websocket.client
     subscription = channel.subscribe("gop", max_packets, name=f"ws {client.host}:{client.port}" if client else "ws")
+    viewer = _Viewer(websocket, stream, channel, raw)
+    if viewer.direct is not None:
+        subscription.sink = viewer.take
     watcher = asyncio.create_task(_close_on_disconnect(websocket, subscription))
-    codec: str | None = None
-    mse = channel.format == "fmp4"
     try:
         while True:
             item = await subscription.get()
-            if isinstance(item, dict):
-                if not raw:
-                    await websocket.send_json(item)
-                continue
-            if not raw:
-                codec = await _send_init_if_new(websocket, stream, item, codec, mse)
-            await websocket.send_bytes(item.data if raw else item.framed())
-            channel.stats.send_to_wire_ms.add((time.time_ns() - item.send_ns) / 1e6)
+            viewer.busy = True  # until it is sent, later packets queue behind it
+            await viewer.send(item)
+            viewer.busy = False
     except (SubscriptionClosed, WebSocketDisconnect):
         pass
     except RuntimeError as err:  # sending on a socket that closed under us
@@ -83,6 +80,72 @@ async def serve_channel(websocket: WebSocket, stream: Stream, channel: Channel, 
         if websocket.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(RuntimeError, WebSocketDisconnect):
                 await websocket.close()
+
+
+def _observe_send(channel: Channel, packet: EncodedPacket) -> None:
+    """Note hub release → written. Viewers written as the hub publishes are timed once per packet, when the last of
+    them has been written (a timing per viewer and frame cost more than the write); queued sends one by one."""
+    channel.stats.send_to_wire_ms.add((time.time_ns() - packet.send_ns) / 1e6)
+
+
+class _Viewer:
+    """One client of a channel. What its subscription queued goes out through `send` on the client's task; while nothing
+    is queued, `take` writes a live packet straight to the connection (`DirectSend`), with no task switch and no ASGI
+    message: the hub calls it for every viewer as it publishes, and the message bytes are built once for all of them.
+    """
+
+    def __init__(self, websocket: WebSocket, stream: Stream, channel: Channel, raw: bool) -> None:
+        self.websocket = websocket
+        self.stream = stream
+        self.channel = channel
+        self.raw = raw
+        self.mse = channel.format == "fmp4"
+        self.codec: str | None = None
+        self.busy = False
+        self.direct: DirectSend | None = websocket.scope.get("extensions", {}).get(DIRECT_SEND)
+        self._wire_key = "ws-raw" if raw else "ws"
+
+    def take(self, packet: EncodedPacket) -> bool:
+        """The subscription's sink: write `packet` now and return True, or False to have it queued."""
+        if self.busy or ((packet.config or packet.init) and self._needs_init(packet)):
+            return False  # behind what the task holds, or an init message goes first: the task sends both
+        assert self.direct is not None  # take is the sink only with a DirectSend
+        message = packet.wire.get(self._wire_key)
+        if message is None:  # the first viewer of this live packet: time the whole batch once it is written
+            message = self._message(packet)
+            asyncio.get_running_loop().call_soon(_observe_send, self.channel, packet)
+        return self.direct.try_write(message)
+
+    async def send(self, item: Item) -> None:
+        """Send one queued item: a notice as JSON, a packet after the init message it may need."""
+        if isinstance(item, dict):
+            if not self.raw:
+                await self.websocket.send_json(item)
+            return
+        if not self.raw:
+            self.codec = await _send_init_if_new(self.websocket, self.stream, item, self.codec, self.mse)
+        if self.direct is None:
+            await self.websocket.send_bytes(item.data if self.raw else item.framed())
+        else:
+            await self.direct.writable()
+            if not self.direct.try_write(self._message(item)):
+                raise WebSocketDisconnect(1006)  # writable again only because the connection is gone
+        _observe_send(self.channel, item)
+
+    def _needs_init(self, packet: EncodedPacket) -> bool:
+        """Whether `_send_init_if_new` would send an init message before this live packet."""
+        if self.raw:
+            return False
+        if self.mse:
+            return packet.init
+        return packet.config and (self.codec is None or self.channel.codec != self.codec)
+
+    def _message(self, packet: EncodedPacket) -> bytes:
+        message = packet.wire.get(self._wire_key)
+        if message is None:
+            message = websocket_message(packet.data if self.raw else packet.framed())
+            packet.wire[self._wire_key] = message
+        return message
 
 
 async def _send_init_if_new(

@@ -44,6 +44,8 @@ ENV_FAIL_EVERY = "VERGENCE_FAKE_PICAMERA2_FAIL_EVERY"
 def fail_every() -> int:
     """Frames per run before the fake sensor drops out (0: never), from VERGENCE_FAKE_PICAMERA2_FAIL_EVERY."""
     return int(os.environ.get(ENV_FAIL_EVERY, "0") or 0)
+
+
 CONFIGURE_FIXED_S = 0.003  # formats on the sensor, CSI-2 receiver and ISP; IPA configure (see the module docstring)
 CONFIGURE_S_PER_MB = 0.002  # dma-heap buffers: zeroed and mapped pages (see the module docstring)
 WORLD_SCALE = 4  # the scene is drawn at 1/4 of the sensor's resolution: cheap, and still shows where a crop sits
