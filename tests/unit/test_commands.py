@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
 
+from tests.aio import run
 from vergence.control.commander import Commander
 from vergence.control.commands import (
     COMMAND_TYPES,
@@ -106,7 +106,7 @@ def test_a_refused_commands_reply_is_json_whatever_its_id_was() -> None:
     """Found by fuzzing: `{"type": "zoom", "id": NaN}` over REST was a 500 (the reply echoed NaN, JSON has none)."""
     commander = Commander(vergence=None)  # type: ignore[arg-type]  # refused before it reaches a server
     for raw in ('{"type": "zoom", "id": NaN}', b'{"type": "zoom", "id": 1e999}', '{"type": "zoom", "id": "\\ud800"}'):
-        reply = asyncio.run(commander.handle(raw))
+        reply = run(commander.handle(raw))  # a fresh thread: Playwright's loop may run in this one
         assert reply["ok"] is False and reply["code"] == "invalid" and "id" not in reply, reply
         json.dumps(reply, allow_nan=False).encode()  # what a JSON response and a WebSocket frame need
 
