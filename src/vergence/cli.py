@@ -60,6 +60,8 @@ def serve(
     from vergence.app import create_app
     from vergence.outputs.ws_direct import DirectWebSocketProtocol
 
+    direct = settings.server.ws == "websockets-sansio" and settings.server.direct_send
+
     logging.basicConfig(
         level=settings.server.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -86,7 +88,7 @@ def serve(
         ssl_certfile=str(tls_files[0]) if tls_files else None,
         ssl_keyfile=str(tls_files[1]) if tls_files else None,
         # The default implementation, with a direct send for video packets built once for every viewer (ws_direct.py).
-        ws=DirectWebSocketProtocol if settings.server.ws == "websockets-sansio" else settings.server.ws,
+        ws=DirectWebSocketProtocol if direct else settings.server.ws,
         # Browsers offer permessage-deflate and uvicorn accepts by default: every video message was then deflated once
         # per viewer (H.264 and JPEG do not compress), 1.6 % of a core per 720p30 viewer (docs/benchmarks.md, fan-out).
         ws_per_message_deflate=False,

@@ -150,6 +150,11 @@ class ServerSettings(_Section):
         description="kernel send buffer per connection in bytes, 0 (kernel autotuning) … 67108864",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="debug, info, warning or error")
+    direct_send: bool = Field(
+        False,
+        description="write video messages straight to each viewer's socket (websockets-sansio only; cheaper for "
+        "hundreds of viewers, still being proven)",
+    )
     tls: Literal["off", "auto"] = Field(
         "off", description="off, or auto: make and keep a self-signed certificate in tls_dir (unless tls_cert is given)"
     )

@@ -11,7 +11,10 @@ from vergence.media.frame import parse_header
 
 @pytest.mark.parametrize("ws", ["websockets-sansio", "websockets"])
 def test_viewers_get_decodable_video_through_either_send_path(vergence_server, ws):
-    server = vergence_server("--size", "320x180", env={"VERGENCE_SERVER__WS": ws})
+    direct = "true" if ws == "websockets-sansio" else "false"  # the direct send is opt-in ([server] direct_send)
+    server = vergence_server(
+        "--size", "320x180", env={"VERGENCE_SERVER__WS": ws, "VERGENCE_SERVER__DIRECT_SEND": direct}
+    )
     with VideoClient.open(server.ws_url, "/ws/video/cam0") as early:
         for _ in range(10):  # mid-GOP, so the next viewer starts with the cached GOP, then goes live
             early.next()
