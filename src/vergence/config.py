@@ -151,9 +151,9 @@ class ServerSettings(_Section):
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="debug, info, warning or error")
     direct_send: bool = Field(
-        False,
-        description="write video messages straight to each viewer's socket (websockets-sansio only; cheaper for "
-        "hundreds of viewers, still being proven)",
+        True,
+        description="write video messages straight to each viewer's socket (websockets-sansio only; false: through "
+        "ASGI, several times the CPU per viewer)",
     )
     tls: Literal["off", "auto"] = Field(
         "off", description="off, or auto: make and keep a self-signed certificate in tls_dir (unless tls_cert is given)"

@@ -43,7 +43,8 @@ class Subscription:
     """One consumer's bounded buffer.
 
     `latest` keeps only the newest packet (JPEG viewers). `gop` keeps up to `max_packets`; on overflow it empties the buffer
-    and drops packets until the next keyframe, so the consumer resumes with a picture that decodes (H.264 viewers).
+    and drops packets until the next keyframe, so the consumer resumes with a picture that decodes (H.264 viewers); the
+    keyframe is asked for once the consumer is back for more (`get`).
     Notices (dicts such as source status) travel in the same queue so they stay in order with the packets.
 
     A consumer may set a `sink`: while nothing is queued, a packet the policy lets through is first offered to it, and
@@ -111,7 +112,6 @@ class Subscription:
         if len(self._queue) >= self.max_packets:
             self._drop(len(self._queue) + (0 if packet.keyframe else 1))
             self._queue.clear()
-            self.channel.overflowed(self)
             if not packet.keyframe:
                 self._awaiting_keyframe = True
                 return
@@ -123,10 +123,17 @@ class Subscription:
         self.channel.note_drops(self, count)
 
     async def get(self) -> Item:
-        """Return the next item, waiting for one; raise SubscriptionClosed once closed."""
+        """Return the next item, waiting for one; raise SubscriptionClosed once closed.
+
+        A consumer that asks while its subscription waits for a keyframe (it overflowed, and has now drained what it
+        held) gets one asked of the producer, within the channel's rate limit. Not at the overflow itself: a viewer
+        that stopped reading would then pull a keyframe into everyone's stream every few seconds, for nothing.
+        """
         while not self._queue:
             if self._closed:
                 raise SubscriptionClosed(self.name)
+            if self._awaiting_keyframe:
+                self.channel.request_keyframe()
             self._wakeup.clear()
             await self._wakeup.wait()
         item = self._queue.popleft()
@@ -306,10 +313,6 @@ class Channel:
         self._last_keyframe_request = now
         self.stats.keyframe_requests += 1
         self.producer.request_keyframe()
-
-    def overflowed(self, subscription: Subscription) -> None:
-        """A gop subscriber fell too far behind: it now waits for a keyframe, so ask for one soon."""
-        self.request_keyframe()
 
     def note_drops(self, subscription: Subscription, count: int) -> None:
         self.stats.drops += count

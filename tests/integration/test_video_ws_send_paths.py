@@ -1,5 +1,6 @@
-"""Both ways a video packet reaches a viewer: written straight to the connection (the default websockets-sansio
-server) and through ASGI (any other `[server] ws`); and no compression, whatever the client offers."""
+"""Both ways a video packet reaches a viewer: written straight to the connection (the default: websockets-sansio with
+`[server] direct_send`) and through ASGI (`direct_send = false`, or any other `[server] ws`); and no compression,
+whatever the client offers."""
 
 import pytest
 from websockets.sync.client import connect
@@ -9,9 +10,10 @@ from tests.media import H264Decoder
 from vergence.media.frame import parse_header
 
 
-@pytest.mark.parametrize("ws", ["websockets-sansio", "websockets"])
-def test_viewers_get_decodable_video_through_either_send_path(vergence_server, ws):
-    direct = "true" if ws == "websockets-sansio" else "false"  # the direct send is opt-in ([server] direct_send)
+@pytest.mark.parametrize(
+    ("ws", "direct"), [("websockets-sansio", "true"), ("websockets-sansio", "false"), ("websockets", "true")]
+)
+def test_viewers_get_decodable_video_through_either_send_path(vergence_server, ws, direct):
     server = vergence_server(
         "--size", "320x180", env={"VERGENCE_SERVER__WS": ws, "VERGENCE_SERVER__DIRECT_SEND": direct}
     )

@@ -40,20 +40,26 @@ def test_latest_policy_keeps_only_the_newest_and_counts_the_rest():
     run(scenario())
 
 
-def test_gop_policy_drops_to_the_next_keyframe_on_overflow_and_asks_for_one():
+def test_gop_policy_drops_to_the_next_keyframe_on_overflow_and_asks_for_one_when_the_reader_is_back():
     async def scenario():
         producer = FakeProducer()
         channel = Channel("cam0", "h264", producer, cache_gop=True)
+        channel.KEYFRAME_REQUEST_INTERVAL_S = 0  # every request counts here, not one a second
         fast = channel.subscribe("gop", max_packets=100, name="fast")
         slow = channel.subscribe("gop", max_packets=4, name="slow")
         channel.publish(packet(0, keyframe=True))
+        joined = producer.keyframes_requested
         for seq in range(1, 10):
             channel.publish(packet(seq))
-        assert len(slow) <= 4 and slow.peak <= 4
-        assert producer.keyframes_requested >= 1
+        assert len(slow) == 0 and slow.peak <= 4  # overflowed at seq 4, then nothing until a keyframe
+        assert producer.keyframes_requested == joined  # not while the reader is away: it may never come back
+        reader = asyncio.create_task(slow.get())  # back for more, with nothing it could decode
+        await asyncio.sleep(0)
+        assert producer.keyframes_requested == joined + 1
         channel.publish(packet(10, keyframe=True))
+        assert (await reader).seq == 10
         channel.publish(packet(11))
-        seqs = []
+        seqs = [10]
         while len(slow):
             seqs.append((await slow.get()).seq)
         assert seqs == [10, 11]  # resumed at the keyframe, nothing half-decodable in between

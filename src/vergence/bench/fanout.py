@@ -318,7 +318,6 @@ def _vergence_phases(
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     url = f"ws://127.0.0.1:{port}/ws/video/{stream}"
-    os.environ.setdefault("VERGENCE_SERVER__DIRECT_SEND", "true")  # the path measured here ([server] direct_send)
     argv = serve_argv(port, "--size", size, "--fps", f"{fps:g}")
     env = {"VERGENCE_STATE__PATH": str(workdir / "state.json")}  # the defaults, not a saved overlay or zoom
     rows: list[dict[str, Any]] = []
