@@ -84,7 +84,10 @@ def test_one_side_keeps_the_streams_aspect_rounded_to_even():
         ({"version": 1, "fps": "5"}, 'fps = "5" must be a number'),
         ({"version": 1, "fps": False}, "fps = false must be a number"),
         (b'{"version": 1, "fps": NaN}\n', "fps = NaN must be a number"),
-        ({"version": 1, "size": "640x360"}, "unknown key 'size'; keys: fps, height, quality, stream, token, version, width"),
+        (
+            {"version": 1, "size": "640x360"},
+            "unknown key 'size'; keys: fps, height, quality, stream, token, version, width",
+        ),
     ],
 )
 def test_a_bad_request_is_refused_with_a_reason(line, reason):
