@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -20,6 +21,17 @@ CTL_TIMEOUT_S = 10.0
 app = typer.Typer(help="Low-latency camera streaming with live digital pan/tilt/zoom.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that print tables.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+
+
+@bench_app.callback()
+def bench_group() -> None:
+    # A bench ended by SIGTERM (timeout, CI, a supervisor) must still stop the servers and viewer processes it started:
+    # Python's default would end it at once and skip their clean-up, leaving them running.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 @app.command()
