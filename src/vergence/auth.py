@@ -164,7 +164,7 @@ class Authenticator:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         if query.get("token"):
             return self.by_token(query["token"][0]), "token"
-        cookie = _cookie(headers, COOKIE)
+        cookie = _cookie(headers, cookie_name(scope))
         if cookie is not None:
             principal = self._by_cookie(cookie)
             if principal is not None:
@@ -189,14 +189,14 @@ class Authenticator:
             raise Refused(401, "wrong user name or password")
         return known[1]
 
-    def session_cookie(self, principal: Principal, secure: bool) -> str:
+    def session_cookie(self, principal: Principal, secure: bool, name: str = COOKIE) -> str:
         """A Set-Cookie value naming `principal` until `session_days` from now, signed with the secrets' key."""
         max_age = int(self.settings.session_days * 86_400)
         payload = f"{principal.name}.{int(time.time()) + max_age}"
         signature = hmac.new(self._cookie_key, payload.encode(), hashlib.sha256).hexdigest()[:32]
         value = base64.urlsafe_b64encode(f"{payload}.{signature}".encode()).decode().rstrip("=")
         flags = "; Secure" if secure else ""
-        return f"{COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{flags}"
+        return f"{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{flags}"
 
     def _by_cookie(self, value: str) -> Principal | None:
         try:
@@ -230,6 +230,13 @@ def _password_matches(given: str, configured: str) -> bool:
     if configured.startswith("sha256:"):
         return hmac.compare_digest(hashlib.sha256(given.encode()).hexdigest(), configured[7:].lower())
     return hmac.compare_digest(given.encode(), configured.encode())
+
+
+def cookie_name(scope: Scope) -> str:
+    """The session cookie's name at the server that got this request. Browsers keep cookies per host, not per port: two
+    servers on one machine (a robot's two cameras, say) would otherwise overwrite each other's session at every sign-in."""
+    server = scope.get("server")
+    return f"{COOKIE}_{server[1]}" if server and server[1] else COOKIE
 
 
 def _cookie(headers: Headers, name: str) -> str | None:
@@ -276,7 +283,8 @@ class AuthMiddleware:
         if scope["type"] == "http" and proof in ("token", "basic") and scope["method"] == "GET":
             # A browser that signed in (a ?token= link, or the basic-auth prompt) keeps a session cookie, which its
             # WebSockets, <img> and <video> requests carry; the page then drops the token from its address.
-            cookie = self.auth.session_cookie(principal, secure=scope.get("scheme") == "https")
+            secure = scope.get("scheme") == "https"
+            cookie = self.auth.session_cookie(principal, secure=secure, name=cookie_name(scope))
             send = _with_header(send, "set-cookie", cookie)
         await self.app(scope, receive, send)
 

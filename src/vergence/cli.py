@@ -148,11 +148,27 @@ def ctl(
     token: Annotated[
         str | None, typer.Option(envvar="VERGENCE_TOKEN", help="an operator token (better: the environment variable)")
     ] = None,
+    cafile: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="VERGENCE_CAFILE",
+            help="trust this PEM certificate for https, e.g. the server's own ~/.local/state/vergence/tls/cert.pem",
+        ),
+    ] = None,
 ) -> None:
     """Send one command to a running server and print its reply (exit 1 when refused). Commands: docs/protocol.md."""
     import json
+    import ssl
     import urllib.error
     import urllib.request
+
+    context = None
+    if cafile is not None:
+        try:
+            context = ssl.create_default_context(cafile=str(cafile.expanduser()))
+        except (OSError, ssl.SSLError) as err:
+            typer.echo(f"vergence ctl: cannot trust {cafile}: {err}", err=True)
+            raise typer.Exit(2) from None
 
     if json_command is not None:
         body, content_type = json_command.encode(), "application/json"
@@ -168,7 +184,7 @@ def ctl(
         headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(f"{url.rstrip('/')}/api/commands", data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=CTL_TIMEOUT_S) as response:
+        with urllib.request.urlopen(request, timeout=CTL_TIMEOUT_S, context=context) as response:
             text = response.read().decode()
     except urllib.error.HTTPError as err:
         text = err.read().decode()  # a refused command: the reply says why
@@ -177,7 +193,11 @@ def ctl(
             typer.echo(f"vergence ctl: {url} refused: {_detail(text)}{hint}", err=True)
             raise typer.Exit(2) from None
     except (urllib.error.URLError, OSError) as err:
-        typer.echo(f"vergence ctl: cannot reach {url}: {getattr(err, 'reason', err)}", err=True)
+        reason = getattr(err, "reason", err)
+        hint = ""
+        if isinstance(reason, ssl.SSLCertVerificationError) and cafile is None:
+            hint = " (a self-signed server? trust its certificate: --cafile or VERGENCE_CAFILE=<its tls_dir>/cert.pem)"
+        typer.echo(f"vergence ctl: cannot reach {url}: {reason}{hint}", err=True)
         raise typer.Exit(2) from None
     try:
         reply = json.loads(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 # A still waits for the capture thread to take it up (at most a frame time), to switch mode and back (a few hundred ms
 # at full resolution) and for the first live frame after it; this much means the camera is stuck.
 STILL_TIMEOUT_S = 5.0
+PAUSED_REPEAT_S = 1.0  # how often a paused camera's last picture is encoded again, for viewers who join meanwhile
 
 
 class _EncoderProducer:
@@ -67,6 +69,7 @@ class Stream:
         self._crop: Rect | None = None
         self.flip = (False, False)
         self.paused = False
+        self._repeated_at = 0.0  # monotonic time the paused picture last went to the encoders
         self.frame_listeners: tuple[Callable[[Frame], None], ...] = ()  # called on the capture thread, e.g. stereo
         self._software_crop: Rect | None = None
         self.on_geometry: Callable[[], None] | None = None  # called on the event loop when the geometry changes
@@ -173,6 +176,7 @@ class Stream:
     def _on_frame(self, frame: Frame) -> None:
         """Capture thread: number the frame, keep it for snapshots, offer it to every running encoder."""
         if self.paused:  # the source keeps running, so resuming is instant; viewers keep the last picture
+            self._repeat_while_paused(frame)
             return
         crop = self._software_crop
         if crop is not None and frame.pix_fmt == "yuv420p":
@@ -192,6 +196,20 @@ class Stream:
             encoder.put(shown)
         for listener in listeners:
             listener(frame)
+
+    def _repeat_while_paused(self, frame: Frame) -> None:
+        """Capture thread, paused: hand the encoders the last picture again once every PAUSED_REPEAT_S, numbered and
+        timed as the frame that just came in. A viewer who joins a paused camera (or asks for a keyframe) then gets a
+        picture within that time; otherwise a lazy encoder that started after the pause would never have one."""
+        shown = self.latest_frame
+        now = time.monotonic()
+        if shown is None or now - self._repeated_at < PAUSED_REPEAT_S:
+            return
+        self._repeated_at = now
+        again = dataclasses.replace(shown, seq=self._seq, pts=frame.pts, timings_ms={})  # the same pixels, not a copy
+        self._seq += 1
+        for encoder in self._encoders:
+            encoder.put(again)
 
     def _on_state(self, state: str, message: str | None, info: SourceInfo | None) -> None:
         """Capture thread: a source state change. Tell every viewer; after a restart resume at a keyframe."""

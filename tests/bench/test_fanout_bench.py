@@ -37,7 +37,8 @@ def test_a_short_fanout_run_with_a_stalled_viewer(tmp_path, capsys):
         "bare uvicorn, 20 viewers",
     ]
     for row in rows.values():
-        assert row["server_cpu_percent"] > 0 and row["clients_cpu_percent"] > 0, row
+        # One viewer for 3 s can use less than the kernel's 10 ms accounting tick: 0 % is a reading there, not a bug.
+        assert row["server_cpu_percent"] > 0 and row["clients_cpu_percent"] >= (0 if row["viewers"] == 1 else 0.01), row
         assert row["closed"] == 0 and row["message_bytes"] > 24, row
         assert 0 <= row["lag_ms"]["p50"] <= row["lag_ms"]["p95"] <= row["lag_ms"]["max"], row
     assert rows["vergence, 1 viewer"]["viewers"] == 1

@@ -245,7 +245,7 @@ def test_a_browser_without_credentials_gets_a_sign_in_page(server: Any) -> None:
     page = httpx.get(f"{server.url}/", headers={"Accept": "text/html"}, timeout=10)
     assert page.status_code == 401 and '<form method="get" action="/">' in page.text and 'name="token"' in page.text
     signed_in = httpx.get(f"{server.url}/?token={VIEWER_TOKEN}", headers={"Accept": "text/html"}, timeout=10)
-    assert signed_in.status_code == 200 and "vergence_session=" in signed_in.headers["set-cookie"]
+    assert signed_in.status_code == 200 and f"vergence_session_{server.port}=" in signed_in.headers["set-cookie"]
 
 
 def test_no_secret_reaches_the_log(server: Any) -> None:

@@ -164,3 +164,20 @@ def test_a_certificate_without_its_key_is_refused(tmp_path):
     )
     assert result.returncode == 2
     assert "give both tls_cert and tls_key" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ctl_commands_an_https_server_whose_certificate_it_is_given(https_server):
+    server = https_server("--size", "320x240")
+
+    def ctl(*options: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "vergence", "ctl", "--url", server.url, *options, "status"]
+        env = {k: v for k, v in os.environ.items() if k not in ("VERGENCE_CAFILE", "SSL_CERT_FILE")}
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+    unknown = ctl()
+    assert unknown.returncode == 2 and "CERTIFICATE_VERIFY_FAILED" in unknown.stderr and "--cafile" in unknown.stderr
+    trusted = ctl("--cafile", str(server.cert_path))
+    # Through TLS to the app, which answers a client of the LAN address without a token: a viewer, refused a command.
+    assert trusted.returncode == 2 and "operator role needed" in trusted.stderr, trusted.stderr
+    missing = ctl("--cafile", str(server.tls_dir / "nothing.pem"))
+    assert missing.returncode == 2 and "cannot trust" in missing.stderr and "Traceback" not in missing.stderr

@@ -46,3 +46,23 @@ def test_pause_and_flip_one_camera_while_the_other_runs_on(vergence_server, tmp_
     assert stats["cam0"]["restarts"] == 0 and stats["cam1"]["restarts"] == 0
     zoomed = httpx.put(f"{server.url}/api/cameras/cam1/ptz", json={"zoom": 2}).json()
     assert zoomed["zoom"] == 2.0 and httpx.get(f"{server.url}/api/cameras/cam0/ptz").json()["zoom"] == 1.0
+
+
+def test_viewers_who_join_a_paused_camera_get_its_last_picture(vergence_server):
+    from tests.integration.test_http_outputs import read_mjpeg_parts
+    from tests.integration.wsclient import VideoClient
+    from tests.media import H264Decoder
+
+    server = vergence_server("--size", "320x240")
+    wait_for(lambda: frames(server, "cam0") >= 5)
+    httpx.put(f"{server.url}/api/cameras/cam0/pause", json={"paused": True}).raise_for_status()
+    held = frames(server, "cam0")
+    # No encoder ran before the pause: each starts for its first viewer and must still get a picture.
+    started = time.monotonic()
+    (headers, jpeg), (_, again) = read_mjpeg_parts(f"{server.url}/stream/cam0.mjpeg", 2)
+    assert jpeg[:2] == b"\xff\xd8" and again == jpeg  # the same picture, repeated while paused
+    with VideoClient.open(server.ws_url, "/ws/video/cam0") as viewer:
+        message = viewer.next(timeout=5)
+        assert message.header.keyframe and len(H264Decoder().decode(message.payload)) == 1
+    assert time.monotonic() - started < 6
+    assert frames(server, "cam0") <= held + 1  # still paused: repeats are not new frames

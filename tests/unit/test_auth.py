@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from starlette.datastructures import Headers
 
-from vergence.auth import Authenticator, Refused, Role, required_role
+from vergence.auth import Authenticator, Refused, Role, cookie_name, required_role
 from vergence.config import AuthSettings, load_settings
 from vergence.errors import ConfigError, RedactingFilter, redact
 
@@ -114,6 +114,23 @@ def test_the_session_cookie_names_its_holder_and_ends() -> None:
         assert _identify(auth, forged_cookie)[2] is None, forged
     assert _identify(auth, {"Cookie": "vergence_session=@@@; other=1"})[2] is None
     assert _identify(auth, {"Cookie": 'junk="unterminated'})[2] is None
+
+
+def test_two_servers_on_one_host_keep_a_session_cookie_each() -> None:
+    # Browsers send a host's cookies to every port of it: one name for both servers made each sign-in end the other's.
+    front, back = _auth(), _auth(users=[{"name": "carol", "password": "carol's password", "role": "viewer"}])
+    at_front, at_back = {**_scope(), "server": ("10.0.0.2", 8000)}, {**_scope(), "server": ("10.0.0.2", 8001)}
+    assert cookie_name(at_front) == "vergence_session_8000" and cookie_name(at_back) == "vergence_session_8001"
+    alice = front.identify(at_front, Headers(_basic("alice", "alice's password")))[0]
+    carol = back.identify(at_back, Headers(_basic("carol", "carol's password")))[0]
+    jar = "; ".join(
+        [
+            front.session_cookie(alice, secure=False, name=cookie_name(at_front)).split(";", 1)[0],
+            back.session_cookie(carol, secure=False, name=cookie_name(at_back)).split(";", 1)[0],
+        ]
+    )
+    assert front.identify(at_front, Headers({"Cookie": jar}))[0].name == "alice"
+    assert back.identify(at_back, Headers({"Cookie": jar}))[0].name == "carol"
 
 
 def test_origins() -> None:
