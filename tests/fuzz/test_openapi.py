@@ -74,7 +74,7 @@ def test_every_operation_answers_without_a_server_error(case: Any, fuzz_server: 
 
 def _check_endless_stream(case: Any, server: ServerProcess) -> None:
     """GET /stream/{id}.mjpeg never ends when the stream exists: check its status and headers, then hang up (its first
-    part may never come: a paused camera sends none)."""
+    part may be a second away: a paused camera repeats its picture once a second)."""
     kwargs = case.as_transport_kwargs(base_url=server.url)
     with httpx.stream(
         "GET", kwargs["url"], params=kwargs.get("params"), headers=kwargs.get("headers"), timeout=REQUEST_TIMEOUT_S
