@@ -12,7 +12,7 @@ from typing import Any
 from vergence.config import CameraSettings, Settings
 from vergence.encoders.base import Encoder, PacketSink
 from vergence.encoders.h264 import H264Encoder
-from vergence.encoders.jpeg import JpegEncoder, encode_jpeg
+from vergence.encoders.jpeg import JpegEncoder, jpeg_packet
 from vergence.encoders.raw import RawEncoder
 from vergence.hub import Channel, Hub
 from vergence.media.frame import EncodedPacket, Frame
@@ -244,16 +244,7 @@ class Stream:
         frame = self.latest_frame
         if frame is None:
             return None
-        data = await asyncio.to_thread(encode_jpeg, frame, self.settings.jpeg.quality)
-        return EncodedPacket(
-            data=data,
-            keyframe=True,
-            seq=frame.seq,
-            pts=frame.pts,
-            capture_ns=frame.capture_ns,
-            width=frame.width,
-            height=frame.height,
-        )
+        return await asyncio.to_thread(jpeg_packet, frame, self.settings.jpeg.quality)
 
     async def still(self, timeout_s: float = STILL_TIMEOUT_S) -> Still | None:
         """Return a full-resolution still from the source, off the loop (None: the source cannot take one)."""

@@ -18,6 +18,19 @@ def encode_jpeg(frame: Frame, quality: int) -> bytes:
     return simplejpeg.encode_jpeg(frame.image, quality=quality, colorspace="BGR", colorsubsampling="420", fastdct=True)
 
 
+def jpeg_packet(frame: Frame, quality: int) -> EncodedPacket:
+    """One JPEG of a frame as a packet: a keyframe carrying the frame's numbering, time and size."""
+    return EncodedPacket(
+        data=encode_jpeg(frame, quality),
+        keyframe=True,
+        seq=frame.seq,
+        pts=frame.pts,
+        capture_ns=frame.capture_ns,
+        width=frame.width,
+        height=frame.height,
+    )
+
+
 class JpegEncoder(Encoder):
     """Every frame becomes a keyframe JPEG packet."""
 
@@ -28,18 +41,7 @@ class JpegEncoder(Encoder):
         self.settings = settings
 
     def encode(self, frame: Frame) -> list[EncodedPacket]:
-        data = encode_jpeg(frame, self.settings.quality)
-        return [
-            EncodedPacket(
-                data=data,
-                keyframe=True,
-                seq=frame.seq,
-                pts=frame.pts,
-                capture_ns=frame.capture_ns,
-                width=frame.width,
-                height=frame.height,
-            )
-        ]
+        return [jpeg_packet(frame, self.settings.quality)]
 
 
 class ScaledJpegEncoder(Encoder):
@@ -53,16 +55,4 @@ class ScaledJpegEncoder(Encoder):
         self.format = f"jpeg-{width}x{height}-q{quality}"  # names the thread
 
     def encode(self, frame: Frame) -> list[EncodedPacket]:
-        scaled = scale_frame(frame, self.width, self.height)
-        data = encode_jpeg(scaled, self.quality)
-        return [
-            EncodedPacket(
-                data=data,
-                keyframe=True,
-                seq=frame.seq,
-                pts=frame.pts,
-                capture_ns=frame.capture_ns,
-                width=self.width,
-                height=self.height,
-            )
-        ]
+        return [jpeg_packet(scale_frame(frame, self.width, self.height), self.quality)]
