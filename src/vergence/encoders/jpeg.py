@@ -19,16 +19,8 @@ def encode_jpeg(frame: Frame, quality: int) -> bytes:
 
 
 def jpeg_packet(frame: Frame, quality: int) -> EncodedPacket:
-    """One JPEG of a frame as a packet: a keyframe carrying the frame's numbering, time and size."""
-    return EncodedPacket(
-        data=encode_jpeg(frame, quality),
-        keyframe=True,
-        seq=frame.seq,
-        pts=frame.pts,
-        capture_ns=frame.capture_ns,
-        width=frame.width,
-        height=frame.height,
-    )
+    """One JPEG of a frame as a packet."""
+    return EncodedPacket.picture(frame, encode_jpeg(frame, quality))
 
 
 class JpegEncoder(Encoder):

@@ -18,14 +18,4 @@ class RawEncoder(Encoder):
             bgr = cv2.cvtColor(frame.image, cv2.COLOR_YUV2BGR_I420)
         else:
             bgr = frame.image
-        return [
-            EncodedPacket(
-                data=bgr.tobytes(),
-                keyframe=True,
-                seq=frame.seq,
-                pts=frame.pts,
-                capture_ns=frame.capture_ns,
-                width=frame.width,
-                height=frame.height,
-            )
-        ]
+        return [EncodedPacket.picture(frame, bgr.tobytes())]

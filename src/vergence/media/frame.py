@@ -63,6 +63,19 @@ class EncodedPacket:
     #: the first of its viewers and shared by the others.
     wire: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
+    @classmethod
+    def picture(cls, frame: Frame, data: bytes) -> EncodedPacket:
+        """A picture that decodes alone (a JPEG, raw pixels) of `frame`: a keyframe with its numbering, time and size."""
+        return cls(
+            data=data,
+            keyframe=True,
+            seq=frame.seq,
+            pts=frame.pts,
+            capture_ns=frame.capture_ns,
+            width=frame.width,
+            height=frame.height,
+        )
+
     def framed(self) -> bytes:
         """Return header + payload, built once per packet and shared by every subscriber."""
         if self._framed is None:
