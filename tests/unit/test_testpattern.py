@@ -66,7 +66,23 @@ def test_flip_mirrors_the_scene_but_keeps_the_overlays_readable():
     plain.open()
     mirrored.open()
     mirrored.set_flip(True, False)
-    a, b = plain.read(), mirrored.read()  # both at slot 0: the same view of the sliding scene
+    mirrored._t0 = plain._t0  # opened on the same frame instant (they may straddle one): the same view of the scene
+    a, b = plain.read(), mirrored.read()
     rows = slice(80, 150)  # below the time code and text, above the sweeping box
     assert np.array_equal(b.image[rows], a.image[rows][:, ::-1])
     assert timecode.read(i420_planes(b.image, 320, 240)[0]) == b.capture_ns // 1000 * 1000
+
+
+def test_two_cameras_opened_a_frame_apart_show_the_same_scene_at_the_same_instant():
+    early = TestPatternSource(CameraSettings(size="320x240", fps=30))
+    late = TestPatternSource(CameraSettings(size="320x240", fps=30))
+    early.open()
+    late.open()
+    late._t0 = early._t0 + late._period_s  # as when the second camera opens during the first one's first frame
+    rows = slice(80, 150)  # below the time code and text, above the sweeping box
+    now_ns = time.time_ns()
+    early._slot, late._slot = 1, 0  # the same instant of the grid, each camera's own frame number
+    same_instant = early._draw(now_ns), late._draw(now_ns)
+    assert np.array_equal(same_instant[0][rows], same_instant[1][rows])
+    late._slot = 1  # a frame later the scene has moved on
+    assert not np.array_equal(same_instant[0][rows], late._draw(now_ns)[rows])

@@ -161,7 +161,7 @@ class TestPatternSource(Source):
                 plane[:] = cv2.flip(plane, code)
         # A bright box sweeping to and fro: fast local motion beside the slow pan.
         box = max(8, h // 8) & ~1
-        phase = (self._slot * self._period_s % SWEEP_S) / SWEEP_S
+        phase = (self._scene_s() % SWEEP_S) / SWEEP_S
         bx = int((w - box) * (1 - abs(2 * phase - 1))) & ~1
         by = (h - box - box // 2) & ~1
         luma[by : by + box, bx : bx + box] = 235
@@ -175,12 +175,18 @@ class TestPatternSource(Source):
         )
         return image
 
+    def _scene_s(self) -> float:
+        """The scene's clock: the frame's instant on the shared monotonic grid, not its number. Two test cameras then show
+        the same scene at the same instant even when one opened a frame later (a stereo pair's disparity was off by a
+        frame of pan whenever they did)."""
+        return self._t0 + self._slot * self._period_s
+
     def _render_crop(self, luma: np.ndarray, u_plane: np.ndarray, v_plane: np.ndarray) -> None:
         """Render the window of the sliding virtual scene that the crop selects, scaled to the output (the ISP's job)."""
         w = self._width
         crop = self._crop
         sensor_w = self._geometry.width
-        slide = int(self._slot * self._period_s * PAN_PX_PER_S * SENSOR_SCALE) % sensor_w
+        slide = int(self._scene_s() * PAN_PX_PER_S * SENSOR_SCALE) % sensor_w
         # A crop at least twice the output reads the half-resolution copy: the full view costs a plain copy.
         divisor = SENSOR_SCALE if crop.width >= SENSOR_SCALE * w else 1
         x = ((crop.x + slide) % sensor_w) // divisor & ~1
