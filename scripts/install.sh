@@ -1,44 +1,52 @@
 #!/usr/bin/env bash
-# Install vergence into ./.venv (and Debian's python3-venv first where the system Python lacks venv).
+# Install vergence into ./.venv (and Debian's python3-venv first where the system Python lacks venv). On Raspberry Pi OS
+# also python3-picamera2, with .venv seeing the system's packages and pip keeping the ones picamera2 was built with.
 # Usage: scripts/install.sh [--test]   --test adds what the test suite needs, system packages included.
+# scripts/install_plan.py decides what to do here; `python3 scripts/install_plan.py --json` shows it without doing it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want_test=0
-[ "${1:-}" = "--test" ] && want_test=1
-
-apt_install() {
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "install.sh: need root to apt-get install $*" >&2
-    exit 1
-  fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
+test_flag=()
+[ "${1:-}" = "--test" ] && test_flag=(--test)
 
 if ! python3 -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then
   echo "install.sh: vergence needs Python 3.11 or newer as python3" >&2
   exit 1
 fi
-if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
-  apt_install python3-venv
+
+# Sets APT_PACKAGES, VENV, VENV_ARGS, PIP_TARGET, PIN_SYSTEM_PACKAGES, CHECK_PICAMERA2 and PICAMERA2_HINT; says what it
+# decided on stderr, and exits 1 (with the reason) when the install cannot go on, before anything is changed.
+plan="$(python3 scripts/install_plan.py "${test_flag[@]}")"
+eval "$plan"
+
+if [ "${#APT_PACKAGES[@]}" -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
 fi
 
-if [ "$want_test" = 1 ]; then
-  missing=()
-  for pkg in chromium mosquitto nginx libnginx-mod-rtmp ffmpeg iproute2; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-  done
-  if [ "${#missing[@]}" -gt 0 ]; then
-    echo "install.sh: installing ${missing[*]}" >&2
-    apt_install "${missing[@]}"
-  fi
-fi
+case "$VENV" in
+  recreate) rm -rf .venv && python3 -m venv "${VENV_ARGS[@]}" .venv ;;
+  create) python3 -m venv "${VENV_ARGS[@]}" .venv ;;
+esac
 
-[ -x .venv/bin/python ] || python3 -m venv .venv
+pip_args=()
+if [ "$PIN_SYSTEM_PACKAGES" = 1 ]; then
+  # Only now, after apt, are the versions that python3-picamera2 brought known.
+  constraints="$(mktemp)"
+  trap 'rm -f "$constraints"' EXIT
+  python3 scripts/install_plan.py "${test_flag[@]}" --constraints "$constraints"
+  pip_args=(--constraint "$constraints")
+fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-if [ "$want_test" = 1 ]; then
-  .venv/bin/python -m pip install -q -e '.[test]'
-else
-  .venv/bin/python -m pip install -q -e .
+.venv/bin/python -m pip install -q "${pip_args[@]}" -e "$PIP_TARGET"
+if [ "${#test_flag[@]}" -gt 0 ] && [ "$CHECK_PICAMERA2" != 1 ]; then
+  # The Pi path is tested through the real picamera2 over a fake libcamera (tests/fakes): the release its facts were
+  # checked against, without the dependencies it would only need on a Pi (its imports are in the test extra).
+  .venv/bin/python -m pip install -q --no-deps "picamera2==0.3.36"
+fi
+
+if [ "$CHECK_PICAMERA2" = 1 ] && ! error="$(.venv/bin/python -c 'import picamera2' 2>&1)"; then
+  echo "install.sh: .venv/bin/python cannot import picamera2: $(printf '%s\n' "$error" | tail -n 1)" >&2
+  echo "install.sh: $PICAMERA2_HINT" >&2
+  exit 1
 fi

@@ -19,7 +19,7 @@ import simplejpeg
 
 from vergence.errors import CommandError, SourceError
 from vergence.media.exif import StillTags, exif_segment, with_exif
-from vergence.media.frame import i420_planes
+from vergence.media.frame import full_range_planes, i420_planes
 from vergence.sources.base import Still
 
 if TYPE_CHECKING:
@@ -78,6 +78,8 @@ def encode_still(still: Still, quality: int) -> bytes:
     """Return the JPEG of a still (I420 planes straight into libjpeg-turbo, accurate DCT: it is encoded once)."""
     started = time.perf_counter()
     y, u, v = i420_planes(still.image, still.width, still.height)
+    if still.limited_range:
+        y, u, v = full_range_planes(y, u, v)
     data = simplejpeg.encode_jpeg_yuv_planes(y, u, v, quality=quality, fastdct=False)
     log.debug("still %dx%d encoded in %.0f ms", still.width, still.height, (time.perf_counter() - started) * 1000)
     return data

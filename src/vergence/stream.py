@@ -277,6 +277,7 @@ class Stream:
             "bitrate_bps": self.bitrate_bps,
             "source": self.backend,
             "state": self.state,
+            "sensor_mode": self.info.sensor_mode,
         }
 
     def stats(self) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""Fakes of hardware-facing packages (picamera2, libcamera), put on sys.path only by the tests that want them."""
+"""Fakes of what needs hardware, put on sys.path only by the tests that want them: the libcamera binding (with the
+Raspberry Pi pipeline handler behind it) and the DRM binding picamera2 imports. picamera2 itself is the real package
+from PyPI, installed by the test setup."""
 
 from __future__ import annotations
 
@@ -9,43 +11,48 @@ from types import ModuleType
 import pytest
 
 FAKES_DIR = Path(__file__).resolve().parent
-_FAKE_PACKAGES = ("picamera2", "libcamera")
-_FAKE_MODULES = (
-    "picamera2",
-    "picamera2.fake",
-    "picamera2.picamera2",
-    "picamera2.request",
-    "libcamera",
-    "libcamera.controls",
-)
+_HARDWARE_PACKAGES = ("libcamera", "pykms", "kms")
 
 
-def use_fake_picamera2(
+def use_fake_libcamera(
     monkeypatch: pytest.MonkeyPatch, models: list[str] | tuple[str, ...] = ("imx219",)
 ) -> ModuleType:
-    """Make `import picamera2` (and `libcamera`) load the fakes with these sensor modules; return `picamera2.fake`.
+    """Attach these sensor modules to the fake libcamera under the real picamera2; return the fake's `rig`.
 
-    Whatever picamera2 modules were imported before (the real ones on a Pi, or another test's fakes) are set aside and
-    come back when the test ends, so the real package and the fake never mix.
+    Each test gets a fresh camera manager (picamera2's and libcamera's), fresh counters, and its own tuning environment.
     """
-    _set_aside(monkeypatch)
+    loaded = sys.modules.get("libcamera")
+    if loaded is not None and not str(getattr(loaded, "__file__", "")).startswith(str(FAKES_DIR)):
+        pytest.fail("the real libcamera is imported in this process: run the fake's tests apart from hardware tests")
     monkeypatch.syspath_prepend(str(FAKES_DIR))
-    import picamera2.fake
+    monkeypatch.delenv("LIBCAMERA_RPI_TUNING_FILE", raising=False)
+    import libcamera
+    import picamera2.picamera2
 
-    picamera2.fake.configure(list(models))
-    return picamera2.fake
+    libcamera.rig.attach(list(models))
+    monkeypatch.setattr(libcamera.CameraManager, "_current", None)
+    # picamera2 keeps its camera manager on the class: a new one per test, so no camera outlives its test.
+    monkeypatch.setattr(picamera2.picamera2.Picamera2, "_cm", picamera2.picamera2.CameraManager())
+    from vergence.sources import picamera2 as source_module
+
+    monkeypatch.setattr(source_module, "_sensor_modes", {})
+    monkeypatch.setattr(source_module, "_tunings_open", {})
+    return libcamera.rig
 
 
-def _set_aside(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Forget every picamera2/libcamera module for this test; monkeypatch puts back the previous ones afterwards."""
-    names = {name for name in sys.modules if name.split(".")[0] in _FAKE_PACKAGES} | set(_FAKE_MODULES)
-    for name in names:
-        monkeypatch.setitem(sys.modules, name, None)  # type: ignore[arg-type]  # records what to restore
-        del sys.modules[name]
+def fake_env(models: str = "imx219") -> dict[str, str]:
+    """Environment for a vergence process that should find the fake cameras (PYTHONPATH and the sensor list)."""
+    import os
+
+    return {
+        "PYTHONPATH": os.pathsep.join([str(FAKES_DIR), os.environ.get("PYTHONPATH", "")]),
+        "VERGENCE_FAKE_LIBCAMERA_SENSORS": models,
+    }
 
 
 def hide_picamera2(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make `import picamera2` fail, as on a machine without it, for the rest of the test."""
-    _set_aside(monkeypatch)
-    for name in _FAKE_PACKAGES:
+    for name in [n for n in sys.modules if n.split(".")[0] in ("picamera2", *_HARDWARE_PACKAGES)]:
+        monkeypatch.delitem(sys.modules, name)
+    for name in ("picamera2", "libcamera"):
         monkeypatch.setitem(sys.modules, name, None)  # type: ignore[arg-type]  # None in sys.modules: ImportError

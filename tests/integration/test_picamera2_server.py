@@ -1,4 +1,4 @@
-"""`vergence serve` with two picamera2 cameras (the faithful fake on PYTHONPATH): PTZ at the sensor, flip one eye only."""
+"""`vergence serve` with two picamera2 cameras (the real picamera2, the fake libcamera on PYTHONPATH): PTZ at the sensor, flip one eye only."""
 
 import os
 import time
@@ -39,7 +39,7 @@ def test_two_picamera2_eyes_through_the_server(vergence_server, tmp_path):
     config.write_text(CONFIG)
     env = {
         "PYTHONPATH": os.pathsep.join([str(FAKES), os.environ.get("PYTHONPATH", "")]),
-        "VERGENCE_FAKE_PICAMERA2_MODELS": "imx219,imx708",
+        "VERGENCE_FAKE_LIBCAMERA_SENSORS": "imx219,imx708",
     }
     server = vergence_server("--config", str(config), env=env)
     wait_for(lambda: frames(server, "cam0") > 10 and frames(server, "cam1") > 10)

@@ -1,4 +1,4 @@
-"""`photo` end to end: a full-resolution still with EXIF from a picamera2 server (the fake on PYTHONPATH) while a viewer
+"""`photo` end to end: a full-resolution still with EXIF from a picamera2 server (the real picamera2, the fake libcamera on PYTHONPATH) while a viewer
 watches, and a test-pattern server's photo; the files read back with Pillow, an independent reader."""
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def test_full_resolution_photo_with_exif_while_a_viewer_watches(vergence_server,
     config.write_text(PICAMERA2_CONFIG)
     env = {
         "PYTHONPATH": os.pathsep.join([str(FAKES), os.environ.get("PYTHONPATH", "")]),
-        "VERGENCE_FAKE_PICAMERA2_MODELS": "imx708",
+        "VERGENCE_FAKE_LIBCAMERA_SENSORS": "imx708",
         "VERGENCE_MEDIA__DIR": str(media),
     }
     server = vergence_server("--config", str(config), env=env)

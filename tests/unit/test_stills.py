@@ -1,4 +1,5 @@
-"""Full-resolution stills from the picamera2 source (the fake picamera2), and what the live stream loses to them."""
+"""Full-resolution stills from the picamera2 source (the real picamera2 over the fake libcamera), and what the live
+stream loses to them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from tests.fakes import use_fake_picamera2
+from tests.fakes import use_fake_libcamera
 from vergence.config import CameraSettings
 from vergence.errors import SourceEnded, SourceError
 from vergence.media.frame import Frame
@@ -17,8 +18,9 @@ from vergence.ptz import Rect
 from vergence.sources.picamera2 import Picamera2Source
 
 DEADLINE_S = 5.0
-# Above what the fake's timing model adds up to: copying 18 MB frames (the fake draws, the source copies out) and thread
-# scheduling on a busy test machine. The model itself (its sum is the lower bound) is in tests/fakes/picamera2/fake.py.
+# Above what the fake's timing model adds up to: copying 18 MB frames (the fake draws, picamera2 and the source copy
+# out), picamera2's event loop and thread scheduling on a busy test machine. The model (its sum is the lower bound) is in
+# tests/fakes/libcamera/rig.py and camera.py.
 STALL_SLACK_MS = 400.0
 
 
@@ -73,17 +75,24 @@ class Reader:
 
 @pytest.fixture
 def imx708(monkeypatch):
-    return use_fake_picamera2(monkeypatch, ["imx708"])
+    return use_fake_libcamera(monkeypatch, ["imx708"])
 
 
-def model_stall_ms(fake, still_config, video_config) -> float:
-    """The stall the fake's timing model implies: both configures, the still's frame time and the first live frame's."""
+def model_stall_ms(rig, still_config, video_config, fps: float) -> float:
+    """The stall the fake's timing model implies: both configures, the still's first frame and the first live frame."""
+    still_frame_ns = still_config.mode.min_frame_ns  # a still runs its mode at full speed
     return 1000 * (
-        fake.configure_seconds(still_config.buffer_bytes)
-        + still_config.frame_ns / 1e9
-        + fake.configure_seconds(video_config.buffer_bytes)
-        + video_config.frame_ns / 1e9
+        rig.configure_s(still_config)
+        + rig.first_frame_s(still_config.mode, still_frame_ns)
+        + rig.configure_s(video_config)
+        + rig.first_frame_s(video_config.mode, round(1e9 / fps))
     )
+
+
+def picture(model: str, crop: tuple[int, int, int, int], size: tuple[int, int], hflip: bool = False, limited=False):
+    from libcamera.scene import render_i420
+
+    return render_i420(model, crop, size, hflip, False, 1.0, limited)
 
 
 def test_still_at_full_sensor_resolution_then_live_frames_resume(imx708):
@@ -98,7 +107,9 @@ def test_still_at_full_sensor_resolution_then_live_frames_resume(imx708):
         assert (still.width, still.height) == (4608, 2592)
         assert still.full_resolution and still.reconfigured
         assert still.image.shape == (2592 * 3 // 2, 4608)
-        assert np.array_equal(still.image, imx708.render("imx708", (0, 0, 4608, 2592), (4608, 2592)))
+        # Exposed as the live view was, though the full-resolution mode is half as sensitive as the binned video mode.
+        assert np.array_equal(still.image, picture("imx708", (0, 0, 4608, 2592), (4608, 2592)))
+        assert not still.limited_range
         assert abs(still.capture_ns - time.time_ns()) < 2_000_000_000
 
         reader.wait_frames(10)  # live frames resume at the video size
@@ -107,15 +118,20 @@ def test_still_at_full_sensor_resolution_then_live_frames_resume(imx708):
         seqs = [frame.seq for _, frame in reader.frames]
         assert seqs == list(range(len(seqs)))
 
-        state = imx708.camera(0)
-        *_, still_config, video_config = state.configs
-        assert (still_config.use_case, still_config.size) == ("still", (4608, 2592))
+        record = imx708.camera(0)
+        *_, still_config, video_config = record.configs
+        assert (still_config.main_size, still_config.colour_range) == ((4608, 2592), "full")
         assert (still_config.mode.width, still_config.mode.max_fps) == (4608, 14.35)
-        assert (video_config.use_case, video_config.size) == ("video", (1280, 720))
-        # The last frame's exposure and gain go to the still mode, so its first frame needs no AE convergence.
-        assert {"ExposureTime", "AnalogueGain"} <= set(still_config.controls)
+        assert (video_config.main_size, video_config.colour_range) == ((1280, 720), "limited")
+        assert video_config.mode.size == (2304, 1296)
+        # The last frame's exposure and gain go to the still mode (gain doubled: the mode is half as sensitive), so its
+        # first frame needs no AE convergence; the video mode after it gives both back to AE/AGC.
+        *_, still_start, video_start = record.start_controls
+        assert (still_start["ExposureTimeMode"], still_start["AnalogueGainMode"]) == (1, 1)
+        assert (still_start["ExposureTime"], still_start["AnalogueGain"]) == (5000, 2.0)
+        assert (video_start["ExposureTimeMode"], video_start["AnalogueGainMode"]) == (0, 0)
 
-        model_ms = model_stall_ms(imx708, still_config, video_config)
+        model_ms = model_stall_ms(imx708, still_config, video_config, 30)
         gap_ms = reader.max_gap_ms(after=asked)
         print(
             f"\nimx708 4608x2592 still from 1280x720@30: stall {still.stall_ms:.0f} ms (gap seen by the reader "
@@ -127,7 +143,6 @@ def test_still_at_full_sensor_resolution_then_live_frames_resume(imx708):
         assert model_ms - 1 <= still.stall_ms <= model_ms + STALL_SLACK_MS
     finally:
         reader.stop()
-    assert imx708.camera(0).outstanding_requests == 0
 
 
 def test_zoomed_still_is_the_crop_in_sensor_pixels(imx708):
@@ -140,16 +155,17 @@ def test_zoomed_still_is_the_crop_in_sensor_pixels(imx708):
         reader.wait_frames(3)
         still = source.capture_still(DEADLINE_S)
         assert still is not None and (still.width, still.height) == (2304, 1296) and still.reconfigured
-        expected = imx708.render("imx708", crop.as_tuple(), (2304, 1296), hflip=True)
+        expected = picture("imx708", crop.as_tuple(), (2304, 1296), hflip=True)
         assert np.array_equal(still.image, expected)
-        *_, still_config, video_config = imx708.camera(0).configs
+        record = imx708.camera(0)
+        *_, still_config, video_config = record.configs
         # Read in the full-resolution mode: the binned 2304x1296 mode would only enlarge a quarter of its pixels.
         assert (still_config.mode.width, still_config.mode.height) == (4608, 2592)
-        assert still_config.controls["ScalerCrop"] == crop.as_tuple()
-        assert imx708.camera(0).transforms[-2:] == [(1, 0), (1, 0)]  # the still and the video after it, flipped
+        assert record.start_controls[-2]["ScalerCrop"].as_tuple() == crop.as_tuple()
+        assert [c.flips for c in (still_config, video_config)] == [(True, False), (True, False)]
         reader.wait_frames(5)
         last = reader.frames[-1][1]
-        assert np.array_equal(last.image, imx708.render("imx708", crop.as_tuple(), (1280, 720), hflip=True))
+        assert np.array_equal(last.image, picture("imx708", crop.as_tuple(), (1280, 720), hflip=True, limited=True))
         print(f"\nimx708 2x zoom still 2304x1296: stall {still.stall_ms:.0f} ms")
     finally:
         reader.stop()
@@ -159,11 +175,11 @@ def test_zoomed_still_is_the_crop_in_sensor_pixels(imx708):
     ("model", "size", "fps", "crop"),
     [
         ("imx219", "3280x2464", 15, None),  # video at the sensor's full size
-        ("imx708", "1280x720", 30, Rect(1728, 972, 1152, 648)),  # 4x zoom: the crop has fewer pixels than the video
+        ("imx477", "4056x3040", 10, Rect(1014, 760, 2028, 1520)),  # 2x zoom read in the full-resolution mode
     ],
 )
 def test_still_without_reconfiguring_when_the_video_has_every_pixel(monkeypatch, model, size, fps, crop):
-    fake = use_fake_picamera2(monkeypatch, [model])
+    fake = use_fake_libcamera(monkeypatch, [model])
     source = Picamera2Source(camera(size=size, fps=fps))
     source.open()
     reader = Reader(source).start()
@@ -171,13 +187,13 @@ def test_still_without_reconfiguring_when_the_video_has_every_pixel(monkeypatch,
         if crop is not None:
             source.set_crop(crop)
         reader.wait_frames(3)
-        state = fake.camera(0)
-        configures, starts = state.configures, state.starts
+        record = fake.camera(0)
+        configures, starts = record.configures, record.starts
         still = source.capture_still(DEADLINE_S)
         assert still is not None
         assert (still.width, still.height) == source.camera.size
         assert still.full_resolution and not still.reconfigured
-        assert (state.configures, state.starts) == (configures, starts)  # the camera never left its video mode
+        assert (record.configures, record.starts) == (configures, starts)  # the camera never left its video mode
         # The still is a live frame: the stream loses nothing, the gap is an ordinary frame time.
         assert still.stall_ms < 2 * 1000 / fps
         delivered = [frame for _, frame in reader.frames if frame.capture_ns == still.capture_ns]
@@ -232,7 +248,7 @@ def test_a_failed_still_leaves_the_live_stream_running(imx708, monkeypatch):
             source.capture_still(DEADLINE_S)
         reader.wait_frames(10)
         assert reader.frames[-1][1].width == 1280
-        assert imx708.camera(0).configs[-1].use_case == "video" and imx708.camera(0).outstanding_requests == 0
+        assert imx708.camera(0).configs[-1].main_size == (1280, 720)
     finally:
         reader.stop()
 

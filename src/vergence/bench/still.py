@@ -6,7 +6,7 @@ live frames followed the last; for each, the stall (the longest gap between two 
 reports it and as the recorder saw it), the time until the still was in hand, and the JPEG encode of it (on this
 thread, as the server does on a worker thread, with the live gap meanwhile, which should stay one frame time).
 
-Without a Pi it runs against the fake picamera2 of the source tree (tests/fakes), whose timing model (sensor mode frame
+Without a Pi it runs the installed picamera2 over the fake libcamera of the source tree (tests/fakes), whose timing model (sensor mode frame
 rates, buffer allocation, first frame one frame time after start) is documented there: the figures are the model's
 plus this machine's copying, not a Pi's. With `fake=False` it uses the installed picamera2 and a real camera.
 """
@@ -33,16 +33,17 @@ SETTLE_FRAMES = 15  # live frames between two stills: the stream is back to its 
 TIMEOUT_S = 10.0
 
 
-def _use_fake_picamera2(model: str) -> None:
-    """Make `import picamera2` load the source tree's fake, with one `model` sensor attached."""
-    if not (FAKES_DIR / "picamera2").is_dir():
-        raise ConfigError(f"the fake picamera2 is in the source tree ({FAKES_DIR}): run from a checkout, or on a Pi")
-    if "picamera2" in sys.modules and not getattr(sys.modules["picamera2"], "fake", None):
-        raise ConfigError("the real picamera2 is already imported in this process")
+def _use_fake_libcamera(model: str) -> None:
+    """Run the installed picamera2 over the source tree's fake libcamera, with one `model` sensor attached."""
+    if not (FAKES_DIR / "libcamera").is_dir():
+        raise ConfigError(f"the fake libcamera is in the source tree ({FAKES_DIR}): run from a checkout, or on a Pi")
+    loaded = sys.modules.get("libcamera")
+    if loaded is not None and not str(getattr(loaded, "__file__", "")).startswith(str(FAKES_DIR)):
+        raise ConfigError("the real libcamera is already imported in this process")
     sys.path.insert(0, str(FAKES_DIR))
-    import picamera2.fake  # type: ignore[import-not-found]
+    import libcamera  # type: ignore[import-not-found]
 
-    picamera2.fake.configure([model])
+    libcamera.rig.attach([model])
 
 
 class _Arrivals:
@@ -94,7 +95,7 @@ def run(
 ) -> dict[str, Any]:
     """Take `stills` full-resolution stills from a `size`@`fps` picamera2 stream; print and return the stall figures."""
     if fake:
-        _use_fake_picamera2(model)
+        _use_fake_libcamera(model)
     from vergence.sources.picamera2 import Picamera2Source
 
     camera = CameraSettings(id="cam0", source="picamera2", size=size, fps=fps)

@@ -37,6 +37,9 @@ class StreamInfo(BaseModel):
     bitrate_bps: int
     source: str
     state: str
+    sensor_mode: dict[str, Any] | None = Field(
+        None, description="picamera2: the sensor mode streamed from (size, crop of the pixel array, field_of_view)"
+    )
 
 
 @router.get("/api/streams", response_model=list[StreamInfo], tags=["streams"])

@@ -6,7 +6,7 @@ import simplejpeg
 
 from vergence.config import JpegSettings
 from vergence.encoders.base import Encoder, PacketSink
-from vergence.media.frame import EncodedPacket, Frame, i420_planes
+from vergence.media.frame import EncodedPacket, Frame, full_range_planes, i420_planes
 from vergence.media.i420 import scale_frame
 
 
@@ -14,6 +14,8 @@ def encode_jpeg(frame: Frame, quality: int) -> bytes:
     """Return one JPEG of a frame."""
     if frame.pix_fmt == "yuv420p":
         y, u, v = i420_planes(frame.image, frame.width, frame.height)
+        if frame.limited_range:
+            y, u, v = full_range_planes(y, u, v)
         return simplejpeg.encode_jpeg_yuv_planes(y, u, v, quality=quality, fastdct=True)
     return simplejpeg.encode_jpeg(frame.image, quality=quality, colorspace="BGR", colorsubsampling="420", fastdct=True)
 

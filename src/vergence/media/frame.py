@@ -33,6 +33,9 @@ class Frame:
     capture_ns: int
     camera: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
+    #: I420 in video (limited) range, luma 16–235: what a Raspberry Pi camera's video modes deliver. JPEG is full range,
+    #: so a JPEG of such a frame is expanded first (`full_range_planes`); H.264 carries limited range as it is.
+    limited_range: bool = False
 
     def gray(self) -> np.ndarray:
         """Return the luma plane (a view for I420, a conversion for BGR)."""
@@ -119,6 +122,21 @@ def parse_header(message: bytes) -> tuple[FrameHeader, bytes]:
     if header.version != HEADER_VERSION:
         raise ValueError(f"unknown header version {header.version}")
     return header, message[header.header_len :]
+
+
+def _expansion_luts() -> tuple[np.ndarray, np.ndarray]:
+    values = np.arange(256, dtype=np.float32)
+    luma = np.clip(np.rint((values - 16) * 255 / 219), 0, 255).astype(np.uint8)
+    chroma = np.clip(np.rint(128 + (values - 128) * 255 / 224), 0, 255).astype(np.uint8)
+    return luma, chroma
+
+
+_LUMA_TO_FULL, _CHROMA_TO_FULL = _expansion_luts()
+
+
+def full_range_planes(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return limited-range (16–235, chroma 16–240) I420 planes expanded to full range (0–255), as JPEG wants them."""
+    return _LUMA_TO_FULL[y], _CHROMA_TO_FULL[u], _CHROMA_TO_FULL[v]
 
 
 def i420_planes(image: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -44,4 +44,14 @@ def scale_frame(frame: Frame, width: int, height: int) -> Frame:
         image = np.concatenate([plane.reshape(-1) for plane in planes]).reshape(height * 3 // 2, width)
     else:
         image = cv2.resize(frame.image, (width, height), interpolation=cv2.INTER_AREA)
-    return Frame(image, frame.pix_fmt, width, height, frame.seq, frame.pts, frame.capture_ns, frame.camera)
+    return Frame(
+        image,
+        frame.pix_fmt,
+        width,
+        height,
+        frame.seq,
+        frame.pts,
+        frame.capture_ns,
+        frame.camera,
+        limited_range=frame.limited_range,
+    )

@@ -314,7 +314,7 @@ class Plugin:
         copy = Frame(
             frame.image.copy(), frame.pix_fmt, frame.width, frame.height, frame.seq, frame.pts, frame.capture_ns
         )
-        copy.camera = frame.camera
+        copy.camera, copy.limited_range = frame.camera, frame.limited_range
         with self._wake:
             self._mailbox = copy
             if self._thread is None:

@@ -86,7 +86,7 @@ class Processing:
         out = Frame(
             image, frame.pix_fmt, frame.width, frame.height, frame.seq, frame.pts, frame.capture_ns, frame.camera
         )
-        out.timings_ms = frame.timings_ms
+        out.timings_ms, out.limited_range = frame.timings_ms, frame.limited_range
         plugins = self.plugins
         if plugins:
             started = time.perf_counter()

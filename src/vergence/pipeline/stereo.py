@@ -34,6 +34,7 @@ def side_by_side(left: Frame, right: Frame) -> Frame:
         seq=0,
         pts=left.pts,
         capture_ns=min(left.capture_ns, right.capture_ns),
+        limited_range=left.limited_range,
     )
     frame.timings_ms["pair_skew"] = abs(left.capture_ns - right.capture_ns) / 1e6
     return frame

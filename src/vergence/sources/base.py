@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -22,6 +22,9 @@ class SourceInfo:
     width: int
     height: int
     fps: float
+    #: The sensor mode a camera streams from, where the backend knows it (picamera2): size, bit depth, top frame rate,
+    #: the window of the pixel array it reads ("crop"), binning, and the share of the sensor's field it shows.
+    sensor_mode: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -37,6 +40,7 @@ class Still:
     stall_ms: float  # longest gap between two live frames around the still (about one frame time when none)
     capture_ms: float  # from the request being taken up to the still in hand
     timings_ms: dict[str, float] = field(default_factory=dict)  # steps of a reconfigured still, for benchmarks
+    limited_range: bool = False  # video range (a live frame taken as the still), expanded when encoded as JPEG
 
 
 class Source(ABC):

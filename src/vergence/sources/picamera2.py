@@ -2,16 +2,23 @@
 full-resolution stills by a short switch to a still mode, and libcamera's software camera sync passed through for
 stereo eyes.
 
+picamera2 runs its own event loop thread: `capture_request` and `stop` are jobs queued to it. A job that times out
+stays queued (and would later take a buffer it never gives back), and `stop` waits behind queued jobs for ever; so every
+stop here first cancels what is queued (`cancel_all_and_flush`), and a capture that times out is a stall: the source
+fails at once and the supervisor restarts it, since after libcamera's frontend timeout no frame comes until a restart.
+
 picamera2 (with its libcamera bindings) is optional and imported only when a camera is opened.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
 from concurrent.futures import CancelledError
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,19 +28,30 @@ from vergence.errors import ConfigError, SourceEnded, SourceError
 from vergence.media.frame import TIME_BASE, Frame
 from vergence.ptz import Rect, SensorGeometry
 from vergence.sources.base import Source, SourceInfo, Still, register
+from vergence.sources.sensor_modes import SensorMode, choose_mode, isp_aligned
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "apt install python3-picamera2 (Raspberry Pi OS; it brings python3-libcamera)"
+INSTALL_HINT = "apt install python3-picamera2 (Raspberry Pi OS; it brings python3-libcamera), and a venv made with --system-site-packages"
 # Enough buffers that the ISP never waits for us while a frame is copied out, few enough to keep latency low.
 BUFFER_COUNT = 4
-# A camera that delivers nothing for this long (or for 10 frame periods, if longer) has stalled.
-STALL_TIMEOUT_S = 2.0
+# A camera that delivers nothing for this long (or for STALL_FRAMES frame times, if longer) has stalled: restart it. Short,
+# so viewers see a picture again within 2 s; libcamera itself gives up after max(1 s, 5 frames) and cancels everything.
+STALL_TIMEOUT_S = 0.5
+STALL_FRAMES = 6
+# A ScalerCrop lands 2–4 frames after it is set (it rides on the next request picamera2 queues); one not seen landed after
+# this many frames was lost (picamera2 can drop a control set while it recycles a request) and is sent again.
+CROP_RESEND_FRAMES = 8
 SYNC_MODES = ("off", "server", "client")
-# Passed from the last live frame to the still mode, so its first frame is exposed right and need not wait for AE.
-STILL_CARRIED_CONTROLS = ("ExposureTime", "AnalogueGain")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+
+# Per process: the sensor modes of each camera (listing them reconfigures the camera once per mode), and the tuning of
+# each open camera. libcamera reads its tuning file once, when its camera manager is created, for every camera: two
+# cameras open at once share one tuning.
+_sensor_modes: dict[str, list[SensorMode]] = {}
+_tunings_open: dict[int, str] = {}
+_tuning_lock = threading.Lock()
 
 
 def _flag(options: dict[str, str], key: str) -> bool:
@@ -54,10 +72,38 @@ def camera_index(camera: CameraSettings) -> int:
     return int(value)
 
 
+def resolve_tuning(value: str | None, picamera2_class: Any) -> tuple[str, str | dict[str, Any] | None]:
+    """Return (what names it, what to hand picamera2) for `options.tuning_file`.
+
+    A path (it has a slash) is made absolute: picamera2 hands the string to libcamera, which opens it relative to the
+    working directory of the moment. A bare file name is looked up where Raspberry Pi OS keeps tuning files
+    (~/libcamera/…, /usr/local/share/…, /usr/share/libcamera/ipa/rpi/{pisp,vc4}) and loaded, as a name given to libcamera
+    directly would make the camera vanish.
+    """
+    if not value:
+        return "default", None
+    if os.sep in value or value.startswith("~"):
+        path = Path(value).expanduser().resolve()
+        if not path.is_file():
+            raise ConfigError(f"options.tuning_file: no such file {path}")
+        return str(path), str(path)
+    try:
+        return value, picamera2_class.load_tuning_file(value)
+    except RuntimeError as err:
+        raise ConfigError(
+            f"options.tuning_file: {value!r} is not in the tuning directories "
+            "(~/libcamera/src/ipa/rpi/<platform>/data, /usr/local/share/libcamera/ipa/rpi/<platform>, "
+            "/usr/share/libcamera/ipa/rpi/<platform>); give a path to use a file elsewhere"
+        ) from err
+    except ValueError as err:
+        raise ConfigError(f"options.tuning_file: {value!r} is not valid JSON: {err}") from err
+
+
 def _i420(array: np.ndarray, width: int, height: int, stride: int) -> np.ndarray:
-    """Return a packed I420 image (h*3/2, w) from the ISP's YUV420 buffer, whose rows are `stride` bytes."""
+    """Return a packed I420 image (h*3/2, w) from the ISP's YUV420 buffer: luma rows of `stride` bytes, chroma rows of
+    stride/2 (picamera2 hands it as (h*3/2, stride))."""
     if stride == width:
-        return array
+        return array.reshape(height * 3 // 2, width)
     flat = array.reshape(-1)
     luma = flat[: stride * height].reshape(height, stride)[:, :width]
     half_stride, half_w, half_h = stride // 2, width // 2, height // 2
@@ -66,6 +112,12 @@ def _i420(array: np.ndarray, width: int, height: int, stride: int) -> np.ndarray
     start += half_stride * half_h
     v = flat[start : start + half_stride * half_h].reshape(half_h, half_stride)[:, :half_w]
     return np.concatenate([luma.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(height * 3 // 2, width)
+
+
+def _limited_range(colour_space: Any) -> bool:
+    """Whether a libcamera colour space is video (limited) range: Rec709 and SMPTE170M are, sYCC is not."""
+    value = getattr(colour_space, "range", None)
+    return value is not None and getattr(value, "name", str(value)).endswith("Limited")
 
 
 class _StillRequest:
@@ -96,23 +148,37 @@ class Picamera2Source(Source):
     def __init__(self, camera: CameraSettings) -> None:
         super().__init__(camera)
         self._index = camera_index(camera)
-        self._tuning = camera.options.get("tuning_file") or None
+        self._tuning_option = camera.options.get("tuning_file") or None
         self._hflip = _flag(camera.options, "hflip")
         self._vflip = _flag(camera.options, "vflip")
         self._sync = camera.options.get("sync", "off").strip().lower() or "off"
         if self._sync not in SYNC_MODES:
             raise ConfigError(f"options.sync must be one of {', '.join(SYNC_MODES)}, got {camera.options['sync']!r}")
         self._sync_mode: Any = None  # libcamera's controls.rpi.SyncModeEnum value, when sync is on
+        self._sync_off: Any = None
         sync_frames = camera.options.get("sync_frames", "")
         if sync_frames and not (sync_frames.isdigit() and int(sync_frames) > 0):
             raise ConfigError(f"options.sync_frames must be a number of frames ≥ 1, got {sync_frames!r}")
         self._sync_frames = int(sync_frames) if sync_frames else None  # None: libcamera's default (100)
+        mode_option = camera.options.get("sensor_mode", "").strip().lower()
+        if mode_option and not re.fullmatch(r"\d+x\d+", mode_option):
+            raise ConfigError(
+                f"options.sensor_mode must be a mode's size WxH (vergence cameras lists them), got {mode_option!r}"
+            )
+        self._mode_option = tuple(int(v) for v in mode_option.split("x")) if mode_option else None
         self.sync_ready = False
+        self.tuning = "default"
         self._camera: Any = None
         self._transform_type: Any = None
+        self._mode: SensorMode | None = None
+        self._pixel_array = (0, 0)
         self._geometry: SensorGeometry | None = None
-        self._crop: Rect | None = None
+        self._crop: Rect | None = None  # as the ISP applies it (isp_aligned): what frames report once it landed
+        self._crop_frames = 0  # frames since the crop was set without it being seen in a frame's metadata
+        self.crop_landed = True
         self._stride = camera.width
+        self._limited_range = True
+        self._auto_exposure_pending = False  # a still fixed exposure and gain: give them back to AE/AGC
         # Guards the camera object against a concurrent close, flip or crop; never held while waiting for a frame.
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -122,11 +188,16 @@ class Picamera2Source(Source):
         self._model = "picamera2"
         self._still_request: _StillRequest | None = None  # set by capture_still, served and cleared by read()
         self._last_frame_at: float | None = None  # perf_counter when read() last returned a frame
-        self._last_controls: dict[str, Any] = {}  # STILL_CARRIED_CONTROLS of the last frame
+        self._last_exposure: tuple[int, float] | None = None  # (ExposureTime µs, AnalogueGain) of the last frame
+        self._sensitivity = 1.0  # of the video mode (libcamera's SensorSensitivity)
 
     @property
     def camera_model(self) -> str:
         return self._model
+
+    @property
+    def stall_timeout_s(self) -> float:
+        return max(STALL_TIMEOUT_S, STALL_FRAMES / self.camera.fps)
 
     def open(self) -> SourceInfo:
         try:
@@ -140,53 +211,140 @@ class Picamera2Source(Source):
             if sync_modes is None:
                 raise ConfigError(f"options.sync = {self._sync!r}: this libcamera has no software camera sync (≥ 0.5)")
             self._sync_mode = getattr(sync_modes, self._sync.capitalize())
+            self._sync_off = sync_modes.Off
+        tuning_name, tuning = resolve_tuning(self._tuning_option, Picamera2)
+        self._claim_tuning(tuning_name)
         try:
-            picam = Picamera2(self._index, tuning=self._tuning)
-        except Exception as err:
-            raise SourceError(f"cannot open picamera2 camera {self._index} for {self.camera.id}: {err}") from err
-        if self._sync_mode is not None and "SyncMode" not in picam.camera_controls:
-            picam.close()
-            raise ConfigError(
-                f"options.sync: camera {self._index} offers no SyncMode control (a Raspberry Pi 5 needed)"
-            )
-        with self._lock:
-            self._closed.clear()
-            self._camera = picam
-            self._first_ns = None
-            self._seq = 0
-            self.sync_ready = False
-            try:
-                self._configure_and_start()
-            except Exception as err:
-                self._camera = None
-                picam.close()
-                raise SourceError(f"cannot start picamera2 camera {self._index} for {self.camera.id}: {err}") from err
-            self._geometry = self._read_geometry(picam)
-        model = self._model = str(picam.camera_properties.get("Model", "picamera2"))
+            picam = self._open_picamera2(Picamera2, tuning)
+        except BaseException:
+            self._release_tuning()
+            raise
+        self.tuning = tuning_name
+        self._model = str(picam.camera_properties.get("Model", "picamera2"))
+        try:
+            return self._opened()
+        except BaseException:
+            self.close()
+            raise
+
+    def _opened(self) -> SourceInfo:
+        mode = self._mode
         log.info(
-            "%s: picamera2 camera %d (%s) at %dx%d@%g",
+            "%s: picamera2 camera %d (%s) at %dx%d@%g from sensor mode %s (field of view %.0f %%), tuning %s",
             self.camera.id,
             self._index,
-            model,
+            self._model,
             *self.camera.size,
             self.camera.fps,
+            f"{mode.width}x{mode.height}" if mode else "?",
+            100 * self._describe_mode()["field_of_view"] if mode else 0,
+            self.tuning,
         )
-        return SourceInfo(self.camera.width, self.camera.height, self.camera.fps)
+        return SourceInfo(
+            self.camera.width, self.camera.height, self.camera.fps, self._describe_mode() if mode else None
+        )
 
-    def _configure_and_start(self) -> None:
-        """Configure the (stopped) camera with the current size, rate, flips and crop, and start it; lock held."""
+    def _open_picamera2(self, picamera2_class: Any, tuning: Any) -> Any:
+        try:
+            picam = picamera2_class(self._index, tuning=tuning)
+        except Exception as err:
+            raise SourceError(f"cannot open picamera2 camera {self._index} for {self.camera.id}: {err}") from err
+        try:
+            if self._sync_mode is not None and "SyncMode" not in picam.camera_controls:
+                raise ConfigError(
+                    f"options.sync: camera {self._index} offers no SyncMode control (libcamera ≥ 0.5 needed)"
+                )
+            self._pixel_array = tuple(int(v) for v in picam.sensor_resolution)  # type: ignore[assignment]
+            self._mode = self._choose_mode(picam)
+            with self._lock:
+                self._closed.clear()
+                self._camera = picam
+                self._first_ns = None
+                self._seq = 0
+                try:
+                    self._configure_and_start()
+                except Exception as err:
+                    self._camera = None
+                    raise SourceError(
+                        f"cannot start picamera2 camera {self._index} for {self.camera.id}: {err}"
+                    ) from err
+                self._geometry = self._read_geometry(picam)
+        except BaseException:
+            picam.close()
+            raise
+        return picam
+
+    def _choose_mode(self, picam: Any) -> SensorMode:
+        """The sensor mode to stream from: the widest field that reaches the frame rate (see sensor_modes.py)."""
+        key = f"{picam.camera.id}"
+        if key not in _sensor_modes:  # listing them configures the camera once per mode: once per process
+            _sensor_modes[key] = [
+                SensorMode.from_picamera2(mode) for mode in picam.sensor_modes if "crop_limits" in mode
+            ]
+        modes = _sensor_modes[key]
+        if self._mode_option is not None:
+            for mode in modes:
+                if (mode.width, mode.height) == self._mode_option:
+                    return mode
+            sizes = ", ".join(f"{m.width}x{m.height}" for m in modes)
+            raise ConfigError(
+                f"options.sensor_mode: camera {self._index} has no {self._mode_option[0]}x{self._mode_option[1]} mode ({sizes})"
+            )
+        mode = choose_mode(modes, self.camera.size, self.camera.fps)
+        if mode.max_fps < self.camera.fps * 0.99:
+            log.warning(
+                "%s: no sensor mode reaches %g fps; streaming at most %.2f fps from %dx%d",
+                self.camera.id,
+                self.camera.fps,
+                mode.max_fps,
+                mode.width,
+                mode.height,
+            )
+        return mode
+
+    def _describe_mode(self) -> dict[str, Any]:
+        assert self._mode is not None
+        return self._mode.describe(self._pixel_array, self.camera.size)
+
+    def _claim_tuning(self, name: str) -> None:
+        with _tuning_lock:
+            for index, other in _tunings_open.items():
+                if index != self._index and other != name:
+                    raise ConfigError(
+                        f"options.tuning_file: camera {self._index} asks for tuning {name} while camera {index} runs "
+                        f"with {other}; libcamera loads one tuning file per process, so both eyes must share it"
+                    )
+            _tunings_open[self._index] = name
+
+    def _release_tuning(self) -> None:
+        with _tuning_lock:
+            _tunings_open.pop(self._index, None)
+
+    def _video_controls(self) -> dict[str, Any]:
         controls: dict[str, Any] = {"FrameRate": self.camera.fps}
         if self._crop is not None:  # a restart keeps the view the viewer chose
             controls["ScalerCrop"] = self._crop.as_tuple()
+        if self._auto_exposure_pending:
+            # A still fixed exposure and gain, and libcamera keeps them fixed across configurations: 0 gives both back
+            # to AE/AGC (picamera2 turns it into ExposureTimeMode / AnalogueGainMode auto).
+            controls["ExposureTime"] = 0
+            controls["AnalogueGain"] = 0
         if self._sync_mode is not None:
             # The server eye sets the frame timing; the client eye shifts its frames onto the server's. Frames flow
             # before the two are in step (SyncReady): a picture at once beats a perfectly paired one three seconds later.
             controls["SyncMode"] = self._sync_mode
             if self._sync_frames is not None:
                 controls["SyncFrames"] = self._sync_frames
+        return controls
+
+    def _configure_and_start(self) -> None:
+        """Configure the (stopped) camera with the current size, rate, flips and crop, and start it; lock held."""
+        assert self._mode is not None
         config = self._camera.create_video_configuration(
             main={"size": self.camera.size, "format": "YUV420"},
-            controls=controls,
+            raw=None,  # no raw buffers to fill memory: the sensor configuration alone picks the mode
+            sensor={"output_size": (self._mode.width, self._mode.height), "bit_depth": self._mode.bit_depth},
+            controls=self._video_controls(),
             transform=self._transform_type(hflip=int(self._hflip), vflip=int(self._vflip)),
             buffer_count=BUFFER_COUNT,
         )
@@ -195,7 +353,12 @@ class Picamera2Source(Source):
         if tuple(stream["size"]) != tuple(self.camera.size):
             raise SourceError(f"the camera chose {stream['size']} instead of {self.camera.size}")
         self._stride = int(stream.get("stride", self.camera.width))
+        self._limited_range = _limited_range(self._camera.camera_configuration().get("colour_space"))
+        self._sensitivity = float(self._camera.camera_properties.get("SensorSensitivity", 1.0) or 1.0)
         self._camera.start()
+        self._auto_exposure_pending = False
+        self.sync_ready = False  # libcamera's sync starts afresh at every start
+        self._crop_frames = 0
 
     @staticmethod
     def _read_geometry(picam: Any) -> SensorGeometry:
@@ -210,8 +373,13 @@ class Picamera2Source(Source):
             crop_min_height=int(crop_min[3]),
         )
 
+    def _stop_camera(self, picam: Any) -> None:
+        """Stop the camera without waiting behind queued jobs (a capture waiting for a frame that may never come)."""
+        picam.cancel_all_and_flush()
+        picam.stop()
+
     def read(self) -> Frame:
-        timeout_s = max(STALL_TIMEOUT_S, 10 / self.camera.fps)
+        timeout_s = self.stall_timeout_s
         while True:
             picam = self._camera
             if self._closed.is_set() or picam is None:
@@ -224,10 +392,13 @@ class Picamera2Source(Source):
             try:
                 request = picam.capture_request(wait=timeout_s)
             except CancelledError:
-                # Stopped under us: by close() (the loop ends), or by a flip's restart (wait for it, then go on).
+                # Cancelled under us: by close() (the loop ends), or by a flip's restart (wait for it, then go on).
                 self._restarted.wait(timeout_s)
                 continue
             except TimeoutError as err:
+                # The job stays queued in picamera2 and would take a buffer for good: cancel it. Then fail, so the
+                # supervisor restarts the camera (after libcamera's frontend timeout only a restart brings frames back).
+                picam.cancel_all_and_flush()
                 if self._closed.is_set():
                     continue
                 raise SourceError(f"picamera2 camera {self._index} delivered no frame for {timeout_s:g} s") from err
@@ -241,14 +412,36 @@ class Picamera2Source(Source):
                 metadata = request.get_metadata()
             finally:
                 request.release()
-            sensor_ns = int(metadata["SensorTimestamp"])
             if self._sync_mode is not None and not self.sync_ready and metadata.get("SyncReady"):
                 self.sync_ready = True
                 log.info("%s: camera sync (%s) ready", self.camera.id, self._sync)
-            self._last_controls = {key: metadata[key] for key in STILL_CARRIED_CONTROLS if key in metadata}
-            frame = self._frame(array, sensor_ns, started)
+            if "ExposureTime" in metadata and "AnalogueGain" in metadata:
+                self._last_exposure = (int(metadata["ExposureTime"]), float(metadata["AnalogueGain"]))
+            self._confirm_crop(picam, metadata.get("ScalerCrop"))
+            frame = self._frame(array, metadata, started)
             self._after_live_frame(frame)
             return frame
+
+    def _confirm_crop(self, picam: Any, reported: Any) -> None:
+        """Capture thread: note when the crop asked for shows in a frame; send it again if it never arrived."""
+        wanted = self._crop
+        if wanted is None or reported is None or self.crop_landed:
+            return
+        if tuple(int(v) for v in reported) == wanted.as_tuple():
+            self.crop_landed = True
+            return
+        self._crop_frames += 1
+        if self._crop_frames >= CROP_RESEND_FRAMES:
+            log.info(
+                "%s: ScalerCrop %s not applied after %d frames; sending it again",
+                self.camera.id,
+                wanted,
+                self._crop_frames,
+            )
+            self._crop_frames = 0
+            with self._lock:
+                if self._camera is picam and not self._closed.is_set():
+                    picam.set_controls({"ScalerCrop": wanted.as_tuple()})
 
     def _after_live_frame(self, frame: Frame) -> None:
         """Capture thread: hand a waiting still its picture or its stall (the gap this frame ends)."""
@@ -267,6 +460,7 @@ class Picamera2Source(Source):
                         reconfigured=False,
                         stall_ms=stall_ms,
                         capture_ms=(now - still.started) * 1000,
+                        limited_range=frame.limited_range,
                     )
                 )
             elif still.still is not None:
@@ -308,11 +502,12 @@ class Picamera2Source(Source):
         request.started = time.perf_counter()
         request.last_frame_at = self._last_frame_at or request.started
         width, height = self.still_size()
-        if self.camera.width >= width and self.camera.height >= height:
-            request.next_frame = True  # no sensor pixel to gain: no reconfiguring, no stall
+        mode = self._mode
+        if mode is not None and mode.binning == 1 and self.camera.width >= width and self.camera.height >= height:
+            request.next_frame = True  # the video frames already hold every sensor pixel: no reconfiguring, no stall
             return
-        # The lock keeps a flip or close from reconfiguring the camera mid-switch; close() waits for it (a few hundred ms,
-        # at most STALL_TIMEOUT_S for the still's frame), then finds the camera in its video mode as always.
+        # The lock keeps a flip or close from reconfiguring the camera mid-switch; close() cancels the still's capture
+        # first, so it never waits here longer than a configure.
         with self._lock:
             picam = self._camera
             if picam is None or self._closed.is_set():
@@ -327,11 +522,15 @@ class Picamera2Source(Source):
                 error = SourceError(f"picamera2 camera {self._index} could not take a still: {err}")
             back = time.perf_counter()
             try:
-                picam.stop()  # already stopped unless the still failed half-way
+                if self._closed.is_set():
+                    raise SourceEnded(f"picamera2 camera {self._index} closed")
+                self._stop_camera(picam)  # already stopped unless the still failed half-way
                 self._configure_and_start()
             except Exception as err:
                 self._still_request = None
                 request.finish(error=error or SourceError(f"picamera2 camera {self._index}: {err}"))
+                if isinstance(err, SourceEnded):
+                    return
                 raise SourceError(f"picamera2 camera {self._index} failed to return to video: {err}") from err
             finally:
                 self._restarted.set()
@@ -350,14 +549,29 @@ class Picamera2Source(Source):
             ", ".join(f"{step} {ms:.0f} ms" for step, ms in still.timings_ms.items()),
         )
 
+    def _still_exposure(self, picam: Any) -> dict[str, Any]:
+        """ExposureTime and AnalogueGain for the still mode: the live frame's exposure, its gain scaled by how much less
+        sensitive the still mode is (imx708: its full-resolution mode half as much as the binned video modes), gain past
+        the sensor's maximum moved into the exposure time. Fixed, so the first frame is right and needs no AE."""
+        if self._last_exposure is None:
+            return {}
+        exposure_us, gain = self._last_exposure
+        still_sensitivity = float(picam.camera_properties.get("SensorSensitivity", 1.0) or 1.0)
+        gain *= self._sensitivity / still_sensitivity
+        max_gain = float(picam.camera_controls.get("AnalogueGain", (1.0, 16.0, 1.0))[1] or 16.0)
+        if gain > max_gain:
+            exposure_us, gain = round(exposure_us * gain / max_gain), max_gain
+        return {"ExposureTime": int(exposure_us), "AnalogueGain": max(gain, 1.0)}
+
     def _capture_in_still_mode(self, picam: Any, width: int, height: int, started: float) -> Still:
         """Stop, switch to a still mode with the live view's crop, flips and exposure, take one frame, stop; lock held."""
-        picam.stop()
-        controls: dict[str, Any] = {
-            key: value for key, value in self._last_controls.items() if key in picam.camera_controls
-        }
+        self._stop_camera(picam)
+        controls: dict[str, Any] = {}
         if self._crop is not None:
             controls["ScalerCrop"] = self._crop.as_tuple()
+        if self._sync_mode is not None:
+            # A still mode's frame rate varies: libcamera's sync algorithm cannot run in it and logs an error every frame.
+            controls["SyncMode"] = self._sync_off
         # The raw stream at the full pixel array makes libcamera pick the full-resolution sensor mode: a zoomed crop
         # then gets real sensor pixels, not a binned mode's pixels scaled up.
         config = picam.create_still_configuration(
@@ -371,34 +585,56 @@ class Picamera2Source(Source):
         stream = picam.stream_configuration("main")
         if tuple(stream["size"]) != (width, height):
             raise SourceError(f"the camera chose {stream['size']} instead of {width}x{height} for a still")
+        exposure = self._still_exposure(picam)
+        if exposure:
+            picam.set_controls(exposure)
+            self._auto_exposure_pending = True  # fixed from now on in libcamera, until the video mode frees them
+        limited = _limited_range(picam.camera_configuration().get("colour_space"))
         picam.start()
         configured = time.perf_counter()
-        request = picam.capture_request(wait=STALL_TIMEOUT_S)
+        # A still mode runs at the full-resolution mode's rate (imx477: 10 fps) and may expose longer: allow three frames.
+        try:
+            request = picam.capture_request(wait=max(self.stall_timeout_s, 1.0))
+        except TimeoutError:
+            picam.cancel_all_and_flush()
+            raise
         try:
             array = request.make_array("main")
             metadata = request.get_metadata()
         finally:
             request.release()
-        picam.stop()
+        self._stop_camera(picam)
         taken = time.perf_counter()
         image = _i420(array, width, height, int(stream.get("stride", width)))
         return Still(
             image=image,
             width=width,
             height=height,
-            capture_ns=int(metadata["SensorTimestamp"]) + time.time_ns() - time.monotonic_ns(),
+            capture_ns=self._capture_ns(metadata),
             full_resolution=True,
             reconfigured=True,
             stall_ms=0.0,  # known at the first live frame after it
             capture_ms=(taken - started) * 1000,
             timings_ms={"to_still_mode": (configured - started) * 1000, "still_frame": (taken - configured) * 1000},
+            limited_range=limited,
         )
 
-    def _frame(self, array: np.ndarray, sensor_ns: int, started: float) -> Frame:
+    @staticmethod
+    def _capture_ns(metadata: dict[str, Any]) -> int:
+        """When the frame's exposure began, on the wall clock viewers share.
+
+        SensorTimestamp (CLOCK_MONOTONIC) and FrameWallClock (CLOCK_REALTIME, libcamera ≥ 0.5) mark the start of the
+        frame's readout, when its exposure has just ended; it began ExposureTime earlier.
+        """
+        wall_ns = metadata.get("FrameWallClock")
+        if not wall_ns:
+            wall_ns = int(metadata["SensorTimestamp"]) + time.time_ns() - time.monotonic_ns()
+        return int(wall_ns) - int(metadata.get("ExposureTime", 0)) * 1000
+
+    def _frame(self, array: np.ndarray, metadata: dict[str, Any], started: float) -> Frame:
         width, height = self.camera.size
         image = _i420(array, width, height, self._stride)
-        # SensorTimestamp is CLOCK_MONOTONIC (the V4L2 buffer time); move it onto the wall clock the viewers share.
-        capture_ns = sensor_ns + time.time_ns() - time.monotonic_ns()
+        sensor_ns = int(metadata["SensorTimestamp"])
         if self._first_ns is None:
             self._first_ns = sensor_ns
         pts = (sensor_ns - self._first_ns) * TIME_BASE.denominator // 1_000_000_000
@@ -409,8 +645,9 @@ class Picamera2Source(Source):
             height=height,
             seq=self._seq,
             pts=pts,
-            capture_ns=capture_ns,
+            capture_ns=self._capture_ns(metadata),
             camera=self.camera.id,
+            limited_range=self._limited_range,
         )
         frame.timings_ms["capture"] = (time.perf_counter() - started) * 1000
         self._seq += 1
@@ -421,7 +658,12 @@ class Picamera2Source(Source):
 
     def set_crop(self, crop: Rect) -> None:
         with self._lock:
-            self._crop = crop
+            geometry, mode = self._geometry, self._mode
+            if geometry is not None and mode is not None:
+                crop = isp_aligned(crop, mode, (geometry.crop_min_width, geometry.crop_min_height))
+            if crop == self._crop:
+                return
+            self._crop, self.crop_landed, self._crop_frames = crop, False, 0
             if self._camera is not None and not self._closed.is_set():
                 self._camera.set_controls({"ScalerCrop": crop.as_tuple()})
 
@@ -440,7 +682,7 @@ class Picamera2Source(Source):
                 vertical,
             )
             try:
-                self._camera.stop()
+                self._stop_camera(self._camera)
                 self._configure_and_start()
             except Exception as err:
                 raise SourceError(f"picamera2 camera {self._index} failed to restart: {err}") from err
@@ -449,6 +691,10 @@ class Picamera2Source(Source):
 
     def close(self) -> None:
         self._closed.set()
+        picam = self._camera
+        if picam is not None:
+            # A capture waiting in picamera2 (for a frame, or a still's) gives up now, so nothing below waits behind it.
+            picam.cancel_all_and_flush()
         with self._lock:
             picam, self._camera = self._camera, None
             still, self._still_request = self._still_request, None
@@ -457,7 +703,7 @@ class Picamera2Source(Source):
             still.finish(error=SourceEnded(f"picamera2 camera {self._index} closed before the still was taken"))
         if picam is not None:
             try:
-                picam.stop()
-                picam.close()
+                picam.close()  # stops (nothing is queued ahead of the stop now) and releases the camera
             except Exception as err:  # closing must never fail: the device is being given up anyway
                 log.warning("%s: closing picamera2 camera %d: %s", self.camera.id, self._index, err)
+            self._release_tuning()

@@ -1,30 +1,75 @@
-"""A fake of the `libcamera` Python bindings: just what the fake picamera2 and the vergence backend use."""
+"""A fake of libcamera's Python binding (Raspberry Pi OS's python3-libcamera) for running the real picamera2 from PyPI
+without a camera: the binding's classes, and behind them the Raspberry Pi pipeline handler and IPA as libcamera's
+sources describe them (camera.py), for the sensors in sensors.py. `rig` is the hardware: which modules are attached,
+the light, faults, and what each camera did. Importing it also fakes the kernel calls picamera2 makes itself (_kernel).
+"""
 
-from __future__ import annotations
+from . import _kernel, controls, properties, rig
+from . import _libcamera as _libcamera
+from ._libcamera import (
+    CameraConfiguration,
+    ColorSpace,
+    ControlId,
+    ControlInfo,
+    ControlType,
+    FrameBuffer,
+    FrameMetadata,
+    Orientation,
+    PixelFormat,
+    Rectangle,
+    Request,
+    SensorConfiguration,
+    Size,
+    Stream,
+    StreamConfiguration,
+    StreamFormats,
+    StreamRole,
+    Transform,
+)
+from .camera import Camera, CameraManager
 
-from . import controls
+_libcamera.Camera = Camera  # type: ignore[attr-defined]  # picamera2 checks isinstance against _libcamera's classes
+_libcamera.CameraManager = CameraManager  # type: ignore[attr-defined]
 
-__all__ = ["Transform", "controls"]
+
+class FrameBufferAllocator:
+    """libcamera's own allocator (picamera2's LibcameraAllocator): not modelled; picamera2 uses its DmaAllocator."""
+
+    def __init__(self, camera: Camera) -> None:
+        raise NotImplementedError(
+            "the fake libcamera has no FrameBufferAllocator: picamera2 allocates from the dma-heap"
+        )
 
 
-class Transform:
-    """An image transform, as `libcamera.Transform(hflip=1, vflip=0, transpose=0)` or `Transform(rotation=180)`."""
+def log_set_level(category: str, level: str) -> None:
+    """Set a libcamera log level (the fake logs through Python's logging, logger "libcamera")."""
 
-    def __init__(self, hflip: int = 0, vflip: int = 0, transpose: int = 0, rotation: int = 0) -> None:
-        if rotation not in (0, 180):
-            raise ValueError(f"rotation {rotation} not supported (only 0 and 180 need no transpose)")
-        half_turn = rotation == 180
-        self.hflip = int(bool(hflip) != half_turn)
-        self.vflip = int(bool(vflip) != half_turn)
-        self.transpose = int(bool(transpose))
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Transform):
-            return NotImplemented
-        return (self.hflip, self.vflip, self.transpose) == (other.hflip, other.vflip, other.transpose)
+__all__ = [
+    "Camera",
+    "CameraConfiguration",
+    "CameraManager",
+    "ColorSpace",
+    "ControlId",
+    "ControlInfo",
+    "ControlType",
+    "FrameBuffer",
+    "FrameBufferAllocator",
+    "FrameMetadata",
+    "Orientation",
+    "PixelFormat",
+    "Rectangle",
+    "Request",
+    "SensorConfiguration",
+    "Size",
+    "Stream",
+    "StreamConfiguration",
+    "StreamFormats",
+    "StreamRole",
+    "Transform",
+    "controls",
+    "properties",
+    "rig",
+]
 
-    def __hash__(self) -> int:
-        return hash((self.hflip, self.vflip, self.transpose))
-
-    def __repr__(self) -> str:
-        return f"<libcamera.Transform 'hflip={self.hflip} vflip={self.vflip} transpose={self.transpose}'>"
+_kernel.install()
