@@ -35,8 +35,8 @@ def use_fake_libcamera(
     monkeypatch.setattr(picamera2.picamera2.Picamera2, "_cm", picamera2.picamera2.CameraManager())
     from vergence.sources import picamera2 as source_module
 
-    monkeypatch.setattr(source_module, "_sensor_modes", {})
-    monkeypatch.setattr(source_module, "_tunings_open", {})
+    monkeypatch.setattr(source_module, "_sensor_modes", {}, raising=False)
+    monkeypatch.setattr(source_module, "_tunings_open", {}, raising=False)
     return libcamera.rig
 
 

@@ -33,8 +33,10 @@ from vergence.sources.sensor_modes import SensorMode, choose_mode, isp_aligned
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "apt install python3-picamera2 (Raspberry Pi OS; it brings python3-libcamera), and a venv made with --system-site-packages"
-# Enough buffers that the ISP never waits for us while a frame is copied out, few enough to keep latency low.
-BUFFER_COUNT = 4
+# Enough buffers that the ISP never waits for us while a frame is copied out (one with us, two queued), few enough to
+# keep latency low: a control (a new ScalerCrop) rides on the next request queued, behind the ones already there, so
+# with 3 it lands on the 3rd or 4th frame after it is set; with picamera2's default of 6 it would take 6.
+BUFFER_COUNT = 3
 # A camera that delivers nothing for this long (or for STALL_FRAMES frame times, if longer) has stalled: restart it. Short,
 # so viewers see a picture again within 2 s; libcamera itself gives up after max(1 s, 5 frames) and cancels everything.
 STALL_TIMEOUT_S = 0.5

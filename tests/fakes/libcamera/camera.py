@@ -456,7 +456,8 @@ class Camera:
             start_controls = {key.name: value for key, value in (controls_ or {}).items()}
             self._record.start_controls.append(start_controls)
             self._apply_now(start_controls)
-            self._record.stalled = False  # a start after a timeout: the application "reseated the cable"
+            # A start after a timeout: the application "reseated the cable" (unless the test wants this run dark too).
+            self._record.stalled, self._record.stall_next_run = self._record.stall_next_run, False
             self._record.starts += 1
             self._thread = threading.Thread(
                 target=self._run, args=(self._generation,), name=f"fake-sensor-{self._record.num}", daemon=True

@@ -67,6 +67,7 @@ class CameraRecord:
     requested_controls: list[dict[str, Any]] = field(default_factory=list)
     start_controls: list[dict[str, Any]] = field(default_factory=list)  # the controls of each start(), by name
     stalled: bool = False
+    stall_next_run: bool = False  # the next start() delivers nothing at all (stall(n, from_next_start=True))
     stall_after: int = 0  # frames into each run after which the sensor stalls (0: never)
 
 
@@ -99,10 +100,14 @@ def camera(num: int) -> CameraRecord:
     return _cameras[num]
 
 
-def stall(num: int) -> None:
-    """Make camera `num`'s sensor stop delivering until the camera is next started."""
+def stall(num: int, from_next_start: bool = False) -> None:
+    """Make camera `num`'s sensor stop delivering until the camera is next started (or, `from_next_start`, deliver
+    nothing in the run the next start() begins: a mode switch that never produces a frame)."""
     with _lock:
-        _cameras[num].stalled = True
+        if from_next_start:
+            _cameras[num].stall_next_run = True
+        else:
+            _cameras[num].stalled = True
 
 
 def set_light(level: float) -> None:
