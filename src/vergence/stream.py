@@ -300,8 +300,13 @@ class Stream:
                 "last_stall_ms": None if self.last_stall_ms is None else round(self.last_stall_ms, 1),
                 "max_stall_ms": None if self.max_stall_ms is None else round(self.max_stall_ms, 1),
             },
+            "camera": self._camera_status(),
             "updated_ns": time.time_ns(),
         }
+
+    def _camera_status(self) -> dict[str, Any]:
+        source = self.supervisor.source
+        return source.status() if source is not None else {}
 
 
 def picture_geometry(width: int, height: int) -> SensorGeometry:

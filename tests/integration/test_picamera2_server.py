@@ -6,6 +6,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.fakes import fake_env
+
 FAKES = Path(__file__).resolve().parents[1] / "fakes"
 
 CONFIG = """
@@ -57,3 +59,55 @@ def test_two_picamera2_eyes_through_the_server(vergence_server, tmp_path):
     streams = httpx.get(f"{server.url}/api/stats").json()["streams"]
     assert streams["cam0"]["state"] == "running" and streams["cam0"]["restarts"] == 0
     wait_for(lambda: httpx.get(f"{server.url}/api/stats").json()["streams"]["cam1"]["fps"] > 20)
+
+
+STEREO_SYNC = """
+[[cameras]]
+id = "cam0"
+source = "picamera2"
+size = "640x360"
+fps = 30
+options = { sync = "server", sync_frames = "15" }
+
+[[cameras]]
+id = "cam1"
+source = "picamera2"
+size = "640x360"
+fps = 30
+options = { sync = "client", sync_frames = "15" }
+
+[stereo]
+enabled = true
+"""
+
+
+def test_stereo_eyes_in_sync_through_the_server(vergence_server, tmp_path):
+    config = tmp_path / "pi.toml"
+    config.write_text(STEREO_SYNC)
+    server = vergence_server("--config", str(config), env=fake_env("imx708,imx708"))
+
+    def cameras():
+        streams = httpx.get(f"{server.url}/api/stats").json()["streams"]
+        return streams["cam0"]["camera"], streams["cam1"]["camera"]
+
+    wait_for(lambda: all(c.get("sync", {}).get("ready") for c in cameras()))
+    left, right = cameras()
+    assert (left["sync"]["mode"], right["sync"]["mode"]) == ("server", "client")
+    listed = {s["id"]: s for s in httpx.get(f"{server.url}/api/streams").json()}
+    # Both eyes stream from the imx708's binned full-field mode: the whole view, not the 1536x864 window.
+    assert listed["cam0"]["sensor_mode"]["size"] == [2304, 1296]
+    assert listed["cam0"]["sensor_mode"]["crop"] == [0, 0, 4608, 2592]
+    assert listed["cam0"]["sensor_mode"]["field_of_view"] == 1.0
+
+    eyes = httpx.put(f"{server.url}/api/stereo", json={"zoom": 2.0, "vergence": 0.1}).json()
+    for name, camera_id in (("left", "cam0"), ("right", "cam1")):
+        wanted = eyes[name]["crop"]
+
+        def landed(camera_id=camera_id, wanted=wanted):
+            status = httpx.get(f"{server.url}/api/stats").json()["streams"][camera_id]["camera"]
+            crop = status["crop"]
+            return status["crop_landed"] and crop is not None and all(
+                abs(a - b) <= 2 for a, b in zip(crop, wanted, strict=True)
+            )
+
+        wait_for(landed)

@@ -19,3 +19,15 @@ def test_every_config_key_is_documented():
         assert heading in text, heading
         for key in model.model_fields:
             assert f"| `{key}` |" in text, f"{section_name}.{key} is not in docs/config.md"
+
+
+def test_the_pi5_stereo_example_is_a_valid_config_for_two_synced_eyes():
+    from vergence.config import load_settings
+    from vergence.sources.picamera2 import Picamera2Source
+
+    settings = load_settings(DOCS.parent / "examples" / "pi5-stereo.toml")
+    assert [camera.source for camera in settings.cameras] == ["picamera2", "picamera2"]
+    assert [camera.options["sync"] for camera in settings.cameras] == ["server", "client"]
+    assert settings.stereo.enabled and settings.h264.encoder == "libx264"
+    for camera in settings.cameras:
+        Picamera2Source(camera)  # every option is one the backend accepts

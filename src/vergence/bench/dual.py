@@ -1,4 +1,9 @@
-"""`vergence bench dual`: two 1280x720@30 test cameras, PTZ moving on both, two WebSocket viewers each; server CPU."""
+"""`vergence bench dual`: two 1280x720@30 cameras, PTZ moving on both, two WebSocket viewers each; server CPU.
+
+The cameras are test cameras, or (`source="picamera2"`) two Raspberry Pi cameras in stereo with software sync: on a Pi the
+real ones (`fake=False`), elsewhere the installed picamera2 over the source tree's fake libcamera (tests/fakes), whose
+pictures cost this machine what the fake spends drawing them, not what a Pi's ISP does.
+"""
 
 from __future__ import annotations
 
@@ -19,14 +24,19 @@ from vergence.bench.latency import _Server, serve_argv
 CONFIG = """
 [[cameras]]
 id = "cam0"
+source = "{source}"
 size = "{size}"
 fps = {fps}
+{options0}
 
 [[cameras]]
 id = "cam1"
+source = "{source}"
 size = "{size}"
 fps = {fps}
+{options1}
 """
+FAKES_DIR = Path(__file__).resolve().parents[3] / "tests" / "fakes"
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -58,18 +68,44 @@ def _mover(base: str, stop: threading.Event) -> None:
             urllib.request.urlopen(request, timeout=5).read()
 
 
-def run(seconds: float = 20.0, size: str = "1280x720", fps: float = 30.0, viewers: int = 2) -> dict[str, Any]:
+def _camera_config(source: str, size: str, fps: float) -> str:
+    if source == "picamera2":  # stereo eyes: the left one sets the frame timing, the right one follows it
+        return CONFIG.format(
+            source=source,
+            size=size,
+            fps=fps,
+            options0='options = { sync = "server" }',
+            options1='options = { sync = "client" }',
+        )
+    return CONFIG.format(source=source, size=size, fps=fps, options0="", options1="")
+
+
+def run(
+    seconds: float = 20.0,
+    size: str = "1280x720",
+    fps: float = 30.0,
+    viewers: int = 2,
+    source: str = "testpattern",
+    model: str = "imx708",
+    fake: bool = True,
+) -> dict[str, Any]:
     """Measure and print the server's CPU while both cameras stream, move and are watched."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     workdir = Path(tempfile.mkdtemp(prefix="vergence-dual-"))
     config = workdir / "dual.toml"
-    config.write_text(CONFIG.format(size=size, fps=fps))
+    config.write_text(_camera_config(source, size, fps))
     argv = serve_argv(port, "--config", str(config))
     os.environ.setdefault("VERGENCE_STATE__PATH", str(workdir / "state.json"))
+    env: dict[str, str] | None = None
+    if source == "picamera2" and fake:
+        env = {
+            "PYTHONPATH": os.pathsep.join([str(FAKES_DIR), os.environ.get("PYTHONPATH", "")]),
+            "VERGENCE_FAKE_LIBCAMERA_SENSORS": f"{model},{model}",
+        }
     base = f"http://127.0.0.1:{port}"
-    with _Server(argv, f"{base}/api/streams", workdir / "vergence.log", "vergence") as server:
+    with _Server(argv, f"{base}/api/streams", workdir / "vergence.log", "vergence", env=env) as server:
         assert server.proc is not None
         stop = threading.Event()
         counts = {f"cam{c}#{v}": 0 for c in range(2) for v in range(viewers)}
@@ -97,6 +133,9 @@ def run(seconds: float = 20.0, size: str = "1280x720", fps: float = 30.0, viewer
     cores = (cpu1 - cpu0) / (t1 - t0)
     fps_by_viewer = {key: (end_counts[key] - start_counts[key]) / (t1 - t0) for key in counts}
     results: dict[str, Any] = {
+        "source": source
+        if source != "picamera2"
+        else f"picamera2 ({'fake libcamera, ' + model if fake else 'cameras'})",
         "size": size,
         "fps": fps,
         "viewers_per_camera": viewers,
@@ -104,8 +143,12 @@ def run(seconds: float = 20.0, size: str = "1280x720", fps: float = 30.0, viewer
         "server_cpu_cores": round(cores, 3),
         "viewer_fps": {key: round(value, 1) for key, value in fps_by_viewer.items()},
         "stages_ms": {cid: s["stages_ms"] for cid, s in stats["streams"].items()},
+        "camera": {cid: s.get("camera", {}) for cid, s in stats["streams"].items()},
     }
-    print(f"two cameras {size}@{fps:g}, PTZ moving on both, {viewers} WS viewers each, {results['seconds']} s")
+    print(
+        f"two cameras ({results['source']}) {size}@{fps:g}, PTZ moving on both, {viewers} WS viewers each, "
+        f"{results['seconds']} s"
+    )
     print(f"server CPU: {cores:.2f} cores of {os.cpu_count()} ({cores * 100:.0f} % of one core); goal ≤ 1 core")
     print("viewer fps: " + ", ".join(f"{key} {value:.1f}" for key, value in results["viewer_fps"].items()))
     for cid, stages in results["stages_ms"].items():

@@ -83,6 +83,10 @@ class Source(ABC):
         """Mirror the picture; a backend may restart itself to do it (only itself, never another camera)."""
         raise NotImplementedError(f"{self.kind} cannot flip")
 
+    def status(self) -> dict[str, Any]:
+        """What the camera reports about itself for /api/stats (picamera2: sync, the crop applied, tuning)."""
+        return {}
+
     # Stills and what a photo's EXIF says about the camera.
     camera_make: str = ""
 

@@ -658,6 +658,15 @@ class Picamera2Source(Source):
     def sensor_geometry(self) -> SensorGeometry | None:
         return self._geometry
 
+    def status(self) -> dict[str, Any]:
+        return {
+            "model": self._model,
+            "tuning": self.tuning,
+            "sync": {"mode": self._sync, "ready": self.sync_ready},
+            "crop": list(self._crop.as_tuple()) if self._crop is not None else None,
+            "crop_landed": self.crop_landed,
+        }
+
     def set_crop(self, crop: Rect) -> None:
         with self._lock:
             geometry, mode = self._geometry, self._mode
