@@ -106,8 +106,10 @@ def test_stereo_eyes_in_sync_through_the_server(vergence_server, tmp_path):
         def landed(camera_id=camera_id, wanted=wanted):
             status = httpx.get(f"{server.url}/api/stats").json()["streams"][camera_id]["camera"]
             crop = status["crop"]
-            return status["crop_landed"] and crop is not None and all(
-                abs(a - b) <= 2 for a, b in zip(crop, wanted, strict=True)
+            return (
+                status["crop_landed"]
+                and crop is not None
+                and all(abs(a - b) <= 2 for a, b in zip(crop, wanted, strict=True))
             )
 
         wait_for(landed)
