@@ -1,4 +1,4 @@
-"""The `vergence` command: serve, bench."""
+"""The `vergence` command: serve, cameras, ctl, install-service, bench."""
 
 from __future__ import annotations
 
@@ -134,6 +134,48 @@ def listen_socket(host: str, port: int, send_buffer_bytes: int) -> socket.socket
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+@app.command()
+def cameras(
+    config: Annotated[
+        Path | None, typer.Option(help="TOML config file: the size, rate and tuning of its picamera2 cameras")
+    ] = None,
+    size: Annotated[
+        str | None,
+        typer.Option(help="picture size WIDTHxHEIGHT for every camera (default: the config's, else 1280x720)"),
+    ] = None,
+    fps: Annotated[
+        float | None, typer.Option(help="frames per second for every camera (default: the config's, else 30)")
+    ] = None,
+    frames: Annotated[int, typer.Option(min=0, help="frames to read from each camera (0: do not stream)")] = 5,
+    json_out: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """List the Raspberry Pi cameras, the sensor mode vergence takes from each, the H.264 encoder; stream a few frames."""
+    import json
+    import os
+
+    from vergence.cameras import describe_cameras, flag_overrides, format_report
+
+    try:
+        settings = load_settings(config)
+        overrides = flag_overrides(size, fps)
+    except ConfigError as err:
+        typer.echo(f"vergence cameras: {err}", err=True)
+        raise typer.Exit(2) from None
+    # libcamera logs every camera it registers and configures at INFO on stderr: keep its warnings and errors only.
+    os.environ.setdefault("LIBCAMERA_LOG_LEVELS", "*:WARN")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    configured = [camera for camera in settings.cameras if camera.source == "picamera2"]
+    report = describe_cameras(configured, settings.h264, overrides, frames)
+    if json_out:
+        typer.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        typer.echo(format_report(report), nl=False)
+    for problem in report.problems:
+        typer.echo(f"vergence cameras: {problem}", err=True)
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @app.command(context_settings={"ignore_unknown_options": True})

@@ -101,6 +101,34 @@ def resolve_tuning(value: str | None, picamera2_class: Any) -> tuple[str, str | 
         raise ConfigError(f"options.tuning_file: {value!r} is not valid JSON: {err}") from err
 
 
+def select_sensor_mode(camera: CameraSettings, modes: list[SensorMode]) -> SensorMode:
+    """Return the sensor mode a camera streams from: `options.sensor_mode` (WxH) when given, else the widest field of
+    view that reaches its frame rate (sensor_modes.choose_mode); ConfigError for a size no mode has."""
+    wanted = camera.options.get("sensor_mode", "").strip().lower()
+    if not wanted:
+        return choose_mode(modes, camera.size, camera.fps)
+    if not re.fullmatch(r"\d+x\d+", wanted):
+        raise ConfigError(
+            f"options.sensor_mode must be a mode's size WxH (vergence cameras lists them), got {wanted!r}"
+        )
+    for mode in modes:
+        if f"{mode.width}x{mode.height}" == wanted:
+            return mode
+    sizes = ", ".join(f"{m.width}x{m.height}" for m in modes)
+    raise ConfigError(f"options.sensor_mode: camera {camera.id} has no {wanted} mode ({sizes})")
+
+
+def video_configuration(picam: Any, camera: CameraSettings, mode: SensorMode, **extra: Any) -> dict[str, Any]:
+    """Return picamera2's video configuration for a camera streaming YUV420 from `mode`."""
+    config: dict[str, Any] = picam.create_video_configuration(
+        main={"size": camera.size, "format": "YUV420"},
+        raw=None,  # no raw buffers to fill memory: the sensor configuration alone picks the mode
+        sensor={"output_size": (mode.width, mode.height), "bit_depth": mode.bit_depth},
+        **extra,
+    )
+    return config
+
+
 def _i420(array: np.ndarray, width: int, height: int, stride: int) -> np.ndarray:
     """Return a packed I420 image (h*3/2, w) from the ISP's YUV420 buffer: luma rows of `stride` bytes, chroma rows of
     stride/2 (picamera2 hands it as (h*3/2, stride))."""
@@ -167,7 +195,6 @@ class Picamera2Source(Source):
             raise ConfigError(
                 f"options.sensor_mode must be a mode's size WxH (vergence cameras lists them), got {mode_option!r}"
             )
-        self._mode_option = tuple(int(v) for v in mode_option.split("x")) if mode_option else None
         self.sync_ready = False
         self.tuning = "default"
         self._camera: Any = None
@@ -277,22 +304,13 @@ class Picamera2Source(Source):
         return picam
 
     def _choose_mode(self, picam: Any) -> SensorMode:
-        """The sensor mode to stream from: the widest field that reaches the frame rate (see sensor_modes.py)."""
+        """The sensor mode to stream from (select_sensor_mode), the camera's modes listed once per process."""
         key = f"{picam.camera.id}"
-        if key not in _sensor_modes:  # listing them configures the camera once per mode: once per process
+        if key not in _sensor_modes:  # listing them configures the camera once per mode
             _sensor_modes[key] = [
                 SensorMode.from_picamera2(mode) for mode in picam.sensor_modes if "crop_limits" in mode
             ]
-        modes = _sensor_modes[key]
-        if self._mode_option is not None:
-            for mode in modes:
-                if (mode.width, mode.height) == self._mode_option:
-                    return mode
-            sizes = ", ".join(f"{m.width}x{m.height}" for m in modes)
-            raise ConfigError(
-                f"options.sensor_mode: camera {self._index} has no {self._mode_option[0]}x{self._mode_option[1]} mode ({sizes})"
-            )
-        mode = choose_mode(modes, self.camera.size, self.camera.fps)
+        mode = select_sensor_mode(self.camera, _sensor_modes[key])
         if mode.max_fps < self.camera.fps * 0.99:
             log.warning(
                 "%s: no sensor mode reaches %g fps; streaming at most %.2f fps from %dx%d",
@@ -342,10 +360,10 @@ class Picamera2Source(Source):
     def _configure_and_start(self) -> None:
         """Configure the (stopped) camera with the current size, rate, flips and crop, and start it; lock held."""
         assert self._mode is not None
-        config = self._camera.create_video_configuration(
-            main={"size": self.camera.size, "format": "YUV420"},
-            raw=None,  # no raw buffers to fill memory: the sensor configuration alone picks the mode
-            sensor={"output_size": (self._mode.width, self._mode.height), "bit_depth": self._mode.bit_depth},
+        config = video_configuration(
+            self._camera,
+            self.camera,
+            self._mode,
             controls=self._video_controls(),
             transform=self._transform_type(hflip=int(self._hflip), vflip=int(self._vflip)),
             buffer_count=BUFFER_COUNT,
