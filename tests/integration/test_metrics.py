@@ -102,11 +102,13 @@ def test_metrics_follow_a_viewer_the_frame_rate_and_source_restarts(vergence_ser
                     series(f, "vergence_viewers", **ws) == 1
                     and 28 <= value(f, "vergence_fps", stream="cam0") <= 32
                     and stage_count(f, "encode_h264") > 0
+                    # The bitrate is a windowed rate: it reads 0 until the window holds packets, whatever the
+                    # encode count says (CI once scraped in between).
+                    and value(f, "vergence_bitrate_bps", stream="cam0", format="h264") > 0
                 ),
             )
             assert value(first, "vergence_stream_up", stream="cam0") == 1
             assert value(first, "vergence_channel_producing", stream="cam0", format="h264") == 1
-            assert value(first, "vergence_bitrate_bps", stream="cam0", format="h264") > 0
             assert first["vergence_frames_total"].type == "counter"
             stages = {labels["stage"] for _, labels, _ in first["vergence_stage_latency_ms"].samples}
             assert {"capture", "ptz", "stabilize", "plugins", "overlay", "encode_h264", "encode_jpeg"} <= stages

@@ -44,6 +44,9 @@ STALL_FRAMES = 6
 # A ScalerCrop lands 2–4 frames after it is set (it rides on the next request picamera2 queues); one not seen landed after
 # this many frames was lost (picamera2 can drop a control set while it recycles a request) and is sent again.
 CROP_RESEND_FRAMES = 8
+# How often a capture waiting in picamera2 looks whether the source was closed: close() returns within about this.
+CAPTURE_POLL_S = 0.05
+STOP_ATTEMPTS = 5
 SYNC_MODES = ("off", "server", "client")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -394,9 +397,38 @@ class Picamera2Source(Source):
         )
 
     def _stop_camera(self, picam: Any) -> None:
-        """Stop the camera without waiting behind queued jobs (a capture waiting for a frame that may never come)."""
-        picam.cancel_all_and_flush()
-        picam.stop()
+        """Stop the camera without waiting behind queued jobs (a capture waiting for a frame that may never come).
+
+        The capture thread cancels its own job when it gives up, and with it a stop queued behind: then stop again.
+        """
+        for _ in range(STOP_ATTEMPTS):
+            picam.cancel_all_and_flush()
+            try:
+                picam.stop()
+                return
+            except CancelledError:
+                continue
+        raise SourceError(f"picamera2 camera {self._index} did not stop")
+
+    def _capture(self, picam: Any, timeout_s: float) -> Any:
+        """Return picamera2's next completed request, waiting at most `timeout_s` (TimeoutError) and giving up at once
+        when the source is closed (CancelledError). A job left queued would later take a buffer for good: cancelled."""
+        job = picam.capture_request(wait=False)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return picam.wait(job, timeout=min(CAPTURE_POLL_S, max(0.0, deadline - time.monotonic())))
+            except TimeoutError:
+                if not self._closed.is_set() and time.monotonic() < deadline:
+                    continue
+            picam.cancel_all_and_flush()
+            try:  # completed between the last wait and the cancel: hand its buffers back
+                job.get_result(timeout=0).release()
+            except (CancelledError, TimeoutError):
+                pass
+            if self._closed.is_set():
+                raise CancelledError()
+            raise TimeoutError(f"no frame in {timeout_s:g} s")
 
     def read(self) -> Frame:
         timeout_s = self.stall_timeout_s
@@ -410,15 +442,14 @@ class Picamera2Source(Source):
                 continue
             self._restarted.clear()
             try:
-                request = picam.capture_request(wait=timeout_s)
+                request = self._capture(picam, timeout_s)
             except CancelledError:
                 # Cancelled under us: by close() (the loop ends), or by a flip's restart (wait for it, then go on).
                 self._restarted.wait(timeout_s)
                 continue
             except TimeoutError as err:
-                # The job stays queued in picamera2 and would take a buffer for good: cancel it. Then fail, so the
-                # supervisor restarts the camera (after libcamera's frontend timeout only a restart brings frames back).
-                picam.cancel_all_and_flush()
+                # A stall: after libcamera's frontend timeout only a restart brings frames back, so fail and let the
+                # supervisor restart the camera.
                 if self._closed.is_set():
                     continue
                 raise SourceError(f"picamera2 camera {self._index} delivered no frame for {timeout_s:g} s") from err
@@ -613,11 +644,7 @@ class Picamera2Source(Source):
         picam.start()
         configured = time.perf_counter()
         # A still mode runs at the full-resolution mode's rate (imx477: 10 fps) and may expose longer: allow three frames.
-        try:
-            request = picam.capture_request(wait=max(self.stall_timeout_s, 1.0))
-        except TimeoutError:
-            picam.cancel_all_and_flush()
-            raise
+        request = self._capture(picam, max(self.stall_timeout_s, 1.0))
         try:
             array = request.make_array("main")
             metadata = request.get_metadata()
@@ -732,7 +759,8 @@ class Picamera2Source(Source):
             still.finish(error=SourceEnded(f"picamera2 camera {self._index} closed before the still was taken"))
         if picam is not None:
             try:
-                picam.close()  # stops (nothing is queued ahead of the stop now) and releases the camera
+                self._stop_camera(picam)  # the capture thread leaves picamera2 within CAPTURE_POLL_S meanwhile
+                picam.close()  # releases the camera
             except Exception as err:  # closing must never fail: the device is being given up anyway
                 log.warning("%s: closing picamera2 camera %d: %s", self.camera.id, self._index, err)
             self._release_tuning()
