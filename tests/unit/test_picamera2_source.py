@@ -363,3 +363,32 @@ def test_camera_sync_options_are_checked(monkeypatch):
         create_source(camera(sync="leader"))
     with pytest.raises(ConfigError, match="options.sync_frames"):
         create_source(camera(sync="server", sync_frames="0"))
+
+
+def test_sync_with_a_tuning_file_without_rpi_sync_is_said_not_silently_ignored(monkeypatch, tmp_path, caplog):
+    use_fake_libcamera(monkeypatch, ["imx219"])
+    tuning = write_tuning(tmp_path / "plain.json", sync=False)
+    source = create_source(camera(sync="server", sync_frames="5", tuning_file=str(tuning)))
+    source.open()
+    try:
+        with caplog.at_level("WARNING", logger="vergence.sources.picamera2"):
+            for _ in range(35):
+                source.read()
+        assert not source.sync_ready
+        assert "has no rpi.sync section" in caplog.text
+    finally:
+        source.close()
+
+
+def test_fake_strides_and_colour_spaces_are_the_pi5s(monkeypatch):
+    use_fake_libcamera(monkeypatch, ["imx708"])
+    from picamera2 import Picamera2
+
+    with Picamera2(0) as picam:
+        for width, stride, colour in ((320, 384, "SMPTE170M"), (1296, 1408, "Rec709")):
+            picam.configure(picam.create_video_configuration(main={"size": (width, 720), "format": "YUV420"}))
+            assert picam.stream_configuration("main")["stride"] == stride  # 2·align64(w/2)
+            space = picam.camera_configuration()["colour_space"]
+            assert colour in str(space) and space.range.name == "Limited"
+        picam.configure(picam.create_still_configuration(main={"format": "YUV420"}))
+        assert picam.camera_configuration()["colour_space"].range.name == "Full"  # sYCC

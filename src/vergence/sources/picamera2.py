@@ -47,6 +47,8 @@ CROP_RESEND_FRAMES = 8
 # How often a capture waiting in picamera2 looks whether the source was closed: close() returns within about this.
 CAPTURE_POLL_S = 0.05
 STOP_ATTEMPTS = 5
+# Frames with sync on but no sync state in their metadata before vergence says the tuning lacks rpi.sync.
+SYNC_SILENT_FRAMES = 30
 SYNC_MODES = ("off", "server", "client")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -199,6 +201,7 @@ class Picamera2Source(Source):
                 f"options.sensor_mode must be a mode's size WxH (vergence cameras lists them), got {mode_option!r}"
             )
         self.sync_ready = False
+        self._frames_without_sync = 0
         self.tuning = "default"
         self._camera: Any = None
         self._transform_type: Any = None
@@ -381,6 +384,7 @@ class Picamera2Source(Source):
         self._camera.start()
         self._auto_exposure_pending = False
         self.sync_ready = False  # libcamera's sync starts afresh at every start
+        self._frames_without_sync = 0
         self._crop_frames = 0
 
     @staticmethod
@@ -463,15 +467,32 @@ class Picamera2Source(Source):
                 metadata = request.get_metadata()
             finally:
                 request.release()
-            if self._sync_mode is not None and not self.sync_ready and metadata.get("SyncReady"):
-                self.sync_ready = True
-                log.info("%s: camera sync (%s) ready", self.camera.id, self._sync)
+            if self._sync_mode is not None:
+                self._follow_sync(metadata)
             if "ExposureTime" in metadata and "AnalogueGain" in metadata:
                 self._last_exposure = (int(metadata["ExposureTime"]), float(metadata["AnalogueGain"]))
             self._confirm_crop(picam, metadata.get("ScalerCrop"))
             frame = self._frame(array, metadata, started)
             self._after_live_frame(frame)
             return frame
+
+    def _follow_sync(self, metadata: dict[str, Any]) -> None:
+        """Capture thread: note SyncReady; say once when libcamera reports no sync state at all (its tuning file has no
+        rpi.sync section, and then SyncMode is accepted and silently ignored)."""
+        if "SyncReady" not in metadata:
+            self._frames_without_sync += 1
+            if self._frames_without_sync == SYNC_SILENT_FRAMES:
+                log.warning(
+                    "%s: options.sync = %r, but libcamera reports no sync state: the tuning file (%s) has no rpi.sync "
+                    "section, so the eyes are not put in step",
+                    self.camera.id,
+                    self._sync,
+                    self.tuning,
+                )
+            return
+        if not self.sync_ready and metadata["SyncReady"]:
+            self.sync_ready = True
+            log.info("%s: camera sync (%s) ready", self.camera.id, self._sync)
 
     def _confirm_crop(self, picam: Any, reported: Any) -> None:
         """Capture thread: note when the crop asked for shows in a frame; send it again if it never arrived."""
