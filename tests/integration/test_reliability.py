@@ -62,6 +62,7 @@ def test_a_camera_that_drops_out_ten_times_comes_back_each_time_within_2_s_at_a_
     }
     server = vergence_server("--source", "picamera2", "--size", "640x360", "--fps", "30", env=env)
     gaps = _gaps_after_failures(server, FAILURES)
+    print(f"\npicamera2 stalls, picture gap at the viewer (s): {[round(gap, 3) for gap, _ in gaps]}")
     assert all(keyframe for _, keyframe in gaps), f"a restart resumed on a non-keyframe: {gaps}"
     assert max(gap for gap, _ in gaps) < RESUME_LIMIT_S, f"gaps (s): {[round(g, 3) for g, _ in gaps]}"
     stats = httpx.get(f"{server.url}/api/stats", timeout=5).json()["streams"]["cam0"]
