@@ -18,15 +18,14 @@ from pydantic import ValidationError
 from vergence.config import CameraSettings, H264Settings
 from vergence.errors import ConfigError, EncoderError, VergenceError
 from vergence.media.frame import TIME_BASE, Frame
-from vergence.sources.picamera2 import (
-    INSTALL_HINT,
-    Picamera2Source,
+from vergence.sources.picamera2 import INSTALL_HINT, Picamera2Source
+from vergence.sources.picamera2_setup import (
     camera_index,
     resolve_tuning,
     select_sensor_mode,
+    sensor_modes,
     video_configuration,
 )
-from vergence.sources.sensor_modes import SensorMode
 
 DEFAULT_FRAMES = 5
 NO_CAMERA = (
@@ -207,7 +206,7 @@ def _probe(picamera2_class: Any, camera: CameraSettings, report: CameraReport) -
         report.model = str(picam.camera_properties.get("Model", report.model))
         width, height = picam.sensor_resolution
         report.pixel_array = pixel_array = (int(width), int(height))
-        modes = [SensorMode.from_picamera2(mode) for mode in picam.sensor_modes if "crop_limits" in mode]
+        modes = sensor_modes(picam)
         if not modes:
             report.error = f"camera {report.number} lists no sensor modes"
             return

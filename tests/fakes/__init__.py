@@ -33,10 +33,10 @@ def use_fake_libcamera(
     monkeypatch.setattr(libcamera.CameraManager, "_current", None)
     # picamera2 keeps its camera manager on the class: a new one per test, so no camera outlives its test.
     monkeypatch.setattr(picamera2.picamera2.Picamera2, "_cm", picamera2.picamera2.CameraManager())
-    from vergence.sources import picamera2 as source_module
+    from vergence.sources import picamera2_setup
 
-    monkeypatch.setattr(source_module, "_sensor_modes", {}, raising=False)
-    monkeypatch.setattr(source_module, "_tunings_open", {}, raising=False)
+    monkeypatch.setattr(picamera2_setup, "sensor_modes_seen", {})
+    monkeypatch.setattr(picamera2_setup, "tunings_open", {})
     return libcamera.rig
 
 

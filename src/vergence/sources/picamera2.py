@@ -13,12 +13,10 @@ picamera2 (with its libcamera bindings) is optional and imported only when a cam
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 import time
 from concurrent.futures import CancelledError
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +26,19 @@ from vergence.errors import ConfigError, SourceEnded, SourceError
 from vergence.media.frame import TIME_BASE, Frame
 from vergence.ptz import Rect, SensorGeometry
 from vergence.sources.base import Source, SourceInfo, Still, register
-from vergence.sources.sensor_modes import SensorMode, choose_mode, isp_aligned
+from vergence.sources.picamera2_setup import (
+    camera_index,
+    claim_tuning,
+    flag,
+    i420_from_isp,
+    is_limited_range,
+    release_tuning,
+    resolve_tuning,
+    select_sensor_mode,
+    sensor_modes,
+    video_configuration,
+)
+from vergence.sources.sensor_modes import SensorMode, isp_aligned
 
 log = logging.getLogger(__name__)
 
@@ -50,109 +60,6 @@ STOP_ATTEMPTS = 5
 # Frames with sync on but no sync state in their metadata before vergence says the tuning lacks rpi.sync.
 SYNC_SILENT_FRAMES = 30
 SYNC_MODES = ("off", "server", "client")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-# Per process: the sensor modes of each camera (listing them reconfigures the camera once per mode), and the tuning of
-# each open camera. libcamera reads its tuning file once, when its camera manager is created, for every camera: two
-# cameras open at once share one tuning.
-_sensor_modes: dict[str, list[SensorMode]] = {}
-_tunings_open: dict[int, str] = {}
-_tuning_lock = threading.Lock()
-
-
-def _flag(options: dict[str, str], key: str) -> bool:
-    value = options.get(key, "").strip().lower()
-    if value not in _TRUE | _FALSE:
-        raise ConfigError(f"options.{key} must be true or false, got {options[key]!r}")
-    return value in _TRUE
-
-
-def camera_index(camera: CameraSettings) -> int:
-    """Return the libcamera camera number: `options.camera_index`, else the id's trailing number (cam1 → 1), else 0."""
-    value = camera.options.get("camera_index")
-    if value is None:
-        match = re.search(r"(\d+)$", camera.id)
-        return int(match.group(1)) if match else 0
-    if not value.strip().isdigit():
-        raise ConfigError(f"options.camera_index must be a camera number 0, 1, …, got {value!r}")
-    return int(value)
-
-
-def resolve_tuning(value: str | None, picamera2_class: Any) -> tuple[str, str | dict[str, Any] | None]:
-    """Return (what names it, what to hand picamera2) for `options.tuning_file`.
-
-    A path (it has a slash) is made absolute: picamera2 hands the string to libcamera, which opens it relative to the
-    working directory of the moment. A bare file name is looked up where Raspberry Pi OS keeps tuning files
-    (~/libcamera/…, /usr/local/share/…, /usr/share/libcamera/ipa/rpi/{pisp,vc4}) and loaded, as a name given to libcamera
-    directly would make the camera vanish.
-    """
-    if not value:
-        return "default", None
-    if os.sep in value or value.startswith("~"):
-        path = Path(value).expanduser().resolve()
-        if not path.is_file():
-            raise ConfigError(f"options.tuning_file: no such file {path}")
-        return str(path), str(path)
-    try:
-        return value, picamera2_class.load_tuning_file(value)
-    except RuntimeError as err:
-        raise ConfigError(
-            f"options.tuning_file: {value!r} is not in the tuning directories "
-            "(~/libcamera/src/ipa/rpi/<platform>/data, /usr/local/share/libcamera/ipa/rpi/<platform>, "
-            "/usr/share/libcamera/ipa/rpi/<platform>); give a path to use a file elsewhere"
-        ) from err
-    except ValueError as err:
-        raise ConfigError(f"options.tuning_file: {value!r} is not valid JSON: {err}") from err
-
-
-def select_sensor_mode(camera: CameraSettings, modes: list[SensorMode]) -> SensorMode:
-    """Return the sensor mode a camera streams from: `options.sensor_mode` (WxH) when given, else the widest field of
-    view that reaches its frame rate (sensor_modes.choose_mode); ConfigError for a size no mode has."""
-    wanted = camera.options.get("sensor_mode", "").strip().lower()
-    if not wanted:
-        return choose_mode(modes, camera.size, camera.fps)
-    if not re.fullmatch(r"\d+x\d+", wanted):
-        raise ConfigError(
-            f"options.sensor_mode must be a mode's size WxH (vergence cameras lists them), got {wanted!r}"
-        )
-    for mode in modes:
-        if f"{mode.width}x{mode.height}" == wanted:
-            return mode
-    sizes = ", ".join(f"{m.width}x{m.height}" for m in modes)
-    raise ConfigError(f"options.sensor_mode: camera {camera.id} has no {wanted} mode ({sizes})")
-
-
-def video_configuration(picam: Any, camera: CameraSettings, mode: SensorMode, **extra: Any) -> dict[str, Any]:
-    """Return picamera2's video configuration for a camera streaming YUV420 from `mode`."""
-    config: dict[str, Any] = picam.create_video_configuration(
-        main={"size": camera.size, "format": "YUV420"},
-        raw=None,  # no raw buffers to fill memory: the sensor configuration alone picks the mode
-        sensor={"output_size": (mode.width, mode.height), "bit_depth": mode.bit_depth},
-        **extra,
-    )
-    return config
-
-
-def _i420(array: np.ndarray, width: int, height: int, stride: int) -> np.ndarray:
-    """Return a packed I420 image (h*3/2, w) from the ISP's YUV420 buffer: luma rows of `stride` bytes, chroma rows of
-    stride/2 (picamera2 hands it as (h*3/2, stride))."""
-    if stride == width:
-        return array.reshape(height * 3 // 2, width)
-    flat = array.reshape(-1)
-    luma = flat[: stride * height].reshape(height, stride)[:, :width]
-    half_stride, half_w, half_h = stride // 2, width // 2, height // 2
-    start = stride * height
-    u = flat[start : start + half_stride * half_h].reshape(half_h, half_stride)[:, :half_w]
-    start += half_stride * half_h
-    v = flat[start : start + half_stride * half_h].reshape(half_h, half_stride)[:, :half_w]
-    return np.concatenate([luma.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(height * 3 // 2, width)
-
-
-def _limited_range(colour_space: Any) -> bool:
-    """Whether a libcamera colour space is video (limited) range: Rec709 and SMPTE170M are, sYCC is not."""
-    value = getattr(colour_space, "range", None)
-    return value is not None and getattr(value, "name", str(value)).endswith("Limited")
 
 
 class _StillRequest:
@@ -184,8 +91,8 @@ class Picamera2Source(Source):
         super().__init__(camera)
         self._index = camera_index(camera)
         self._tuning_option = camera.options.get("tuning_file") or None
-        self._hflip = _flag(camera.options, "hflip")
-        self._vflip = _flag(camera.options, "vflip")
+        self._hflip = flag(camera.options, "hflip")
+        self._vflip = flag(camera.options, "vflip")
         self._sync = camera.options.get("sync", "off").strip().lower() or "off"
         if self._sync not in SYNC_MODES:
             raise ConfigError(f"options.sync must be one of {', '.join(SYNC_MODES)}, got {camera.options['sync']!r}")
@@ -311,12 +218,7 @@ class Picamera2Source(Source):
 
     def _choose_mode(self, picam: Any) -> SensorMode:
         """The sensor mode to stream from (select_sensor_mode), the camera's modes listed once per process."""
-        key = f"{picam.camera.id}"
-        if key not in _sensor_modes:  # listing them configures the camera once per mode
-            _sensor_modes[key] = [
-                SensorMode.from_picamera2(mode) for mode in picam.sensor_modes if "crop_limits" in mode
-            ]
-        mode = select_sensor_mode(self.camera, _sensor_modes[key])
+        mode = select_sensor_mode(self.camera, sensor_modes(picam))
         if mode.max_fps < self.camera.fps * 0.99:
             log.warning(
                 "%s: no sensor mode reaches %g fps; streaming at most %.2f fps from %dx%d",
@@ -333,18 +235,10 @@ class Picamera2Source(Source):
         return self._mode.describe(self._pixel_array, self.camera.size)
 
     def _claim_tuning(self, name: str) -> None:
-        with _tuning_lock:
-            for index, other in _tunings_open.items():
-                if index != self._index and other != name:
-                    raise ConfigError(
-                        f"options.tuning_file: camera {self._index} asks for tuning {name} while camera {index} runs "
-                        f"with {other}; libcamera loads one tuning file per process, so both eyes must share it"
-                    )
-            _tunings_open[self._index] = name
+        claim_tuning(self._index, name)
 
     def _release_tuning(self) -> None:
-        with _tuning_lock:
-            _tunings_open.pop(self._index, None)
+        release_tuning(self._index)
 
     def _video_controls(self) -> dict[str, Any]:
         controls: dict[str, Any] = {"FrameRate": self.camera.fps}
@@ -379,7 +273,7 @@ class Picamera2Source(Source):
         if tuple(stream["size"]) != tuple(self.camera.size):
             raise SourceError(f"the camera chose {stream['size']} instead of {self.camera.size}")
         self._stride = int(stream.get("stride", self.camera.width))
-        self._limited_range = _limited_range(self._camera.camera_configuration().get("colour_space"))
+        self._limited_range = is_limited_range(self._camera.camera_configuration().get("colour_space"))
         self._sensitivity = float(self._camera.camera_properties.get("SensorSensitivity", 1.0) or 1.0)
         self._camera.start()
         self._auto_exposure_pending = False
@@ -661,7 +555,7 @@ class Picamera2Source(Source):
         if exposure:
             picam.set_controls(exposure)
             self._auto_exposure_pending = True  # fixed from now on in libcamera, until the video mode frees them
-        limited = _limited_range(picam.camera_configuration().get("colour_space"))
+        limited = is_limited_range(picam.camera_configuration().get("colour_space"))
         picam.start()
         configured = time.perf_counter()
         # A still mode runs at the full-resolution mode's rate (imx477: 10 fps) and may expose longer: allow three frames.
@@ -673,7 +567,7 @@ class Picamera2Source(Source):
             request.release()
         self._stop_camera(picam)
         taken = time.perf_counter()
-        image = _i420(array, width, height, int(stream.get("stride", width)))
+        image = i420_from_isp(array, width, height, int(stream.get("stride", width)))
         return Still(
             image=image,
             width=width,
@@ -701,7 +595,7 @@ class Picamera2Source(Source):
 
     def _frame(self, array: np.ndarray, metadata: dict[str, Any], started: float) -> Frame:
         width, height = self.camera.size
-        image = _i420(array, width, height, self._stride)
+        image = i420_from_isp(array, width, height, self._stride)
         sensor_ns = int(metadata["SensorTimestamp"])
         if self._first_ns is None:
             self._first_ns = sensor_ns

@@ -59,6 +59,7 @@ from ._libcamera import (
     StreamRole,
 )
 from .geometry import apply_scaler_crop, default_isp_crop, isp_to_native
+from .ipa import Ipa, SyncState
 from .scene import render_i420, write_rgb, write_yuv420
 from .sensors import SensorMode, SensorModel, isp_min_crop
 
@@ -67,8 +68,6 @@ log = logging.getLogger("libcamera")
 YUV_FORMATS = ("YUV420", "YVU420")
 RGB_FORMATS = ("RGB888", "BGR888", "XRGB8888", "XBGR8888")
 MAX_FRAME_US = 1_000_000_000
-EXPOSURE_MARGIN_US = 100  # a frame's exposure ends this long before the next frame starts (the sensor's blanking)
-NEEDED_EXPOSURE = 10_000.0  # µs × gain a sensitivity-1.0 mode needs at light 1.0
 CONTROL_DELAY_FRAMES = 2  # exposure and gain reach the sensor two frames after their request (DelayedControls)
 
 
@@ -170,39 +169,6 @@ class CameraManager:
         os.eventfd_write(self._event_fd, 1)
 
 
-class _Ipa:
-    """What the Raspberry Pi IPA keeps between configurations: exposure modes and values, sync settings."""
-
-    def __init__(self) -> None:
-        self.exposure_manual = False
-        self.exposure_us = 0
-        self.gain_manual = False
-        self.gain = 1.0
-        self.frame_limits_us = (33_333, 33_333)
-        self.sync_mode = controls.rpi.SyncModeEnum.Off
-        self.sync_frames = 100
-
-    def apply(self, values: dict[str, Any]) -> None:
-        """Apply controls (by name) that reach the sensor or the IPA's algorithms."""
-        if "AeEnable" in values:
-            self.exposure_manual = self.gain_manual = not values["AeEnable"]
-        if "ExposureTimeMode" in values:
-            self.exposure_manual = int(values["ExposureTimeMode"]) == 1
-        if "AnalogueGainMode" in values:
-            self.gain_manual = int(values["AnalogueGainMode"]) == 1
-        if "ExposureTime" in values:
-            self.exposure_us = int(values["ExposureTime"])
-        if "AnalogueGain" in values:
-            self.gain = float(values["AnalogueGain"])
-        if "FrameDurationLimits" in values:
-            low, high = (int(v) for v in values["FrameDurationLimits"])
-            self.frame_limits_us = (low, high)
-        if "SyncMode" in values:
-            self.sync_mode = controls.rpi.SyncModeEnum(int(values["SyncMode"]))
-        if "SyncFrames" in values:
-            self.sync_frames = max(1, int(values["SyncFrames"]))
-
-
 class Camera:
     """One camera of the Raspberry Pi pipeline handler."""
 
@@ -222,7 +188,8 @@ class Camera:
         self._generation = 0
         self._thread: threading.Thread | None = None
         self._queue: deque[Request] = deque()
-        self._ipa = _Ipa()
+        self._ipa = Ipa()
+        self._sync = SyncState(self._sync_supported, record)
         self._mode: SensorMode | None = None
         self._config: CameraConfiguration | None = None
         self._main: StreamConfiguration | None = None
@@ -459,6 +426,7 @@ class Camera:
             # A start after a timeout: the application "reseated the cable" (unless the test wants this run dark too).
             self._record.stalled, self._record.stall_next_run = self._record.stall_next_run, False
             self._record.starts += 1
+            self._sync = SyncState(self._sync_supported, self._record)  # libcamera's sync starts afresh at every start
             self._thread = threading.Thread(
                 target=self._run, args=(self._generation,), name=f"fake-sensor-{self._record.num}", daemon=True
             )
@@ -478,7 +446,7 @@ class Camera:
             cancelled = list(self._queue)
             self._queue.clear()
             self._error = False
-            if rig.sync_server is not None and getattr(self, "_sync_grid", None) == rig.sync_server:
+            if rig.sync_server is not None and self._sync.server_grid == rig.sync_server:
                 rig.sync_server = None
         for request in cancelled:
             self._cancel(request)
@@ -529,7 +497,6 @@ class Camera:
         next_ns = started_ns + self._frame_ns() // 2  # readout start of the first frame: it has been exposing meanwhile
         last_frame_ns = started_ns
         sequence = frames_this_run = 0
-        sync = _SyncState()
         while True:
             with self._cond:
                 while self._generation == generation and time.monotonic_ns() < next_ns + readout_ns:
@@ -561,7 +528,7 @@ class Camera:
                 if values:
                     self._pending.append((sequence + CONTROL_DELAY_FRAMES, values))
                 metadata = self._metadata(timestamp_ns, frame_ns)
-                sync_metadata, shift_ns = sync.step(self, timestamp_ns, frame_ns, frames_this_run)
+                sync_metadata, shift_ns = self._sync.step(self._ipa, timestamp_ns, frame_ns)
                 metadata.update(sync_metadata)
                 next_ns += shift_ns
                 picture_args = self._picture_args(metadata)
@@ -591,21 +558,8 @@ class Camera:
             self._cancel(request)
 
     def _exposure(self, frame_ns: int) -> tuple[int, float, float]:
-        """Return (exposure µs, gain, brightness relative to a right exposure) for a frame of this duration."""
-        mode = self._mode
-        assert mode is not None
-        ipa = self._ipa
-        needed = NEEDED_EXPOSURE / max(rig.light, 1e-3) / mode.sensitivity
-        longest = max(1, frame_ns // 1000 - EXPOSURE_MARGIN_US)
-        if ipa.exposure_manual and ipa.exposure_us:
-            exposure = min(ipa.exposure_us, longest)
-        elif ipa.gain_manual and ipa.gain:
-            exposure = min(round(needed / ipa.gain), longest)
-        else:
-            exposure = min(round(needed), longest, 66_666)
-        gain = ipa.gain if ipa.gain_manual and ipa.gain else min(max(needed / max(exposure, 1), 1.0), 16.0)
-        brightness = exposure * gain * mode.sensitivity * rig.light / NEEDED_EXPOSURE
-        return int(exposure), float(gain), brightness
+        assert self._mode is not None
+        return self._ipa.exposure(self._mode, frame_ns, rig.light)
 
     def _metadata(self, timestamp_ns: int, frame_ns: int) -> dict[Any, Any]:
         assert self._mode is not None
@@ -670,43 +624,3 @@ class Camera:
             memory = mmap.mmap(plane.fd, plane.length, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
             self._maps[buffer] = memory
         return memory
-
-
-class _SyncState:
-    """One run's software camera sync (rpi.sync): fresh at every start()."""
-
-    def __init__(self) -> None:
-        self.server_grid: tuple[int, int] | None = None
-        self.ready = False
-
-    def step(self, camera: Camera, timestamp_ns: int, frame_ns: int, frames: int) -> tuple[dict[Any, Any], int]:
-        """Return this frame's sync metadata and how far to move the next frame (a client falling into step)."""
-        ipa = camera._ipa
-        mode = ipa.sync_mode
-        if mode == controls.rpi.SyncModeEnum.Off or not camera._sync_supported:
-            return {}, 0
-        low, high = ipa.frame_limits_us
-        if low != high:
-            log.error("RPiSync: Sync algorithm cannot run with a variable frame rate")
-            camera._record.sync_errors += 1
-            return {}, 0
-        shift_ns = 0
-        if mode == controls.rpi.SyncModeEnum.Server:
-            if self.server_grid is None:
-                self.server_grid = (timestamp_ns, frame_ns)
-                rig.sync_server = self.server_grid
-                camera._sync_grid = self.server_grid  # type: ignore[attr-defined]
-            t0_ns = self.server_grid[0]
-        else:
-            grid = rig.sync_server
-            if grid is None or grid[1] != frame_ns:
-                return {controls.rpi.SyncReady: False, controls.rpi.SyncTimer: 0}, 0
-            t0_ns = grid[0]
-            # Move the next frame onto the server's grid (the real client does it over a few frames).
-            next_ns = timestamp_ns + frame_ns
-            offset = (next_ns - t0_ns) % frame_ns
-            shift_ns = -offset if offset < frame_ns // 2 else frame_ns - offset
-        ready_at = t0_ns + ipa.sync_frames * frame_ns
-        self.ready = self.ready or timestamp_ns >= ready_at
-        timer_us = max(0, (ready_at - timestamp_ns) // 1000)
-        return {controls.rpi.SyncReady: self.ready, controls.rpi.SyncTimer: timer_us}, shift_ns
