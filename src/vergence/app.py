@@ -73,7 +73,8 @@ class Vergence:
             if stereo.depth:
                 self.streams[stereo.depth_id] = DepthStream(pair, self.settings, self.hub, loop)
         for stream in self.streams.values():
-            self.controllers.add_processing(stream, self.settings.processing.plugin_budget_ms, loop)
+            processing = self.settings.processing
+            self.controllers.add_processing(stream, processing.plugin_budget_ms, loop, processing.plugin_dir)
         for stream in self.streams.values():
             stream.start()
         self.outputs = build_outputs(self)

@@ -109,6 +109,31 @@ def _is_loopback(address: str) -> bool:
     return ip.is_loopback
 
 
+# Headers a reverse proxy adds; their presence says the peer address is not the client's.
+PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "via")
+
+
+def _forwarded_for(headers: Headers) -> list[str]:
+    """The client addresses a proxy chain lists, nearest to the client first (X-Forwarded-For, else Forwarded for=)."""
+    listed = ",".join(headers.getlist("x-forwarded-for"))
+    if listed:
+        return [address.strip() for address in listed.split(",") if address.strip()]
+    addresses = []
+    for element in ",".join(headers.getlist("forwarded")).split(","):
+        for pair in element.split(";"):
+            name, _, value = pair.strip().partition("=")
+            if name.lower() == "for":
+                value = value.strip('"')
+                addresses.append(
+                    value[1:].split("]")[0]
+                    if value.startswith("[")
+                    else value.rsplit(":", 1)[0]
+                    if value.count(":") == 1
+                    else value
+                )
+    return addresses
+
+
 def _host_name(host_header: str) -> str:
     """`localhost:8000` → `localhost`, `[::1]:8000` → `::1`."""
     if host_header.startswith("["):
@@ -132,6 +157,7 @@ class Authenticator:
         )
         self._cookie_key = hashlib.sha256(("vergence-session\0" + "\0".join(secrets)).encode()).digest()
         self._origins = {origin.lower() for origin in settings.allowed_origins}
+        self._proxies = [ipaddress.ip_network(proxy, strict=False) for proxy in settings.trusted_proxies]
 
     @property
     def basic(self) -> bool:
@@ -171,7 +197,30 @@ class Authenticator:
                 return principal, "cookie"
             # A stale cookie (expired, or its secret changed) counts as no credentials: the login asks again.
         client = scope.get("client") or ("", 0)
-        return self.anonymous(client[0], headers.get("host", "")), None
+        return self.anonymous(*self._client_behind_proxies(client[0], headers)), None
+
+    def _client_behind_proxies(self, peer: str, headers: Headers) -> tuple[str, str | None]:
+        """The address and Host to judge an anonymous request by.
+
+        A reverse proxy on this machine makes every request arrive from loopback with a loopback Host: were that taken at
+        its word, the whole network would be the loopback operator. So a request that says it was forwarded
+        (Forwarded, X-Forwarded-*, X-Real-IP, Via) counts as coming from elsewhere, unless the peer is a trusted proxy,
+        whose X-Forwarded-For (or Forwarded for=) names the client: the nearest address that is not a trusted proxy.
+        """
+        if not any(name in headers for name in PROXY_HEADERS):
+            return peer, headers.get("host", "")
+        if not self._trusted(peer):
+            return "", None  # not loopback, whatever the peer and Host say
+        chain = [peer, *reversed(_forwarded_for(headers))]
+        client = next((address for address in chain if not self._trusted(address)), chain[-1])
+        return client, headers.get("x-forwarded-host") or headers.get("host", "")
+
+    def _trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.strip("[]"))
+        except ValueError:
+            return False
+        return any(ip in network for network in self._proxies)
 
     def by_token(self, token: str) -> Principal:
         principal = self._tokens.get(_digest(token))

@@ -106,6 +106,9 @@ def serve(
         ws_per_message_deflate=False,
         log_level=settings.server.log_level,
         access_log=False,
+        # uvicorn would take X-Forwarded-For from 127.0.0.1 at its word and rewrite the client address before vergence
+        # sees it; which proxies to believe is [auth] trusted_proxies, decided in one place (auth.py).
+        proxy_headers=False,
         # MJPEG responses never end by themselves: without a bound, one open viewer holds up shutdown forever.
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import re
 import tomllib
@@ -214,6 +215,11 @@ class AuthSettings(_Section):
         description="other page origins (https://host:port) allowed to open WebSockets and send commands",
     )
     session_days: float = Field(30.0, gt=0, le=365, description="how long the page's login cookie lasts (days)")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="reverse proxies (addresses or networks, 127.0.0.1, 10.0.0.0/8) whose X-Forwarded-For / Forwarded "
+        "names the real client; a request with such headers from anyone else is never the loopback operator",
+    )
 
     @model_validator(mode="after")
     def _check_unique(self) -> AuthSettings:
@@ -226,6 +232,11 @@ class AuthSettings(_Section):
         for origin in self.allowed_origins:
             if not re.match(r"^https?://[^/\s]+$", origin):
                 raise ValueError(f"allowed_origins: {origin!r} is not scheme://host[:port]")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {proxy!r} is not an address or network") from None
         return self
 
     @property
@@ -266,6 +277,12 @@ class ProcessingSettings(_Section):
 
     plugin_budget_ms: float = Field(
         8.0, gt=0, le=1000, description="a plugin runs inline only while every call fits this budget (ms), 0 < … ≤ 1000"
+    )
+    plugin_dir: Path | None = Field(
+        None,
+        description="the only directory plugins added at run time (API, commands) may come from, owned by the service "
+        "user and writable by nobody else; unset (the default): no plugin can be added at run time, since a plugin is "
+        "code that runs as vergence. Plugins in the config file are not affected",
     )
 
 

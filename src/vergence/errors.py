@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import unquote_plus
 
 
 class VergenceError(Exception):
@@ -54,16 +55,23 @@ class CommandError(VergenceError):
 
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
-_SECRET_PARAMS = re.compile(r"(?P<key>[?&](?:token|key|password|passphrase|secret|streamid|auth)=)[^&#\s\"']+", re.I)
+_SECRET_KEYS = {"token", "key", "password", "passphrase", "secret", "streamid", "auth"}
+# Any query parameter: its name is compared once decoded, as the server decodes it (`?%74oken=` is `?token=`).
+_QUERY_PARAM = re.compile(r"(?P<key>[?&](?P<name>[^=&#\s\"']+)=)(?P<value>[^&#\s\"']+)")
 # rtmp://host[:port]/app/<stream key>: the last path segment of an RTMP URL is its secret.
 _RTMP_KEY = re.compile(r"(?P<head>rtmps?://[^/\s\"']+/[^/\s\"'?]+/)[^\s\"'?]+", re.I)
+
+
+def _hide_secret_value(match: re.Match[str]) -> str:
+    name = unquote_plus(match["name"]).strip().lower()
+    return f"{match['key']}***" if name in _SECRET_KEYS else match[0]
 
 
 def redact(text: str) -> str:
     """Hide the secrets of every URL in `text`: user:password@, secret query parameters (token=, key=, passphrase=…)
     and an RTMP URL's stream key."""
     text = _CREDENTIALS.sub(r"\g<scheme>***@", text)
-    text = _SECRET_PARAMS.sub(r"\g<key>***", text)
+    text = _QUERY_PARAM.sub(_hide_secret_value, text)
     return _RTMP_KEY.sub(r"\g<head>***", text)
 
 

@@ -51,8 +51,9 @@ def text_of(selector: str) -> str:
 
 
 @pytest.fixture
-def server(vergence_server: Any) -> Any:
-    return vergence_server("--size", f"{SIZE[0]}x{SIZE[1]}")
+def server(vergence_server: Any, tmp_path: Path) -> Any:
+    # Plugins added at run time come from the test's own directory ([processing] plugin_dir).
+    return vergence_server("--size", f"{SIZE[0]}x{SIZE[1]}", env={"VERGENCE_PROCESSING__PLUGIN_DIR": str(tmp_path)})
 
 
 def test_overlays_and_stabilization_follow_the_server(player_page, server):

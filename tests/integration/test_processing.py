@@ -51,7 +51,9 @@ def write_config(tmp_path: Path, plugins: dict[str, str]) -> Path:
         path.write_text(code)
         tables.append(f'[[cameras.plugins]]\npath = "{path}"\n')
     config = tmp_path / "vergence.toml"
-    config.write_text('[[cameras]]\nid = "cam0"\nsize = "320x240"\nfps = 30\n' + "\n".join(tables))
+    # Plugins added over the API come from this directory only (pytest made it: the service user's, mode 0700).
+    processing = f'[processing]\nplugin_dir = "{tmp_path}"\n'
+    config.write_text(processing + '[[cameras]]\nid = "cam0"\nsize = "320x240"\nfps = 30\n' + "\n".join(tables))
     return config
 
 

@@ -16,7 +16,7 @@ from vergence.control.commands import command_schema
 router = APIRouter()
 
 # A refused command keeps the reply body every transport sends; the status says why.
-_STATUS = {"invalid": 400, "unknown_command": 400, "unavailable": 503, "io_error": 500}
+_STATUS = {"invalid": 400, "unknown_command": 400, "forbidden": 403, "unavailable": 503, "io_error": 500}
 MAX_COMMAND_BYTES = 64 * 1024
 
 

@@ -9,6 +9,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from vergence import ptz
@@ -313,10 +314,14 @@ class Controllers:
         )
         return self.rig
 
-    def add_processing(self, stream: Stream, budget_ms: float, loop: asyncio.AbstractEventLoop) -> None:
+    def add_processing(
+        self, stream: Stream, budget_ms: float, loop: asyncio.AbstractEventLoop, plugin_dir: Path | None = None
+    ) -> None:
         """Give a stream (a camera or a derived one) its overlays, ROIs, stabilization and plugins, as saved."""
         saved = self.store.load().get("processing", {}).get(stream.id, {})
-        self.processing[stream.id] = ProcessingController(stream, saved, budget_ms, self._changed, self.broadcast, loop)
+        self.processing[stream.id] = ProcessingController(
+            stream, saved, budget_ms, self._changed, self.broadcast, loop, plugin_dir
+        )
 
     def get_processing(self, stream: str) -> ProcessingController:
         controller = self.processing.get(stream)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import asdict, fields
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -19,6 +22,8 @@ from vergence.pipeline.plugins import Plugin, PluginError, PluginSpec, load_modu
 from vergence.stream import Stream
 
 log = logging.getLogger(__name__)
+# Plugins vergence ships: importable by name at run time (their code is vergence's own).
+SHIPPED_PLUGINS = "vergence.plugins."
 
 Broadcast = Callable[[dict[str, Any]], None]
 MAX_ROIS = 64
@@ -82,6 +87,41 @@ class PluginModel(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+def check_runtime_plugin(settings: PluginSettings, plugin_dir: Path | None) -> PluginSettings:
+    """Refuse (CommandError "forbidden") a plugin added at run time unless it is one vergence ships (a module of
+    `vergence.plugins`) or a file in `plugin_dir` that only the service user (or root) owns and can write, in a
+    directory likewise. A plugin is code run as vergence: a file another account can write or swap would be that
+    account running code as the service."""
+    if settings.module is not None:
+        if settings.module.startswith(SHIPPED_PLUGINS):
+            return settings
+        raise CommandError(
+            f"plugin {settings.name}: at run time only vergence's own modules ({SHIPPED_PLUGINS}…) or a file in "
+            "[processing] plugin_dir; list other modules under [[cameras.plugins]] in the config",
+            code="forbidden",
+        )
+    if plugin_dir is None:
+        raise CommandError(
+            "plugin files cannot be added at run time: set [processing] plugin_dir to a directory only the service "
+            "user can write, or list the plugin under [[cameras.plugins]] in the config",
+            code="forbidden",
+        )
+    directory = plugin_dir.expanduser().resolve()
+    path = (directory / (settings.path or "")).resolve()  # an absolute path stays itself; a symlink is followed
+    if path.parent != directory:
+        raise CommandError(f"plugin {settings.name}: {settings.path} is not a file in {directory}", code="forbidden")
+    if not path.is_file():
+        raise CommandError(f"plugin {settings.name}: no file {path}")
+    for place in (directory, path):
+        info = os.stat(place)
+        if info.st_uid not in (0, os.geteuid()) or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise CommandError(
+                f"plugin {settings.name}: {place} must be owned by the service user and writable by nobody else",
+                code="forbidden",
+            )
+    return settings.model_copy(update={"path": str(path)})  # loaded from where it was checked, not a name again
+
+
 class ProcessingController:
     """Overlays, ROIs, stabilization and plugins of one stream. Runs on the event loop; each change reaches the capture
     thread as one reference swap on `stream.processing`."""
@@ -94,10 +134,12 @@ class ProcessingController:
         on_change: Callable[[], None],
         broadcast: Broadcast,
         loop: asyncio.AbstractEventLoop,
+        plugin_dir: Path | None = None,
     ) -> None:
         self.stream = stream
         self.processing = stream.processing
         self.budget_ms = budget_ms
+        self.plugin_dir = plugin_dir
         self._on_change = on_change
         self._broadcast = broadcast
         self._loop = loop
@@ -126,9 +168,12 @@ class ProcessingController:
                 continue
             self._runtime_plugins[settings.name] = settings
             specs.append(settings)
+        runtime = set(self._runtime_plugins)
         for settings in specs:
             settings = settings.model_copy(update={"enabled": bool(enabled.get(settings.name, settings.enabled))})
             try:
+                if settings.name in runtime:  # saved from the API: allowed only as it would be now
+                    settings = check_runtime_plugin(settings, self.plugin_dir)
                 self._load(settings)
             except (CommandError, PluginError) as err:  # the stream goes on without it; the API shows the error
                 log.error("%s", err)
@@ -215,6 +260,7 @@ class ProcessingController:
             settings = PluginSettings.model_validate(model.model_dump())
         except ValidationError as err:
             raise CommandError(str(err.errors()[0]["msg"]).removeprefix("Value error, ")) from None
+        settings = check_runtime_plugin(settings, self.plugin_dir)
         try:
             plugin = self._load(settings)
         except PluginError as err:

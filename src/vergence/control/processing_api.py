@@ -36,7 +36,7 @@ def _run(call: Callable[[], Any]) -> Any:
     except KeyError as err:
         raise HTTPException(404, str(err.args[0])) from None
     except CommandError as err:
-        raise HTTPException(422, str(err)) from None
+        raise HTTPException(403 if err.code == "forbidden" else 422, str(err)) from None
 
 
 @router.get("/api/cameras/{camera}/overlay")
