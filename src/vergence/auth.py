@@ -123,14 +123,7 @@ def _forwarded_for(headers: Headers) -> list[str]:
         for pair in element.split(";"):
             name, _, value = pair.strip().partition("=")
             if name.lower() == "for":
-                value = value.strip('"')
-                addresses.append(
-                    value[1:].split("]")[0]
-                    if value.startswith("[")
-                    else value.rsplit(":", 1)[0]
-                    if value.count(":") == 1
-                    else value
-                )
+                addresses.append(_host_name(value.strip('"')))  # "[::1]:4711" → "::1", as a Host header's
     return addresses
 
 

@@ -155,11 +155,11 @@ class Picamera2Source(Source):
             self._sync_mode = getattr(sync_modes, self._sync.capitalize())
             self._sync_off = sync_modes.Off
         tuning_name, tuning = resolve_tuning(self._tuning_option, Picamera2)
-        self._claim_tuning(tuning_name)
+        claim_tuning(self._index, tuning_name)
         try:
             picam = self._open_picamera2(Picamera2, tuning)
         except BaseException:
-            self._release_tuning()
+            release_tuning(self._index)
             raise
         self.tuning = tuning_name
         self._model = str(picam.camera_properties.get("Model", "picamera2"))
@@ -170,21 +170,21 @@ class Picamera2Source(Source):
             raise
 
     def _opened(self) -> SourceInfo:
-        mode = self._mode
+        assert self._mode is not None  # chosen before the camera was configured
+        described = self._describe_mode()
         log.info(
-            "%s: picamera2 camera %d (%s) at %dx%d@%g from sensor mode %s (field of view %.0f %%), tuning %s",
+            "%s: picamera2 camera %d (%s) at %dx%d@%g from sensor mode %dx%d (field of view %.0f %%), tuning %s",
             self.camera.id,
             self._index,
             self._model,
             *self.camera.size,
             self.camera.fps,
-            f"{mode.width}x{mode.height}" if mode else "?",
-            100 * self._describe_mode()["field_of_view"] if mode else 0,
+            self._mode.width,
+            self._mode.height,
+            100 * described["field_of_view"],
             self.tuning,
         )
-        return SourceInfo(
-            self.camera.width, self.camera.height, self.camera.fps, self._describe_mode() if mode else None
-        )
+        return SourceInfo(self.camera.width, self.camera.height, self.camera.fps, described)
 
     def _open_picamera2(self, picamera2_class: Any, tuning: Any) -> Any:
         try:
@@ -233,12 +233,6 @@ class Picamera2Source(Source):
     def _describe_mode(self) -> dict[str, Any]:
         assert self._mode is not None
         return self._mode.describe(self._pixel_array, self.camera.size)
-
-    def _claim_tuning(self, name: str) -> None:
-        claim_tuning(self._index, name)
-
-    def _release_tuning(self) -> None:
-        release_tuning(self._index)
 
     def _video_controls(self) -> dict[str, Any]:
         controls: dict[str, Any] = {"FrameRate": self.camera.fps}
@@ -678,4 +672,4 @@ class Picamera2Source(Source):
                 picam.close()  # releases the camera
             except Exception as err:  # closing must never fail: the device is being given up anyway
                 log.warning("%s: closing picamera2 camera %d: %s", self.camera.id, self._index, err)
-            self._release_tuning()
+            release_tuning(self._index)

@@ -47,10 +47,7 @@ class SensorMode:
 
     def field(self, aspect: tuple[int, int]) -> tuple[int, int]:
         """The largest window at the output's aspect ratio this mode sees, in sensor pixels."""
-        width, height = self.crop.width, self.crop.height
-        if width * aspect[1] > aspect[0] * height:
-            return (height * aspect[0] // aspect[1], height)
-        return (width, width * aspect[1] // aspect[0])
+        return _bounded((self.crop.width, self.crop.height), aspect)
 
     def describe(self, pixel_array: tuple[int, int], aspect: tuple[int, int]) -> dict[str, Any]:
         """What /api/streams and `vergence cameras` say about this mode."""
@@ -67,6 +64,7 @@ class SensorMode:
 
 
 def _bounded(size: tuple[int, int], aspect: tuple[int, int]) -> tuple[int, int]:
+    """The largest size at `aspect` inside `size`."""
     width, height = size
     if width * aspect[1] > aspect[0] * height:
         return (height * aspect[0] // aspect[1], height)
