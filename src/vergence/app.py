@@ -126,7 +126,7 @@ class Vergence:
     def report(self, client_id: int, report: dict[str, Any]) -> None:
         self.client_reports[client_id] = (time.monotonic(), report)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, operator: bool = True) -> dict[str, Any]:
         horizon = time.monotonic() - CLIENT_REPORT_TTL_S
         self.client_reports = {key: value for key, value in self.client_reports.items() if value[0] >= horizon}
         return {
@@ -135,7 +135,7 @@ class Vergence:
             "outputs": {output_id: output.describe() for output_id, output in self.outputs.items()},
             "services": {service.name: service.describe() for service in self.services},
             "recordings": self.recordings.describe(),
-            "webrtc": self.webrtc.describe() if self.webrtc is not None else {"enabled": False},
+            "webrtc": self.webrtc.describe(peers=operator) if self.webrtc is not None else {"enabled": False},
             "process": process_stats(),
         }
 

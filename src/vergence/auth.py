@@ -95,6 +95,15 @@ def principal_of(scope: Scope) -> Principal:
     return scope.get("state", {}).get("principal", ANONYMOUS_NONE)
 
 
+def client_address_of(scope: Scope) -> str:
+    """The address this request comes from, which per-client limits count by: the peer's, or behind a trusted proxy
+    the client's that the proxy names (the middleware decides; without it, the peer's)."""
+    address = scope.get("state", {}).get("client_address")
+    if address is None:
+        address = (scope.get("client") or ("", 0))[0]
+    return address
+
+
 def _digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
@@ -189,8 +198,14 @@ class Authenticator:
             if principal is not None:
                 return principal, "cookie"
             # A stale cookie (expired, or its secret changed) counts as no credentials: the login asks again.
-        client = scope.get("client") or ("", 0)
-        return self.anonymous(*self._client_behind_proxies(client[0], headers)), None
+        return self.anonymous(*self._client_behind_proxies(peer_address(scope), headers)), None
+
+    def client_address(self, scope: Scope, headers: Headers) -> str:
+        """Who to count this request against in per-client limits: the peer, or the client a trusted proxy names."""
+        peer = peer_address(scope)
+        if self._trusted(peer) and any(name in headers for name in PROXY_HEADERS):
+            return self._client_behind_proxies(peer, headers)[0]
+        return peer
 
     def _client_behind_proxies(self, peer: str, headers: Headers) -> tuple[str, str | None]:
         """The address and Host to judge an anonymous request by.
@@ -274,6 +289,11 @@ def _password_matches(given: str, configured: str) -> bool:
     return hmac.compare_digest(given.encode(), configured.encode())
 
 
+def peer_address(scope: Scope) -> str:
+    """The address of the connection's other end."""
+    return (scope.get("client") or ("", 0))[0]
+
+
 def cookie_name(scope: Scope) -> str:
     """The session cookie's name at the server that got this request. Browsers keep cookies per host, not per port: two
     servers on one machine (a robot's two cameras, say) would otherwise overwrite each other's session at every sign-in."""
@@ -321,7 +341,9 @@ class AuthMiddleware:
         except Refused as err:
             await self._refuse(scope, receive, send, headers, err)
             return
-        scope.setdefault("state", {})["principal"] = principal
+        state = scope.setdefault("state", {})
+        state["principal"] = principal
+        state["client_address"] = self.auth.client_address(scope, headers)
         if scope["type"] == "http" and proof in ("token", "basic") and scope["method"] == "GET":
             # A browser that signed in (a ?token= link, or the basic-auth prompt) keeps a session cookie, which its
             # WebSockets, <img> and <video> requests carry; the page then drops the token from its address.

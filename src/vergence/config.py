@@ -416,6 +416,9 @@ class WebRtcSettings(_Section):
         default_factory=list, description="STUN/TURN servers for peers behind NAT (empty: host candidates only)"
     )
     max_peers: int = Field(32, ge=1, le=512, description="peers served at once, 1 … 512")
+    max_peers_per_client: int = Field(
+        4, ge=1, le=512, description="peers one client address may hold at once, 1 … 512 (the rest get 429)"
+    )
     connect_timeout_s: float = Field(15.0, gt=0, le=300, description="a peer not connected by then is dropped (s)")
     stall_timeout_s: float = Field(
         10.0, gt=0, le=300, description="a connected peer that sends no RTCP report for this long is dropped (s)"

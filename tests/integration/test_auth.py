@@ -41,7 +41,7 @@ SAMPLE_PARAMS = {
     "camera": "cam0",
     "name": "none-such.mp4",
     "output_id": "udp0",
-    "peer_id": "nobody",
+    "peer": "nobody",
 }
 
 

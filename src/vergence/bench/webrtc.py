@@ -232,6 +232,8 @@ def run(
         port = sock.getsockname()[1]
     workdir = Path(tempfile.mkdtemp(prefix="vergence-webrtc-"))
     os.environ.setdefault("VERGENCE_STATE__PATH", str(workdir / "state.json"))
+    os.environ.setdefault("VERGENCE_WEBRTC__MAX_PEERS", str(max(peers, 32)))
+    os.environ.setdefault("VERGENCE_WEBRTC__MAX_PEERS_PER_CLIENT", str(max(peers, 4)))  # every peer is this process
     base = f"http://127.0.0.1:{port}"
     argv = serve_argv(port, "--size", size, "--fps", f"{fps:g}")
     with _Server(argv, f"{base}/api/streams", workdir / "vergence.log", "vergence") as server:

@@ -50,8 +50,9 @@ async def list_streams(request: Request) -> list[dict[str, Any]]:
 
 @router.get("/api/stats", tags=["streams"])
 async def stats(request: Request) -> dict[str, Any]:
-    """Frame rates, bitrates, viewers, drops, per-stage timings, and the latency players reported."""
-    return request.app.state.vergence.stats()
+    """Frame rates, bitrates, viewers, drops, per-stage timings, and the latency players reported (WebRTC peers one by
+    one for operators only)."""
+    return request.app.state.vergence.stats(operator=may_command(principal_of(request.scope)))
 
 
 class PtzRequest(BaseModel):

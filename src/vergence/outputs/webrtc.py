@@ -126,10 +126,16 @@ class PassthroughTrack(MediaStreamTrack):
 
 @dataclass(eq=False)
 class Peer:
-    """One WebRTC viewer of one stream."""
+    """One WebRTC viewer of one stream.
+
+    `id` names it in listings (operators see them); `resource` is the secret last part of its URL (`Location`), which
+    only whoever made the offer learns: a DELETE there hangs it up. `address` is the client it counts against.
+    """
 
     id: str
+    resource: str
     stream_id: str
+    address: str
     client: str
     pc: RTCPeerConnection
     track: PassthroughTrack
@@ -167,6 +173,7 @@ class WebRtcPeers:
         self.settings = settings
         self.vergence = vergence
         self.peers: dict[str, Peer] = {}
+        self._by_resource: dict[str, Peer] = {}
         self.answered = 0
         self.closed_reasons: dict[str, int] = {}
 
@@ -182,10 +189,15 @@ class WebRtcPeers:
         ]
         return RTCConfiguration(iceServers=servers)
 
-    async def answer(self, stream: Stream, offer_sdp: str, client: str, principal: Principal) -> Peer:
-        """Answer an SDP offer with a peer sending `stream`; raise WebRtcError (with an HTTP status) when it cannot."""
+    async def answer(self, stream: Stream, offer_sdp: str, address: str, port: int, principal: Principal) -> Peer:
+        """Answer an SDP offer from `address` with a peer sending `stream`; raise WebRtcError (with an HTTP status)
+        when it cannot. One client holds at most `max_peers_per_client` of the `max_peers` slots (429 past it), so a
+        single viewer cannot keep everyone else out until its offers time out."""
         if not self.settings.enabled:
             raise WebRtcError("WebRTC is disabled ([webrtc] enabled = false)", 404)
+        held = sum(1 for peer in self.peers.values() if peer.address == address)
+        if held >= self.settings.max_peers_per_client:
+            raise WebRtcError(f"{held} WebRTC peers from {address} already ([webrtc] max_peers_per_client)", 429)
         if len(self.peers) >= self.settings.max_peers:
             raise WebRtcError(f"{len(self.peers)} WebRTC peers already ([webrtc] max_peers); try later", 503)
         if "m=video" not in offer_sdp:
@@ -194,10 +206,11 @@ class WebRtcPeers:
             raise WebRtcError("the offer has no H.264 codec; vergence sends the camera's H.264 as it is", 415)
         from vergence.control.api import new_client_id
 
-        peer_id = secrets.token_urlsafe(9)
+        peer_id, resource = secrets.token_urlsafe(6), secrets.token_urlsafe(24)
+        client = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
         pc = RTCPeerConnection(self._configuration())
         track = PassthroughTrack(stream.h264, f"webrtc {client} {peer_id}", lambda pts, item: None)
-        peer = Peer(peer_id, stream.id, client, pc, track, new_client_id(), principal)
+        peer = Peer(peer_id, resource, stream.id, address, client, pc, track, new_client_id(), principal)
         track.on_sent = lambda pts, item: self._send_frame_time(peer, pts, item)
         try:
             sender = self._add_video(pc, track)  # before the offer: aiortc picks the codecs while it reads the offer
@@ -218,6 +231,7 @@ class WebRtcPeers:
         self._watch_state(peer)
         pc.on("datachannel", lambda channel: self._open_control(peer, channel))
         self.peers[peer.id] = peer
+        self._by_resource[peer.resource] = peer
         self.answered += 1
         peer.spawn(self._watchdog(peer))
         log.info("WebRTC peer %s (%s) for %s", peer.id, client, stream.id)
@@ -308,11 +322,16 @@ class WebRtcPeers:
             },
         )
 
+    def by_resource(self, resource: str) -> Peer | None:
+        """The peer whose URL ends in `resource` (its secret), or None."""
+        return self._by_resource.get(resource)
+
     async def hang_up(self, peer_id: str, reason: str = "hung up") -> bool:
         """Close one peer and forget it; False when there is no such peer."""
         peer = self.peers.pop(peer_id, None)
         if peer is None or peer.closing:
             return False
+        self._by_resource.pop(peer.resource, None)
         peer.closing = True
         self.closed_reasons[reason] = self.closed_reasons.get(reason, 0) + 1
         log.info("WebRTC peer %s closed: %s", peer.id, reason)
@@ -333,14 +352,17 @@ class WebRtcPeers:
         for peer_id in list(self.peers):
             await self.hang_up(peer_id, reason="server stopping")
 
-    def describe(self) -> dict[str, Any]:
-        return {
+    def describe(self, peers: bool = True) -> dict[str, Any]:
+        """Counts, and with `peers` each peer (its id and client address: for operators, not for other viewers)."""
+        described = {
             "enabled": self.settings.enabled,
             "peers": len(self.peers),
             "answered": self.answered,
             "closed": dict(self.closed_reasons),
-            "list": [peer.describe() for peer in self.peers.values()],
         }
+        if peers:
+            described["list"] = [peer.describe() for peer in self.peers.values()]
+        return described
 
 
 async def _last_receiver_report(peer: Peer) -> Any:

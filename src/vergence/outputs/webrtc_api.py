@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
-from vergence.auth import principal_of
+from vergence.auth import client_address_of, may_command, principal_of
 from vergence.control import json_text
 
 router = APIRouter()
@@ -70,8 +70,9 @@ def _peers(request: Request) -> Any:
 async def offer(request: Request, stream_id: str) -> Response:
     """Answer an SDP offer (`application/sdp`, or JSON `{"type": "offer", "sdp": …}`) with a peer sending the stream.
 
-    201 with the answer (same form as the offer) and `Location` of the peer, which DELETE hangs up. The answer holds all
-    our ICE candidates (no trickle). 400 for an offer that cannot be used, 404 unknown stream, 415 no H.264, 503 full.
+    201 with the answer (same form as the offer) and `Location` of the peer, which DELETE hangs up: a URL only the
+    offerer learns. The answer holds all our ICE candidates (no trickle). 400 for an offer that cannot be used, 404
+    unknown stream, 415 no H.264, 429 this client holds `max_peers_per_client` already, 503 full.
     """
     from vergence.outputs.webrtc import WebRtcError
 
@@ -82,13 +83,12 @@ async def offer(request: Request, stream_id: str) -> Response:
         raise HTTPException(413, f"an SDP offer is at most {MAX_OFFER_BYTES // 1024} KiB")
     as_json = "json" in request.headers.get("content-type", "")
     sdp = _offer_text(body, as_json)
-    client = request.client
+    port = request.client.port if request.client else 0
     try:
-        where = f"{client.host}:{client.port}" if client else "?"
-        peer = await peers.answer(stream, sdp, where, principal_of(request.scope))
+        peer = await peers.answer(stream, sdp, client_address_of(request.scope), port, principal_of(request.scope))
     except WebRtcError as err:
         raise HTTPException(err.status, str(err)) from None
-    location = f"/api/webrtc/{stream_id}/{peer.id}"
+    location = f"/api/webrtc/{stream_id}/{peer.resource}"
     answer = peer.pc.localDescription.sdp
     headers = {"Location": location, "Cache-Control": "no-store"}
     if as_json:
@@ -112,18 +112,21 @@ def _offer_text(body: bytes, as_json: bool) -> str:
     return message["sdp"]
 
 
-@router.delete("/api/webrtc/{stream_id}/{peer_id}", tags=["video"])
-async def hang_up(request: Request, stream_id: str, peer_id: str) -> dict[str, Any]:
-    """Close one peer (what a WHEP client does when it stops)."""
+@router.delete("/api/webrtc/{stream_id}/{peer}", tags=["video"])
+async def hang_up(request: Request, stream_id: str, peer: str) -> dict[str, Any]:
+    """Close one peer (what a WHEP client does when it stops): at its `Location`, which only whoever made the offer
+    knows, or, for an operator, by the id `GET /api/webrtc` lists."""
     peers = _peers(request)
-    peer = peers.peers.get(peer_id)
-    if peer is None or peer.stream_id != stream_id:
-        raise HTTPException(404, f"no WebRTC peer {peer_id!r} on stream {stream_id!r}")
-    await peers.hang_up(peer_id)
-    return {"ok": True, "id": peer_id}
+    found = peers.by_resource(peer)
+    if found is None and may_command(principal_of(request.scope)):
+        found = peers.peers.get(peer)
+    if found is None or found.stream_id != stream_id:
+        raise HTTPException(404, f"no such WebRTC peer on stream {stream_id!r}")  # the path is a secret: not echoed
+    await peers.hang_up(found.id)
+    return {"ok": True, "id": found.id}
 
 
 @router.get("/api/webrtc", tags=["video"])
 async def list_peers(request: Request) -> dict[str, Any]:
-    """The WebRTC peers with their state, frames sent and drops."""
-    return _peers(request).describe()
+    """Counts of WebRTC peers; for an operator also each peer with its client, state, frames sent and drops."""
+    return _peers(request).describe(peers=may_command(principal_of(request.scope)))
