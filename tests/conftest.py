@@ -73,10 +73,13 @@ class ServerProcess:
                 self.process.wait()
 
 
-def start_server(args: tuple[str, ...], log_path: Path, env: dict[str, str] | None = None) -> ServerProcess:
-    """Start `python -m vergence serve` and wait (with a deadline) until its API answers."""
+def start_server(
+    args: tuple[str, ...], log_path: Path, env: dict[str, str] | None = None, wrapper: tuple[str, ...] = ()
+) -> ServerProcess:
+    """Start `python -m vergence serve` (under `wrapper`, e.g. prlimit, which execs it) and wait (with a deadline) until
+    its API answers."""
     port = free_port()
-    command = [sys.executable, "-m", "vergence", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
+    command = [*wrapper, sys.executable, "-m", "vergence", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
     log_file = log_path.open("wb")
     # Each server keeps its control state beside its log unless the test says otherwise: never in the user's home.
     env = {"VERGENCE_STATE__PATH": str(log_path.with_suffix(".state.json")), **(env or {})}
@@ -102,8 +105,8 @@ def vergence_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     """Factory: `vergence_server("--size", "640x360")` starts a server; all are stopped at teardown."""
     servers: list[ServerProcess] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> ServerProcess:
-        server = start_server(args, tmp_path / f"server{len(servers)}.log", env)
+    def start(*args: str, env: dict[str, str] | None = None, wrapper: tuple[str, ...] = ()) -> ServerProcess:
+        server = start_server(args, tmp_path / f"server{len(servers)}.log", env, wrapper)
         servers.append(server)
         return server
 

@@ -70,6 +70,7 @@ def serve(
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
     from vergence.app import create_app
+    from vergence.connections import ConnectionGuard, guarded, raise_file_limit
     from vergence.outputs.ws_direct import DirectWebSocketProtocol
 
     direct = settings.server.ws == "websockets-sansio" and settings.server.direct_send
@@ -95,8 +96,9 @@ def serve(
     scheme = "https" if tls_files else "http"
     shown_host = "localhost" if settings.server.host in ("0.0.0.0", "::", "127.0.0.1") else settings.server.host
     typer.echo(f"vergence: page at {scheme}://{shown_host}:{settings.server.port}/  API docs at /docs", err=True)
+    app = create_app(settings)
     server_config = uvicorn.Config(
-        create_app(settings),
+        app,
         ssl_certfile=str(tls_files[0]) if tls_files else None,
         ssl_keyfile=str(tls_files[1]) if tls_files else None,
         # The default implementation, with a direct send for video packets built once for every viewer (ws_direct.py).
@@ -104,6 +106,7 @@ def serve(
         # Browsers offer permessage-deflate and uvicorn accepts by default: every video message was then deflated once
         # per viewer (H.264 and JPEG do not compress), 1.6 % of a core per 720p30 viewer (docs/benchmarks.md, fan-out).
         ws_per_message_deflate=False,
+        ws_max_size=settings.server.max_body_kb * 1024,  # a WebSocket message is held whole, as a body would be
         log_level=settings.server.log_level,
         access_log=False,
         # uvicorn would take X-Forwarded-For from 127.0.0.1 at its word and rewrite the client address before vergence
@@ -112,6 +115,11 @@ def serve(
         # MJPEG responses never end by themselves: without a bound, one open viewer holds up shutdown forever.
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )
+    # Every connection is admitted by the guard (caps per client and in total, a deadline for request headers).
+    server_config.load()
+    guard = ConnectionGuard(settings.server, settings.auth.trusted_proxies, raise_file_limit())
+    server_config.http_protocol_class = guarded(server_config.http_protocol_class, guard)
+    app.state.vergence.connections = guard
     try:
         sock = listen_socket(settings.server.host, settings.server.port, settings.server.send_buffer_bytes)
     except OSError as err:

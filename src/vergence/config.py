@@ -156,6 +156,25 @@ class ServerSettings(_Section):
         description="write video messages straight to each viewer's socket (websockets-sansio only; false: through "
         "ASGI, several times the CPU per viewer)",
     )
+    max_body_kb: int = Field(
+        1024,
+        ge=1,
+        le=1024 * 1024,
+        description="largest request body in KiB, 1 … 1048576 (413 beyond, before it is read)",
+    )
+    body_timeout_s: float = Field(30.0, gt=0, le=3600, description="a request body must be complete within this (s)")
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=3600, description="a connection must complete its request headers within this (s)"
+    )
+    max_connections: int = Field(
+        4096, ge=16, le=1_000_000, description="connections at once, 16 … 1000000 (lowered to fit the file limit)"
+    )
+    max_connections_per_client: int = Field(
+        128,
+        ge=1,
+        le=1_000_000,
+        description="connections one client (address, or account on this machine) holds at once",
+    )
     tls: Literal["off", "auto"] = Field(
         "off", description="off, or auto: make and keep a self-signed certificate in tls_dir (unless tls_cert is given)"
     )

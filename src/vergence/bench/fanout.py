@@ -319,7 +319,10 @@ def _vergence_phases(
     base = f"http://127.0.0.1:{port}"
     url = f"ws://127.0.0.1:{port}/ws/video/{stream}"
     argv = serve_argv(port, "--size", size, "--fps", f"{fps:g}")
-    env = {"VERGENCE_STATE__PATH": str(workdir / "state.json")}  # the defaults, not a saved overlay or zoom
+    env = {
+        "VERGENCE_STATE__PATH": str(workdir / "state.json"),  # the defaults, not a saved overlay or zoom
+        "VERGENCE_SERVER__MAX_CONNECTIONS_PER_CLIENT": "1000000",  # every viewer is this machine's one account
+    }
     rows: list[dict[str, Any]] = []
     extra: dict[str, Any] = {}
     with _Server(argv, f"{base}/api/streams", workdir / "vergence.log", "vergence", env=env) as server:
