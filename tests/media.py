@@ -43,6 +43,12 @@ def read_timecode(frame: av.VideoFrame) -> int | None:
     return timecode.read(frame.to_ndarray(format="gray"))
 
 
+def write_feed(path: Path, frames: int = 15) -> None:
+    """A raw H.264 stream (Annex B, no container): it has no duration, so vergence reads it as a live feed, taking
+    frames as they come and opening it again when it ends, as it would an RTSP camera that drops out."""
+    path.write_bytes(b"".join(encode_h264(frames)))
+
+
 def write_clip(path: Path, frames: int = 15, fps: int = 30) -> None:
     """A small 320x240 H.264 file without a time code: a green bar sweeping over black."""
     with av.open(str(path), "w") as container:

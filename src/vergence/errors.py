@@ -36,6 +36,12 @@ class SourceEnded(SourceError):
     code = "source_ended"
 
 
+class SourceFinished(SourceEnded):
+    """A finite source has played to its end and is done (a file with `loop = false`): not a failure, not restarted."""
+
+    code = "source_finished"
+
+
 class EncoderError(VergenceError):
     """An encoder failed to open or to encode."""
 

@@ -63,6 +63,7 @@ class Subscription:
         self._queue: deque[Item] = deque()
         self._wakeup = asyncio.Event()
         self._closed = False
+        self._finished = False  # the channel ended: what is queued is the last there will be
         self._awaiting_keyframe = policy == "gop"
         self.sink: Callable[[EncodedPacket], bool] | None = None
 
@@ -75,7 +76,7 @@ class Subscription:
 
     def offer(self, item: Item) -> None:
         """Queue an item without ever blocking; drop per policy."""
-        if self._closed:
+        if self._closed or self._finished:
             return
         if isinstance(item, EncodedPacket):
             # The sink first (the common case of a viewer keeping up), unless the policy would drop the packet.
@@ -123,14 +124,14 @@ class Subscription:
         self.channel.note_drops(self, count)
 
     async def get(self) -> Item:
-        """Return the next item, waiting for one; raise SubscriptionClosed once closed.
+        """Return the next item, waiting for one; raise SubscriptionClosed once closed, or once finished and emptied.
 
         A consumer that asks while its subscription waits for a keyframe (it overflowed, and has now drained what it
         held) gets one asked of the producer, within the channel's rate limit. Not at the overflow itself: a viewer
         that stopped reading would then pull a keyframe into everyone's stream every few seconds, for nothing.
         """
         while not self._queue:
-            if self._closed:
+            if self._closed or self._finished:
                 raise SubscriptionClosed(self.name)
             if self._awaiting_keyframe:
                 self.channel.request_keyframe()
@@ -140,6 +141,11 @@ class Subscription:
         if isinstance(item, EncodedPacket):
             self.delivered += 1
         return item
+
+    def finish(self) -> None:
+        """Take nothing more: get() returns what is queued, then raises SubscriptionClosed (the channel ended)."""
+        self._finished = True
+        self._wakeup.set()
 
     def close(self) -> None:
         """Leave the channel; a pending get() raises SubscriptionClosed."""
@@ -202,6 +208,7 @@ class Channel:
         self._linger: asyncio.TimerHandle | None = None
         self._drop_log = RateLimitedLog()
         self._last_keyframe_request = 0.0
+        self.end_notice: dict[str, Any] | None = None  # set once the stream has ended for good
         self.listeners: list[Callable[[EncodedPacket], None]] = []  # in-process consumers called on publish
 
     @property
@@ -245,8 +252,14 @@ class Channel:
             self._cache = []
 
     def subscribe(self, policy: Policy, max_packets: int = 90, name: str = "") -> Subscription:
-        """Add a consumer; it first gets the cached keyframe and what followed it, so its first packet decodes."""
+        """Add a consumer; it first gets the cached keyframe and what followed it, so its first packet decodes. On an
+        ended channel it gets the end notice alone, and then its end."""
         subscription = Subscription(self, policy, max_packets, name or f"{self.name}#{len(self.subscribers)}")
+        if self.end_notice is not None:
+            subscription.offer(self.end_notice)
+            subscription.finish()
+            self.subscribers.add(subscription)  # until its consumer closes it, as any other
+            return subscription
         if self.init_segment is not None:
             subscription.offer(self.init_segment)
         if policy == "latest":
@@ -344,6 +357,14 @@ class Channel:
                 for sub in self.subscribers
             ],
         }
+
+    def end(self, notice: dict[str, Any]) -> None:
+        """The stream has ended for good: every subscriber gets what it holds, then `notice`, then its end (a clean
+        end, not a failure); later subscribers get `notice` and their end at once. Call on the event loop thread."""
+        self.end_notice = notice
+        for subscription in list(self.subscribers):
+            subscription.offer(notice)
+            subscription.finish()
 
     def close(self) -> None:
         """Close every subscription and stop the producer."""

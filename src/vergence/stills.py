@@ -20,6 +20,7 @@ import simplejpeg
 from vergence.errors import CommandError, SourceError
 from vergence.media.exif import StillTags, exif_segment, with_exif
 from vergence.media.frame import full_range_planes, i420_planes
+from vergence.media.names import MediaNameError, media_file_name
 from vergence.sources.base import Still
 
 if TYPE_CHECKING:
@@ -53,7 +54,11 @@ async def take_photo(vergence: Vergence, stream: Stream, name: str | None) -> di
     taken = datetime.fromtimestamp(capture_ns / 1e9).astimezone()
     tags = StillTags(make, model, taken, width, height, vergence.position)
     data = with_exif(jpeg, exif_segment(tags))
-    path = vergence.settings.media.dir.expanduser() / f"{name or photo_name(stream.id, taken)}.jpg"
+    try:
+        file_name = media_file_name(name or photo_name(stream.id, taken), ".jpg")
+    except MediaNameError as err:  # a stream id vergence cannot name a file by (the command checked `name` already)
+        raise CommandError(str(err), code="invalid") from None
+    path = vergence.settings.media.dir.expanduser() / file_name
     try:
         await asyncio.to_thread(_write_new, path, data)
     except FileExistsError:

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 # A still waits for the capture thread to take it up (at most a frame time), to switch mode and back (a few hundred ms
 # at full resolution) and for the first live frame after it; this much means the camera is stuck.
 STILL_TIMEOUT_S = 5.0
+# When a source has ended, how long its last frame may take to leave the encoders before viewers are told: about a
+# frame's encode time; more means an encoder is stuck, and the end is told without its last picture.
+ENCODER_DRAIN_S = 2.0
 PAUSED_REPEAT_S = 1.0  # how often a paused camera's last picture is encoded again, for viewers who join meanwhile
 
 
@@ -212,7 +215,8 @@ class Stream:
             encoder.put(again)
 
     def _on_state(self, state: str, message: str | None, info: SourceInfo | None) -> None:
-        """Capture thread: a source state change. Tell every viewer; after a restart resume at a keyframe."""
+        """Capture thread: a source state change. Tell every viewer; after a restart resume at a keyframe; after the
+        end (`ended`: a file played once) end every channel."""
         self.state = state
         if info is not None:
             self.info = info
@@ -234,6 +238,12 @@ class Stream:
         notice: dict[str, Any] = {"type": "status", "stream": self.id, "state": state}
         if message:
             notice["message"] = message
+        if state == "ended":  # for good: every viewer gets the last picture, this notice, and a clean end
+            for encoder in self._encoders:
+                encoder.drain(ENCODER_DRAIN_S)  # its last packets go to the loop before the end does
+            for channel in self.channels:
+                self._loop.call_soon_threadsafe(channel.end, notice)
+            return
         for channel in self.channels:
             self._loop.call_soon_threadsafe(channel.publish, notice)
 

@@ -2,6 +2,9 @@
 
 Browsers give WebCodecs only to secure contexts: https, or http from localhost. A page opened from another machine on
 the LAN over plain http has no VideoDecoder, so `tls = auto` makes a certificate naming every address of this machine.
+
+At every start the private key (and tls_dir) must be the service user's alone: permissions that let others in are taken
+away, with a warning, where vergence owns the file; elsewhere the start is refused.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ import fcntl
 import ipaddress
 import json
 import logging
+import os
 import re
 import shutil
 import socket
+import stat
 import struct
 import subprocess
 from collections.abc import Iterator
@@ -39,6 +44,11 @@ BACKDATE = dt.timedelta(hours=1)  # a client whose clock is a little behind stil
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 IP_COMMAND_TIMEOUT_S = 2.0
 SIOCGIFADDR = 0x8915  # <linux/sockios.h>: the IPv4 address of one interface
+# Permission bits the private key may not have. The self-signed key and tls_dir are vergence's own: nobody else may do
+# anything with them. A given key may be read by its group (a shared group such as `ssl-cert` is how Let's Encrypt keys
+# are handed to services), never changed by it, and others get nothing.
+OWN_FORBIDDEN_BITS = 0o077
+GIVEN_KEY_FORBIDDEN_BITS = stat.S_IWGRP | stat.S_IXGRP | stat.S_IRWXO
 _DNS_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -48,6 +58,7 @@ def certificate_files(settings: ServerSettings) -> tuple[Path, Path] | None:
     """Return the (certificate, key) files to serve https with, or None when TLS is off; raise ConfigError."""
     if settings.tls_cert is not None and settings.tls_key is not None:
         cert_path, key_path = settings.tls_cert.expanduser(), settings.tls_key.expanduser()
+        keep_private(key_path, "server.tls_key", GIVEN_KEY_FORBIDDEN_BITS, root_may_own=True)
         certificate = load_pair(cert_path, key_path)
         if certificate.not_valid_after_utc < dt.datetime.now(dt.UTC):
             log.warning("TLS certificate %s expired on %s: browsers will refuse it", cert_path, _day(certificate))
@@ -92,7 +103,10 @@ def _self_signed_files(tls_dir: Path, host: str) -> tuple[Path, Path]:
     if not tls_dir.is_dir():
         tls_dir.mkdir(parents=True, exist_ok=True)
         tls_dir.chmod(0o700)
+    # Whoever can enter or write the directory could read the key or swap in a pair of their own.
+    keep_private(tls_dir, "server.tls_dir", OWN_FORBIDDEN_BITS)
     with _locked(tls_dir / ".lock"):  # two servers starting at once must not each write half of a pair
+        keep_private(key_path, "server.tls_dir", OWN_FORBIDDEN_BITS)
         reason = _why_renew(cert_path, key_path, bind_name)
         if reason is None:
             certificate = load_pair(cert_path, key_path)
@@ -111,6 +125,45 @@ def _self_signed_files(tls_dir: Path, host: str) -> tuple[Path, Path]:
     log.info("TLS: made a new self-signed certificate (%s)", reason)
     _log_certificate("self-signed", cert_path, certificate)
     return cert_path, key_path
+
+
+def keep_private(path: Path, key: str, forbidden: int, root_may_own: bool = False) -> None:
+    """Make sure `path` (when it exists) has none of the `forbidden` permission bits: take them away, with a warning,
+    when the service user owns it; raise ConfigError naming `key` when it cannot (another owner), or when another
+    account than the service user (or root, if `root_may_own`) owns it and so could open it up again."""
+    try:
+        info = path.stat()  # a symbolic link is followed, as reading it will (Let's Encrypt's live/ holds links)
+    except FileNotFoundError:
+        return  # made next, or reported missing by the loading
+    except OSError as err:
+        raise ConfigError(f"{key}: cannot check {path}: {err.strerror}") from err
+    mode, user = stat.S_IMODE(info.st_mode), os.geteuid()
+    kind = "directory" if stat.S_ISDIR(info.st_mode) else "file"
+    if info.st_uid != user and not (root_may_own and info.st_uid == 0):
+        owners = "the service user or root" if root_may_own else "the service user"
+        raise ConfigError(
+            f"{key}: the {kind} {path} is owned by uid {info.st_uid}, not by {owners} (uid {user}): that account can "
+            f"read the private key or change it; give it to uid {user} (chown) or make a new one"
+        )
+    if not mode & forbidden:
+        return
+    if info.st_uid != user:
+        raise ConfigError(
+            f"{key}: the {kind} {path} lets others in (mode {mode:04o}) and vergence cannot change that (uid "
+            f"{info.st_uid} owns it): as its owner, run chmod {mode & ~forbidden:04o} {path}"
+        )
+    try:
+        os.chmod(path, mode & ~forbidden)
+    except OSError as err:
+        raise ConfigError(f"{key}: the {kind} {path} lets others in (mode {mode:04o}): {err.strerror}") from err
+    log.warning(
+        "TLS: the %s %s let others in (mode %04o); made it %04o. The private key may have been read meanwhile: if that "
+        "matters, delete it (and its certificate) to have a new pair made, or get a new one",
+        kind,
+        path,
+        mode,
+        mode & ~forbidden,
+    )
 
 
 def make_self_signed(

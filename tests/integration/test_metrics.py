@@ -11,12 +11,13 @@ import httpx
 import pytest
 
 from tests.integration.wsclient import VideoClient
-from tests.media import write_clip
+from tests.media import write_feed
 from tests.unit.test_metrics import Family, check_histograms, parse, value
 from vergence.metrics import CONTENT_TYPE
 
-# cam0: the 30 fps test camera a viewer watches. cam1: a 15-frame file that is not looped, so every run of its source
-# ends after half a second and the supervisor restarts it, as it would a camera that keeps failing.
+# cam0: the 30 fps test camera a viewer watches. cam1: a 15-frame live feed (raw H.264, no duration) that ends after
+# every run, so the supervisor restarts it, as it would a camera that keeps failing. (A file with `loop = false` ends
+# for good instead: tests/security/test_file_source_end.py.)
 CONFIG = """
 [[cameras]]
 id = "cam0"
@@ -29,7 +30,6 @@ id = "cam1"
 source = "{clip}"
 size = "160x120"
 fps = 30
-loop = false
 """
 
 VIEWER_TOKEN = "metrics-scraper-token-0123456789"
@@ -80,8 +80,8 @@ def drain(client: VideoClient, stop: threading.Event) -> None:
 
 @pytest.fixture
 def clip(tmp_path: Path) -> Path:
-    path = tmp_path / "clip.mp4"
-    write_clip(path)
+    path = tmp_path / "feed.h264"
+    write_feed(path)
     return path
 
 

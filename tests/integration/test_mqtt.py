@@ -104,7 +104,7 @@ def test_a_late_subscriber_gets_the_retained_online_status(broker, server):
 
 
 def test_a_command_moves_the_camera_and_its_reply_echoes_the_id(broker, server):
-    with Subscriber(broker, f"{TOPIC}/reply", f"{TOPIC}/mine") as subscriber:
+    with Subscriber(broker, f"{TOPIC}/reply", f"{TOPIC}/reply/mine") as subscriber:
         subscriber.publish(f"{TOPIC}/cmd", json.dumps({"type": "zoom", "value": 2, "id": "a1"}))
         reply = json.loads(subscriber.next(f"{TOPIC}/reply", TIMEOUT_S).payload)
         assert reply["ok"] is True and reply["id"] == "a1" and reply["type"] == "zoom", reply
@@ -115,8 +115,8 @@ def test_a_command_moves_the_camera_and_its_reply_echoes_the_id(broker, server):
         assert reply["ok"] is True and reply["result"]["zoom"] == 1.5, reply
         assert httpx.get(f"{server.url}/api/cameras/cam0/ptz").json()["zoom"] == 1.5
 
-        subscriber.publish(f"{TOPIC}/cmd", json.dumps({"type": "status", "id": 9, "reply_to": f"{TOPIC}/mine"}))
-        reply = json.loads(subscriber.next(f"{TOPIC}/mine", TIMEOUT_S).payload)
+        subscriber.publish(f"{TOPIC}/cmd", json.dumps({"type": "status", "id": 9, "reply_to": f"{TOPIC}/reply/mine"}))
+        reply = json.loads(subscriber.next(f"{TOPIC}/reply/mine", TIMEOUT_S).payload)
         assert reply["ok"] is True and reply["id"] == 9 and reply["result"]["cameras"]["cam0"]["zoom"] == 1.5
 
 

@@ -1,12 +1,15 @@
-"""A failing source is restarted with backoff, viewers are told, and H.264 resumes at a keyframe."""
+"""A failing source is restarted with backoff, viewers are told, and H.264 resumes at a keyframe; a finished one ends
+the stream after its last picture."""
 
 import asyncio
 import threading
 
+import pytest
+
 from tests.aio import run
 from vergence.config import CameraSettings, Settings
-from vergence.errors import SourceError
-from vergence.hub import Hub
+from vergence.errors import SourceError, SourceFinished
+from vergence.hub import Hub, SubscriptionClosed
 from vergence.sources.base import register
 from vergence.sources.supervisor import SourceSupervisor
 from vergence.sources.testpattern import TestPatternSource
@@ -80,5 +83,54 @@ def test_viewers_are_told_and_h264_resumes_at_a_keyframe_after_each_failure():
             subscription.close()
             stream.stop()
         assert stream.supervisor.restarts >= 3
+
+    run(scenario())
+
+
+@register("once")
+class OnceSource(TestPatternSource):
+    """The test pattern, done for good after `frames` frames, as a file played once."""
+
+    frames = 20
+
+    def open(self):
+        self._delivered = 0
+        return super().open()
+
+    def read(self):
+        if self._delivered >= self.frames:
+            raise SourceFinished("played to its end")
+        self._delivered += 1
+        return super().read()
+
+
+def test_a_finished_source_ends_the_stream_after_its_last_picture_and_is_not_restarted():
+    async def scenario():
+        settings = Settings(cameras=[CameraSettings(source="once", size="160x120", fps=60)])
+        stream = Stream(settings.cameras[0], settings, Hub(), asyncio.get_running_loop())
+        stream.supervisor._backoff_min_s = 0.01
+        subscription = stream.h264.subscribe("gop", max_packets=1000)
+        stream.start()
+        items = []
+        try:
+            while True:  # the subscription ends after the notice: no more get() would ever return
+                items.append(await asyncio.wait_for(subscription.get(), 10))
+        except SubscriptionClosed:
+            pass
+        finally:
+            subscription.close()
+        notices = [item for item in items if isinstance(item, dict)]
+        assert [n["state"] for n in notices] == ["starting", "running", "ended"] and items[-1] is notices[-1], notices
+        assert notices[-1]["message"] == "played to its end"
+        packets = [item for item in items if not isinstance(item, dict)]
+        assert packets and packets[-1].seq == 19, "the last picture reaches the viewer before the end"
+        assert stream.state == "ended" and stream.supervisor.restarts == 0
+        late = stream.h264.subscribe("gop")  # a later viewer: the end at once, no encoder started for it
+        assert await asyncio.wait_for(late.get(), 1) == notices[-1]
+        with pytest.raises(SubscriptionClosed):
+            await asyncio.wait_for(late.get(), 1)
+        late.close()
+        stream.stop()
+        assert stream.state == "ended"
 
     run(scenario())

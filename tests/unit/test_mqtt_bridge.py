@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from vergence.errors import ConfigError
-from vergence.outputs.mqtt import import_paho, split_reply_to, to_json, valid_topic
+from vergence.errors import CommandError, ConfigError
+from vergence.outputs.mqtt import REPLY_SUFFIX_MAX_BYTES, import_paho, reply_topic_for, split_reply_to, to_json
 
 
 def test_reply_to_is_taken_out_of_a_json_command():
@@ -24,10 +24,24 @@ def test_text_and_broken_json_go_to_the_commander_unchanged():
     assert split_reply_to(b'{"type": "status"}') == ({"type": "status"}, None)
 
 
-def test_valid_reply_topics():
-    assert valid_topic("vergence/reply") and valid_topic("a")
-    for bad in ("", "a/#", "a/+/b", "nul\0", 7, None, "x" * 70_000):
-        assert not valid_topic(bad), bad
+def test_reply_to_is_confined_to_the_reply_namespace():
+    for good in ("v/reply/me", "v/reply/client-7/req 3", "v/reply/é", "v/reply/" + "x" * REPLY_SUFFIX_MAX_BYTES):
+        assert reply_topic_for(good, "v/reply") == good
+    too_long = "v/reply/" + "x" * (REPLY_SUFFIX_MAX_BYTES + 1)
+    outside = ("v/reply", "v/reply/", "v/replyx/a", "v/status", "v/cmd", "other/reply/a", "/v/reply/a", "")
+    malformed = (
+        "v/reply/a/#",
+        "v/reply/+",
+        "v/reply/a//b",
+        "v/reply/a/",
+        "v/reply/nul\0",
+        "v/reply/\x1b[31m",
+        too_long,
+    )
+    for bad in (*outside, *malformed, 7, None, ["v/reply/a"]):
+        with pytest.raises(CommandError) as refused:
+            reply_topic_for(bad, "v/reply")
+        assert refused.value.code == "invalid" and "reply_to" in str(refused.value), bad
 
 
 def test_plugin_results_with_numpy_values_become_plain_json():

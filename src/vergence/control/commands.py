@@ -12,16 +12,27 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 
 from vergence.control import json_text
 from vergence.errors import CommandError
+from vergence.media.names import NAME_PATTERN, check_name
 
 log = logging.getLogger(__name__)
 
 ZOOM_RATE_PER_S = 0.5  # log rate of `zoom in` / `zoom out`: about 1.65× per second, as PiStreamer's ZOOM_RATE
 ZOOM_MOVE_S = 30.0  # `zoom in` keeps going until `zoom stop`, a limit, or this long
-NAME = r"^[A-Za-z0-9_.-]{1,80}$"
+# What a recording, clip or photo may be called: the media directory's one rule, which the recordings API lists by.
+MediaName = Annotated[str, AfterValidator(check_name), WithJsonSchema({"type": "string", "pattern": NAME_PATTERN})]
 
 
 class _Command(BaseModel):
@@ -125,7 +136,7 @@ class RecordCommand(_Command):
     type: Literal["record"]
     stream: str | None = None
     action: Literal["start", "stop"] = "start"
-    name: str | None = Field(None, pattern=NAME, description="file name without extension (default: stream and time)")
+    name: MediaName | None = Field(None, description="file name prefix (default: none, the file is stream and time)")
 
 
 class ClipCommand(_Command):
@@ -136,7 +147,7 @@ class ClipCommand(_Command):
     post_s: float | None = Field(
         None, ge=0, le=3600, description="seconds after now (default [recording] post_event_s)"
     )
-    name: str | None = Field(None, pattern=NAME, description="file name prefix (default: the stream id)")
+    name: MediaName | None = Field(None, description="file name prefix (default: none, the file is stream and time)")
 
 
 class PhotoCommand(_Command):
@@ -144,7 +155,7 @@ class PhotoCommand(_Command):
 
     type: Literal["photo"]
     stream: str | None = None
-    name: str | None = Field(None, pattern=NAME)
+    name: MediaName | None = Field(None, description="file name without extension (default: stream and time)")
 
 
 class GpsCommand(_Command):

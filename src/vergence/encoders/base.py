@@ -31,6 +31,7 @@ class Encoder(ABC):
         self._sink = sink
         self._cond = threading.Condition()
         self._pending: Frame | None = None
+        self._encoding = False  # a frame taken from `_pending` is being encoded and handed on
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.encode_ms = TimingMs()
@@ -75,9 +76,12 @@ class Encoder(ABC):
         try:
             while not self._stop.is_set():
                 with self._cond:
+                    self._encoding = False  # the last frame (if any) is handed on, or failed: `drain` may return
+                    self._cond.notify_all()
                     while self._pending is None and not self._stop.is_set():
                         self._cond.wait()
                     frame, self._pending = self._pending, None
+                    self._encoding = frame is not None
                 if frame is None:
                     continue
                 started = time.perf_counter()
@@ -103,7 +107,18 @@ class Encoder(ABC):
                     packet.encode_ms = elapsed_ms
                     self._sink(packet)
         finally:
+            with self._cond:
+                self._encoding = False
+                self._cond.notify_all()
             self.reset()
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait until every frame offered so far is encoded and its packets handed to the sink (True), the encoder
+        stopped, or `timeout_s` passed (False): what the sink does next comes after the last picture."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: (self._pending is None and not self._encoding) or not self.running, timeout_s
+            )
 
     @abstractmethod
     def encode(self, frame: Frame) -> list[EncodedPacket]:

@@ -22,7 +22,8 @@ def part(packet: EncodedPacket) -> bytes:
 
 
 async def mjpeg_parts(stream: Stream, name: str) -> AsyncIterator[bytes]:
-    """Yield multipart parts of the newest JPEGs for as long as the client reads (a slow client skips frames)."""
+    """Yield multipart parts of the newest JPEGs for as long as the client reads (a slow client skips frames); when the
+    stream ends (or the server stops), the closing delimiter, so the client sees a whole response."""
     subscription = stream.jpeg.subscribe("latest", name=name)
     try:
         async for item in subscription:
@@ -32,3 +33,4 @@ async def mjpeg_parts(stream: Stream, name: str) -> AsyncIterator[bytes]:
         pass
     finally:
         subscription.close()
+    yield f"--{BOUNDARY}--\r\n".encode()

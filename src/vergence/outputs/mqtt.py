@@ -5,7 +5,8 @@ Topics under the configured prefix `T` (docs/protocol.md, "MQTT"):
 - `T/status` retained `{"online": true, …}` on every connect; `{"online": false, "reason": "stopped"}` on a clean stop,
   and the last will `{"online": false}`, published by the broker, when vergence vanishes.
 - `T/<stream>/meta` then `T/<stream>/frame`: the metadata JSON (seq, capture_ns, size) and the JPEG bytes (no base64).
-- `T/cmd` in (JSON or a `<type> <value>` line) → `T/reply` out (or the command's `reply_to` topic), echoing its `id`.
+- `T/cmd` in (JSON or a `<type> <value>` line) → `T/reply` out (or the command's `reply_to`, a topic under `T/reply/`),
+  echoing its `id`.
 - `T/<stream>/results`: every `plugin_result` event as JSON.
 
 paho-mqtt runs its network loop on its own thread (`loop_start`) and reconnects by itself. What it receives reaches the
@@ -26,6 +27,7 @@ import logging
 import socket
 import threading
 import time
+import unicodedata
 from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -56,6 +58,8 @@ RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 30
 #: How long a clean stop waits for the broker to acknowledge the offline status.
 STOP_TIMEOUT_S = 2.0
+#: Longest part of a command's `reply_to` after `T/reply/`: room for a client id and a request path, no more.
+REPLY_SUFFIX_MAX_BYTES = 128
 
 
 def import_paho() -> Any:
@@ -69,9 +73,25 @@ def import_paho() -> Any:
     return mqtt
 
 
-def valid_topic(topic: Any) -> bool:
-    """A topic vergence may publish to: non-empty text without wildcards or NUL."""
-    return isinstance(topic, str) and 0 < len(topic.encode()) <= 65535 and not any(c in topic for c in "#+\0")
+def reply_topic_for(reply_to: Any, reply_topic: str) -> str:
+    """Return the topic a command's `reply_to` names, or raise CommandError: it must be `<reply_topic>/<suffix>`, the
+    suffix one or more non-empty levels without wildcards or control characters, at most REPLY_SUFFIX_MAX_BYTES.
+
+    Confined to the reply namespace because vergence publishes with its own broker rights: whoever may publish a
+    command must not be able to make it write on any other topic (its status, another device's commands)."""
+    prefix = f"{reply_topic}/"
+    if not isinstance(reply_to, str) or not reply_to.startswith(prefix):
+        raise CommandError(f"reply_to must be a topic under {prefix} (such as {prefix}my-client)", code="invalid")
+    suffix = reply_to.removeprefix(prefix)
+    if not suffix or len(suffix.encode()) > REPLY_SUFFIX_MAX_BYTES:
+        raise CommandError(
+            f"reply_to: the part after {prefix} must be 1 to {REPLY_SUFFIX_MAX_BYTES} bytes", code="invalid"
+        )
+    if "" in suffix.split("/"):
+        raise CommandError("reply_to may not have empty levels (// or a trailing /)", code="invalid")
+    if any(char in "+#" or unicodedata.category(char) == "Cc" for char in suffix):
+        raise CommandError("reply_to may not hold wildcards (+ #) or control characters", code="invalid")
+    return reply_to
 
 
 def split_reply_to(payload: bytes) -> tuple[Any, Any]:
@@ -238,15 +258,18 @@ class MqttBridge:
     async def _run_command(self, payload: bytes) -> None:
         self.commands += 1
         command, reply_to = split_reply_to(payload)
-        if reply_to is not None and not valid_topic(reply_to):
+        topic = self.reply_topic
+        try:
+            if reply_to is not None:
+                topic = reply_topic_for(reply_to, self.reply_topic)
+        except CommandError as err:  # refused, and not run: answered where replies go by default
             command_id = command.get("id") if isinstance(command, dict) else None
-            reply = error_reply(command_id, CommandError("reply_to must be a topic without wildcards", code="invalid"))
-            reply_to = None
+            reply = error_reply(command_id, err)
         else:
             reply = await self._vergence.commander.handle(command, source="mqtt")
         client = self._client
         if client is not None:  # None once stopped
-            client.publish(reply_to or self.reply_topic, to_json(reply), qos=1)
+            client.publish(topic, to_json(reply), qos=1)
 
     async def _publish_frames(self, channel: Channel) -> None:
         stream_id = channel.stream_id

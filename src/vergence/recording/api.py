@@ -11,7 +11,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
-from vergence.recording.library import MEDIA_TYPES, MediaLibrary, MediaNameError, media_path, media_type
+from vergence.media.names import MediaNameError
+from vergence.recording.library import MEDIA_TYPES, MediaLibrary, media_path, media_type
 
 router = APIRouter(tags=["recordings"])
 
@@ -40,7 +41,7 @@ def _open_paths(request: Request) -> set[Path]:
 
 
 def _path(request: Request, name: str) -> Path:
-    """The file `name` of the media directory: 400 for a name that is not a plain media file name, 404 if missing."""
+    """The file `name` of the media directory: 400 for a name that is not a media file name, 404 if missing."""
     try:
         path = media_path(_directory(request), name)
     except MediaNameError as err:

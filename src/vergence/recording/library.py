@@ -18,12 +18,12 @@ from typing import Any, BinaryIO, Literal
 
 import av
 
+from vergence.media.names import MediaNameError, check_media_file_name, is_media_file_name
+
 log = logging.getLogger(__name__)
 
 Kind = Literal["video", "clip", "photo"]
 
-#: A plain file name of the media directory: no separator, not hidden, `.mp4` or `.jpg`, at most 255 bytes.
-MEDIA_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,250}\.(?:mp4|jpg)$")
 #: How segment.py and stills.py name files: `<base>-<YYYYmmdd-HHMMSS-mmm>[-clip][-N].<ext>`, base `[<name>-]<stream>`.
 _STAMPED = re.compile(r"^(?P<base>.+?)-(?P<stamp>\d{8}-\d{6}-\d{3})(?P<clip>-clip)?(?:-\d+)?\.(?:mp4|jpg)$")
 MEDIA_TYPES = {".mp4": "video/mp4", ".jpg": "image/jpeg"}
@@ -31,10 +31,6 @@ MEDIA_TYPES = {".mp4": "video/mp4", ".jpg": "image/jpeg"}
 # JPEG start-of-frame markers (baseline, progressive, lossless …); C4, C8 and CC are other segments.
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _BOX_HEADER = struct.Struct(">I4s")
-
-
-class MediaNameError(ValueError):
-    """A name that is not a plain media file name of the directory (a separator, `..`, another extension, …)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +60,9 @@ def media_type(name: str) -> str:
 
 
 def media_path(directory: Path, name: str) -> Path:
-    """The path of `name` inside `directory`; MediaNameError unless it is a plain media file name that stays inside."""
-    if not MEDIA_NAME.fullmatch(name):
-        raise MediaNameError(f"{name[:80]!r} is not a media file name (letters, digits, _ . -; .mp4 or .jpg)")
+    """The path of `name` inside `directory`; MediaNameError unless it is a media file name (vergence.media.names)
+    that stays inside."""
+    check_media_file_name(name)
     root = directory.resolve()
     path = (root / name).resolve()
     if path.parent != root:  # a symbolic link out of the directory
@@ -220,7 +216,7 @@ class MediaLibrary:
             return []
         files: list[tuple[datetime, dict[str, Any]]] = []
         for entry in entries:
-            if not MEDIA_NAME.fullmatch(entry.name):  # hidden, temporary, other kinds
+            if not is_media_file_name(entry.name):  # hidden, temporary, other kinds
                 continue
             try:
                 info = entry.stat(follow_symlinks=False)

@@ -23,6 +23,7 @@ from vergence.config import RecordingSettings
 from vergence.hub import Item
 from vergence.media import h264
 from vergence.media.frame import TIME_BASE, EncodedPacket
+from vergence.media.names import MediaNameError
 from vergence.outputs.base import ThreadedConsumer
 from vergence.recording.prebuffer import PreEventBuffer
 from vergence.recording.segment import SegmentError, SegmentWriter, segment_path
@@ -194,7 +195,7 @@ class Recording:
         started = datetime.fromtimestamp(packet.capture_ns / 1e9) if packet.capture_ns else datetime.now()
         try:
             path = segment_path(self.directory, self.base, started, suffix)
-        except OSError as err:
+        except (OSError, MediaNameError) as err:
             raise SegmentError(f"cannot create a file in {self.directory}: {err}", "io_error") from err
         info = self.stream.info
         frame_pts = round(1 / (info.fps or 30) / float(TIME_BASE))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vergence.errors import CommandError
+from vergence.media.names import MediaNameError, media_file_name
 from vergence.recording.prebuffer import PreEventBuffer
 from vergence.recording.recorder import Recording
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EVENT_QUEUE = 256
+_STAMP_EXAMPLE = "20260101-000000-000-clip-100"  # the longest tail a segment's name adds to its base
 
 
 class Recordings:
@@ -115,6 +117,10 @@ class Recordings:
         return described
 
     def _new(self, stream: Stream, base: str, kind: str) -> Recording:
+        try:  # every segment is named `<base>-<stamp>[-clip][-N].mp4`
+            media_file_name(f"{base}-{_STAMP_EXAMPLE}", ".mp4")
+        except MediaNameError as err:  # a stream id vergence cannot name a file by (the command checked `name` already)
+            raise CommandError(str(err), code="invalid") from None
         loop = asyncio.get_running_loop()
         return Recording(stream, self.directory, base, self.settings, loop, self._on_event, kind)  # type: ignore[arg-type]
 

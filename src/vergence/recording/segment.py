@@ -14,6 +14,7 @@ import av.error
 
 from vergence.media import h264
 from vergence.media.frame import TIME_BASE, EncodedPacket
+from vergence.media.names import media_file_name
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,14 @@ class SegmentError(Exception):
 
 
 def segment_path(directory: Path, base: str, started: datetime, suffix: str = "") -> Path:
-    """Create and return a new, empty `<base>-<YYYYmmdd-HHMMSS-mmm><suffix>.mp4`; an existing file is never reused."""
+    """Create and return a new, empty `<base>-<YYYYmmdd-HHMMSS-mmm><suffix>.mp4`; an existing file is never reused.
+
+    MediaNameError when that is no media file name (vergence.media.names): the recordings API could not list it."""
     stamp = f"{started.strftime('%Y%m%d-%H%M%S')}-{started.microsecond // 1000:03d}"
     directory.mkdir(parents=True, exist_ok=True)
     for attempt in range(NAME_ATTEMPTS):
         extra = f"-{attempt + 1}" if attempt else ""
-        path = directory / f"{base}-{stamp}{suffix}{extra}.mp4"
+        path = directory / media_file_name(f"{base}-{stamp}{suffix}{extra}", ".mp4")
         try:
             path.open("xb").close()
         except FileExistsError:

@@ -12,7 +12,7 @@ import av.error
 import numpy as np
 
 from vergence.config import CameraSettings
-from vergence.errors import SourceEnded, SourceError, redact
+from vergence.errors import SourceEnded, SourceError, SourceFinished, redact
 from vergence.media.frame import TIME_BASE, Frame
 from vergence.media.i420 import crop_i420
 from vergence.ptz import Rect, SensorGeometry
@@ -25,7 +25,8 @@ _LIVE_OPTIONS = {"fflags": "nobuffer", "flags": "low_delay", "probesize": "32768
 
 @register("av")
 class AvSource(Source):
-    """Decode a file, URL or device to frames of the configured size; files play at their own rate and loop.
+    """Decode a file, URL or device to frames of the configured size; files play at their own rate and loop (or, with
+    `loop = false`, end the stream for good: SourceFinished).
 
     Pan/tilt/zoom crops the decoded picture at its own resolution before scaling it to the output size, so zooming into a
     1080p file shows its real detail rather than an enlarged copy of the scaled-down picture: the decoded picture is this
@@ -147,8 +148,10 @@ class AvSource(Source):
         try:
             return next(self._frames)
         except StopIteration:
-            if self._live or not self.camera.loop:
+            if self._live:  # a feed that stopped: it may come back, so the supervisor opens it again
                 raise SourceEnded(f"{redact(self._url)} ended") from None
+            if not self.camera.loop:
+                raise SourceFinished(f"{redact(self._url)} played to its end") from None
         except (av.error.FFmpegError, OSError) as err:
             raise SourceError(f"reading {redact(self._url)} failed: {err}") from err
         # A file came to its end: start again from the top, continuing the clock.

@@ -47,7 +47,8 @@ class Source(ABC):
     """A producer of Frames, read from one thread.
 
     `read()` blocks until the next frame and raises `SourceEnded` when there are no more (or after `close()`), `SourceError`
-    when capture fails. `close()` may be called from any thread, any number of times, and unblocks a pending `read()`.
+    when capture fails: the supervisor opens the source again after either. `SourceFinished` says the source is done for
+    good (a file played once), and the stream ends. `close()` may be called from any thread, any number of times, and unblocks a pending `read()`.
     """
 
     kind: ClassVar[str]

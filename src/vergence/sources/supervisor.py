@@ -1,4 +1,5 @@
-"""Keep a source running: capture on a named thread, restart with backoff after a failure, report every state change."""
+"""Keep a source running: capture on a named thread, restart with backoff after a failure, report every state change;
+a source that is done for good (SourceFinished: a file played once) ends in state `ended` and is not restarted."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from vergence.errors import SourceEnded, VergenceError, redact
+from vergence.errors import SourceFinished, VergenceError, redact
 from vergence.media.frame import Frame
 from vergence.sources.base import Source, SourceInfo
 
@@ -16,9 +18,18 @@ log = logging.getLogger(__name__)
 StateListener = Callable[[str, str | None, SourceInfo | None], None]
 
 
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """Why one run of a source stopped, whether it delivered any frame, and whether the source is done for good."""
+
+    reason: str
+    delivered: bool
+    finished: bool = False
+
+
 class SourceSupervisor:
-    """Run `factory()`'s source until stopped; a failure restarts it after a backoff, which grows while the source
-    cannot open or stays dark and starts again from the minimum after a run that delivered frames."""
+    """Run `factory()`'s source until stopped or finished; a failure restarts it after a backoff, which grows while the
+    source cannot open or stays dark and starts again from the minimum after a run that delivered frames."""
 
     def __init__(
         self,
@@ -76,32 +87,37 @@ class SourceSupervisor:
     def _run(self) -> None:
         backoff_s = self._backoff_min_s
         self._set_state("starting")
+        final, message = "stopped", None
         try:
             while not self._stop.is_set():
                 started = time.monotonic()
-                error, delivered = self._run_once()
+                end = self._run_once()
                 if self._stop.is_set():
+                    break
+                if end.finished:  # not a failure: the stream ends here, and stays ended
+                    log.info("source %s ended (%s); not restarted", self.name, end.reason)
+                    final, message = "ended", end.reason
                     break
                 # A source that opened and delivered comes back at once (a sensor timeout, a stream that ended: the
                 # picture must resume within a second or two); one that cannot open or stays dark backs off.
-                if delivered or time.monotonic() - started >= self._stable_s:
+                if end.delivered or time.monotonic() - started >= self._stable_s:
                     backoff_s = self._backoff_min_s
                 self.restarts += 1
-                self.last_error = error
-                log.warning("source %s stopped (%s); restarting in %.2f s", self.name, error, backoff_s)
-                self._set_state("restarting", error)
+                self.last_error = end.reason
+                log.warning("source %s stopped (%s); restarting in %.2f s", self.name, end.reason, backoff_s)
+                self._set_state("restarting", end.reason)
                 if self._stop.wait(backoff_s):
                     break
                 backoff_s = min(backoff_s * 2, self._backoff_max_s)
         finally:
-            self._set_state("stopped")
+            self._set_state(final, message)
 
-    def _run_once(self) -> tuple[str, bool]:
-        """Open the source and deliver frames until it fails; return why it stopped and whether it delivered any."""
+    def _run_once(self) -> RunEnd:
+        """Open the source and deliver frames until it fails or is done; say why it stopped."""
         try:
             source = self._factory()
         except VergenceError as err:
-            return str(err), False
+            return RunEnd(str(err), False)
         self._source = source
         delivered = False
         try:
@@ -110,14 +126,14 @@ class SourceSupervisor:
             while not self._stop.is_set():
                 self._on_frame(source.read())
                 delivered = True
-            return "stopped", delivered
-        except SourceEnded as err:
-            return redact(str(err)), delivered
+            return RunEnd("stopped", delivered)
+        except SourceFinished as err:
+            return RunEnd(redact(str(err)), delivered, finished=True)
         except VergenceError as err:
-            return redact(str(err)), delivered
+            return RunEnd(redact(str(err)), delivered)
         except Exception as err:  # a backend bug: keep serving the other cameras, retry this one
             log.exception("source %s raised", self.name)
-            return redact(f"{type(err).__name__}: {err}"), delivered
+            return RunEnd(redact(f"{type(err).__name__}: {err}"), delivered)
         finally:
             self._source = None
             source.close()
