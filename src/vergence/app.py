@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
@@ -20,7 +21,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from vergence import __version__
-from vergence.auth import AuthMiddleware
+from vergence.auth import Authenticator, AuthMiddleware
 from vergence.config import Settings
 from vergence.control.commander import Commander
 from vergence.control.controller import Controllers
@@ -34,6 +35,7 @@ from vergence.outputs.base import Output, Service
 from vergence.pipeline.depth_stream import DepthStream
 from vergence.pipeline.stereo import StereoStream
 from vergence.recording.recordings import Recordings
+from vergence.sessions import SERVER_ID_FILE, load_server_id
 from vergence.stream import Stream
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,9 @@ class Vergence:
         self.position: Position | None = None  # from the last `gps` command, for the EXIF of photos
         self.webrtc: Any = None  # outputs.webrtc.WebRtcPeers when [webrtc] enabled
         self.connections: Any = None  # connections.ConnectionGuard under `vergence serve`
+        # One for every door that takes credentials (HTTP, the TCP feed): a client's failed logins count at all of them.
+        server_id_file = settings.state.path.expanduser().parent / SERVER_ID_FILE
+        self.auth = Authenticator(settings.auth, server_id=functools.partial(load_server_id, server_id_file))
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -238,7 +243,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.vergence = vergence
-    app.add_middleware(AuthMiddleware, settings=settings.auth)
+    app.add_middleware(AuthMiddleware, auth=vergence.auth)
     # Outermost: a body too large is refused before anything else looks at the request.
     server = settings.server
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=server.max_body_kb * 1024, timeout_s=server.body_timeout_s)

@@ -6,11 +6,14 @@ method, and command messages on the control WebSocket or a WebRTC data channel).
 cookie, which vergence sets when a browser signs in with either. A request without credentials gets the `anonymous`
 role; by default that is operator from this machine (loopback) and viewer from elsewhere until tokens or users are set,
 then none. Browsers' cross-site requests are refused by their Origin (WebSockets and any request that changes state).
-Secrets never reach a log: principals are named, tokens are compared by their SHA-256 digest.
+Secrets never reach a log: principals are named, tokens are compared by their SHA-256 digest. A client whose
+credentials keep failing waits longer and longer before they are checked again (login_throttle.py); users' passwords
+are best kept as salted scrypt hashes (passwords.py), checked off the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -19,10 +22,13 @@ import html
 import ipaddress
 import json
 import logging
-import time
+import math
+import secrets
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
-from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -31,10 +37,12 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vergence.config import AuthSettings
+from vergence.login_throttle import Attempt, LoginThrottle, Throttled
+from vergence.passwords import StoredPassword, parse_password, unguessable_like
+from vergence.sessions import COOKIE, Sessions, cookie_name, cookie_value
 
 log = logging.getLogger(__name__)
 
-COOKIE = "vergence_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC_PREFIXES = ("/static/",)  # the page's own scripts and styles: nothing secret, and the login page uses them
 
@@ -60,11 +68,16 @@ ANONYMOUS_NONE = Principal("anonymous", Role.NONE)
 
 
 class Refused(Exception):
-    """A request that may not go on: 401 (who are you?) or 403 (not allowed)."""
+    """A request that may not go on: 401 (who are you?), 403 (not allowed), 429 (wait `retry_after_s` first).
 
-    def __init__(self, status: int, message: str) -> None:
+    `logged`: the login throttle has logged it already (or counted it in a line to come).
+    """
+
+    def __init__(self, status: int, message: str, retry_after_s: float | None = None, logged: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after_s = retry_after_s
+        self.logged = logged
 
 
 def required_role(scope: Scope) -> Role:
@@ -144,20 +157,44 @@ def _host_name(host_header: str) -> str:
 
 
 class Authenticator:
-    """Turns a request's credentials into a Principal; makes and checks the page's session cookie."""
+    """Turns a request's credentials into a Principal, holding off a client whose credentials keep failing; makes and
+    checks the page's session cookie. One per server, shared by every door that takes credentials."""
 
-    def __init__(self, settings: AuthSettings) -> None:
+    def __init__(self, settings: AuthSettings, server_id: Callable[[], bytes]) -> None:
         self.settings = settings
         role = {"viewer": Role.VIEWER, "operator": Role.OPERATOR}
         self._tokens = {_digest(t.token.get_secret_value()): Principal(t.name, role[t.role]) for t in settings.tokens}
-        self._users = {u.name: (u.password.get_secret_value(), Principal(u.name, role[u.role])) for u in settings.users}
+        self._users = {
+            u.name: (parse_password(u.password.get_secret_value()), Principal(u.name, role[u.role]))
+            for u in settings.users
+        }
         self._named = {principal.name: principal for principal in self._tokens.values()}
         self._named.update({name: principal for name, (_, principal) in self._users.items()})
+        for name, (stored, _) in self._users.items():
+            if stored.kind == "sha256":
+                log.warning(
+                    "auth: user %s has an unsalted sha256: password, which a stolen config gives up at once to a "
+                    "guesser; replace it with the output of `vergence hash-password` (salted scrypt)",
+                    name,
+                )
+        # An unknown name costs a check of the same kind as a known one: the refusal's timing names no user.
+        self._unknown_user = unguessable_like(next(iter(self._users.values()))[0]) if self._users else None
+        # scrypt takes ~0.1-0.5 s of a core, and browsers send basic auth with every request: once right, a user's
+        # password is remembered as a digest under a key of this process, and checked again against that.
+        self._verified: dict[str, bytes] = {}
+        self._verified_key = secrets.token_bytes(32)
+        self._hashing = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vergence-password")
         # The cookie's key comes from the configured secrets: change a token or password and its sessions end.
-        secrets = sorted(t.token.get_secret_value() for t in settings.tokens) + sorted(
+        credentials = sorted(t.token.get_secret_value() for t in settings.tokens) + sorted(
             f"{u.name}:{u.password.get_secret_value()}" for u in settings.users
         )
-        self._cookie_key = hashlib.sha256(("vergence-session\0" + "\0".join(secrets)).encode()).digest()
+        self.sessions = Sessions(credentials, settings.session_days, server_id)
+        self.throttle = LoginThrottle(
+            settings.login_free_failures,
+            settings.login_delay_s,
+            settings.login_max_delay_s,
+            settings.login_log_interval_s,
+        )
         self._origins = {origin.lower() for origin in settings.allowed_origins}
         self._proxies = [ipaddress.ip_network(proxy, strict=False) for proxy in settings.trusted_proxies]
 
@@ -178,34 +215,40 @@ class Authenticator:
             return Principal("anonymous", Role.OPERATOR if local else Role.VIEWER)
         return Principal("anonymous", {"none": Role.NONE, "viewer": Role.VIEWER, "operator": Role.OPERATOR}[mode])
 
-    def identify(self, scope: Scope, headers: Headers) -> tuple[Principal, str | None]:
+    async def identify(self, scope: Scope, headers: Headers) -> tuple[Principal, str | None]:
         """The request's principal and how it proved itself ("token", "basic", "cookie", or None for anonymous).
 
-        Raises Refused(401) for credentials that are given but wrong: a typo must not silently fall back to anonymous.
+        Raises Refused(401) for credentials that are given but wrong: a typo must not silently fall back to anonymous;
+        Refused(429) while the client must wait after failing too often, whatever it presents (right credentials
+        then would tell a guesser it has found them).
         """
+        peer = (scope.get("client") or ("", 0))[0]
+        client = self.client_address(peer, headers)
         authorization = headers.get("authorization", "")
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
-            return self.by_token(value.strip()), "token"
+            return self.by_token(value.strip(), client), "token"
         if scheme.lower() == "basic" and value.strip():
-            return self._by_password(value.strip()), "basic"
+            return await self._by_password(value.strip(), client), "basic"
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         if query.get("token"):
-            return self.by_token(query["token"][0]), "token"
-        cookie = _cookie(headers, cookie_name(scope))
+            return self.by_token(query["token"][0], client), "token"
+        name = cookie_name(scope)
+        cookie = cookie_value(headers, name)
         if cookie is not None:
-            principal = self._by_cookie(cookie)
+            # A signed cookie cannot be guessed: it is no login attempt. A stale one (expired, its secret changed,
+            # another server's) counts as no credentials: the login asks again.
+            principal = self._named.get(self.sessions.holder(cookie, name) or "")
             if principal is not None:
                 return principal, "cookie"
-            # A stale cookie (expired, or its secret changed) counts as no credentials: the login asks again.
-        return self.anonymous(*self._client_behind_proxies(peer_address(scope), headers)), None
+        return self.anonymous(*self._client_behind_proxies(peer, headers)), None
 
-    def client_address(self, scope: Scope, headers: Headers) -> str:
-        """Who to count this request against in per-client limits: the peer, or the client a trusted proxy names."""
-        peer = peer_address(scope)
-        if self._trusted(peer) and any(name in headers for name in PROXY_HEADERS):
-            return self._client_behind_proxies(peer, headers)[0]
-        return peer
+    def client_address(self, peer: str, headers: Headers) -> str:
+        """Who sent a request: the peer, or behind a trusted proxy the nearest forwarded address that is not one."""
+        if not self._trusted(peer):
+            return peer
+        chain = [peer, *reversed(_forwarded_for(headers))]
+        return next((address for address in chain if not self._trusted(address)), chain[-1])
 
     def _client_behind_proxies(self, peer: str, headers: Headers) -> tuple[str, str | None]:
         """The address and Host to judge an anonymous request by.
@@ -219,9 +262,7 @@ class Authenticator:
             return peer, headers.get("host", "")
         if not self._trusted(peer):
             return "", None  # not loopback, whatever the peer and Host say
-        chain = [peer, *reversed(_forwarded_for(headers))]
-        client = next((address for address in chain if not self._trusted(address)), chain[-1])
-        return client, headers.get("x-forwarded-host") or headers.get("host", "")
+        return self.client_address(peer, headers), headers.get("x-forwarded-host") or headers.get("host", "")
 
     def _trusted(self, address: str) -> bool:
         try:
@@ -230,42 +271,53 @@ class Authenticator:
             return False
         return any(ip in network for network in self._proxies)
 
-    def by_token(self, token: str) -> Principal:
-        principal = self._tokens.get(_digest(token))
-        if principal is None:
-            raise Refused(401, "unknown token")
-        return principal
+    def by_token(self, token: str, client: str) -> Principal:
+        """The principal of `token` presented by `client`; Refused(401) for an unknown token, 429 while it must wait."""
+        with self._attempt(client) as attempt:
+            principal = self._tokens.get(_digest(token))
+            if principal is None:
+                raise _failed(attempt, "unknown token")
+            attempt.succeeded()
+            return principal
 
-    def _by_password(self, value: str) -> Principal:
+    async def _by_password(self, value: str, client: str) -> Principal:
+        with self._attempt(client) as attempt:
+            try:
+                name, _, password = base64.b64decode(value, validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                raise _failed(attempt, "malformed basic credentials") from None
+            known = self._users.get(name)
+            stored = known[0] if known is not None else self._unknown_user
+            if stored is None or not await self._matches(name, password, stored) or known is None:
+                raise _failed(attempt, "wrong user name or password")
+            attempt.succeeded()
+            return known[1]
+
+    async def _matches(self, name: str, given: str, stored: StoredPassword) -> bool:
+        """Whether `given` is `stored`: a slow hash on a worker thread (never the event loop), once while it stays right."""
+        if not stored.slow:
+            return stored.matches(given)
+        digest = hmac.new(self._verified_key, given.encode(), hashlib.sha256).digest()
+        remembered = self._verified.get(name)
+        if remembered is not None and hmac.compare_digest(remembered, digest):
+            return True
+        if not await asyncio.get_running_loop().run_in_executor(self._hashing, stored.matches, given):
+            return False
+        if name in self._users:
+            self._verified[name] = digest
+        return True
+
+    @contextmanager
+    def _attempt(self, client: str) -> Iterator[Attempt]:
         try:
-            name, _, password = base64.b64decode(value, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            raise Refused(401, "malformed basic credentials") from None
-        known = self._users.get(name)
-        if known is None or not _password_matches(password, known[0]):
-            raise Refused(401, "wrong user name or password")
-        return known[1]
+            with self.throttle.attempt(client) as attempt:
+                yield attempt
+        except Throttled as err:
+            raise Refused(429, str(err), retry_after_s=err.retry_after_s, logged=True) from None
 
     def session_cookie(self, principal: Principal, secure: bool, name: str = COOKIE) -> str:
-        """A Set-Cookie value naming `principal` until `session_days` from now, signed with the secrets' key."""
-        max_age = int(self.settings.session_days * 86_400)
-        payload = f"{principal.name}.{int(time.time()) + max_age}"
-        signature = hmac.new(self._cookie_key, payload.encode(), hashlib.sha256).hexdigest()[:32]
-        value = base64.urlsafe_b64encode(f"{payload}.{signature}".encode()).decode().rstrip("=")
-        flags = "; Secure" if secure else ""
-        return f"{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{flags}"
-
-    def _by_cookie(self, value: str) -> Principal | None:
-        try:
-            text = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
-            name, expires, signature = text.rsplit(".", 2)
-            expires_at = int(expires)
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            return None
-        expected = hmac.new(self._cookie_key, f"{name}.{expires}".encode(), hashlib.sha256).hexdigest()[:32]
-        if not hmac.compare_digest(expected, signature) or expires_at < time.time():
-            return None
-        return self._named.get(name)  # the role it has now, not when the cookie was made
+        """A Set-Cookie value of cookie `name` naming `principal` until `session_days` from now (sessions.py)."""
+        return self.sessions.cookie(principal.name, secure, name)
 
     def origin_refused(self, scope: Scope, headers: Headers) -> str | None:
         """Why a browser's cross-site request is refused, or None. Only WebSockets and state-changing methods are
@@ -283,43 +335,17 @@ class Authenticator:
         return f"Origin {origin} may not use this server (same origin only, or [auth] allowed_origins)"
 
 
-def _password_matches(given: str, configured: str) -> bool:
-    if configured.startswith("sha256:"):
-        return hmac.compare_digest(hashlib.sha256(given.encode()).hexdigest(), configured[7:].lower())
-    return hmac.compare_digest(given.encode(), configured.encode())
-
-
-def peer_address(scope: Scope) -> str:
-    """The address of the connection's other end."""
-    return (scope.get("client") or ("", 0))[0]
-
-
-def cookie_name(scope: Scope) -> str:
-    """The session cookie's name at the server that got this request. Browsers keep cookies per host, not per port: two
-    servers on one machine (a robot's two cameras, say) would otherwise overwrite each other's session at every sign-in."""
-    server = scope.get("server")
-    return f"{COOKIE}_{server[1]}" if server and server[1] else COOKIE
-
-
-def _cookie(headers: Headers, name: str) -> str | None:
-    raw = headers.get("cookie")
-    if not raw:
-        return None
-    cookies: SimpleCookie = SimpleCookie()
-    try:
-        cookies.load(raw)
-    except CookieError:  # junk is no cookie
-        return None
-    morsel = cookies.get(name)
-    return morsel.value if morsel is not None else None
+def _failed(attempt: Attempt, reason: str) -> Refused:
+    attempt.failed(reason)  # logged there, a flood of them counted
+    return Refused(401, reason, logged=True)
 
 
 class AuthMiddleware:
     """ASGI middleware in front of every route: identify, check the Origin and the route's role, then pass on."""
 
-    def __init__(self, app: ASGIApp, settings: AuthSettings) -> None:
+    def __init__(self, app: ASGIApp, auth: Authenticator) -> None:
         self.app = app
-        self.auth = Authenticator(settings)
+        self.auth = auth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or scope["path"].startswith(PUBLIC_PREFIXES):
@@ -330,7 +356,7 @@ class AuthMiddleware:
             refused = self.auth.origin_refused(scope, headers)
             if refused is not None:
                 raise Refused(403, refused)
-            principal, proof = self.auth.identify(scope, headers)
+            principal, proof = await self.auth.identify(scope, headers)
             needed = required_role(scope)
             if principal.role < needed:
                 if principal.role == Role.NONE:
@@ -343,7 +369,7 @@ class AuthMiddleware:
             return
         state = scope.setdefault("state", {})
         state["principal"] = principal
-        state["client_address"] = self.auth.client_address(scope, headers)
+        state["client_address"] = self.auth.client_address((scope.get("client") or ("", 0))[0], headers)
         if scope["type"] == "http" and proof in ("token", "basic") and scope["method"] == "GET":
             # A browser that signed in (a ?token= link, or the basic-auth prompt) keeps a session cookie, which its
             # WebSockets, <img> and <video> requests carry; the page then drops the token from its address.
@@ -353,9 +379,12 @@ class AuthMiddleware:
         await self.app(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, headers: Headers, err: Refused) -> None:
-        client = scope.get("client") or ("?", 0)
-        log.info("refused %s %s from %s: %s", scope.get("method", "WS"), scope["path"], client[0], err)
+        if not err.logged:
+            client = scope.get("client") or ("?", 0)
+            log.info("refused %s %s from %s: %s", scope.get("method", "WS"), scope["path"], client[0], err)
         response_headers = [(b"cache-control", b"no-store")]
+        if err.retry_after_s is not None:
+            response_headers.append((b"retry-after", str(math.ceil(err.retry_after_s)).encode()))
         if err.status == 401 and self.auth.basic:
             response_headers.append((b"www-authenticate", b'Basic realm="vergence", charset="UTF-8"'))
         wants_page = scope["type"] == "http" and scope["path"] == "/" and "text/html" in headers.get("accept", "")

@@ -1,4 +1,4 @@
-"""The `vergence` command: serve, cameras, ctl, install-service, bench."""
+"""The `vergence` command: serve, cameras, ctl, install-service, hash-password, bench."""
 
 from __future__ import annotations
 
@@ -330,6 +330,31 @@ def install_service(
         )
     commands = "".join(f"\n  sudo {shlex.join(command)}" for command in service.enable_commands(unit))
     typer.echo(f"To start it now and at every boot:{commands}\nIts log: journalctl -u {unit} -f", err=True)
+
+
+@app.command("hash-password")
+def hash_password() -> None:
+    """Print a salted scrypt hash of a password for `[[auth.users]] password`: asked for twice, or read from stdin.
+
+    Never from the command line, which other users see in the process list and shells keep in their history.
+    """
+    import getpass
+
+    from vergence import passwords
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            typer.echo("vergence hash-password: the two passwords differ", err=True)
+            raise typer.Exit(2)
+    else:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")  # the first line, spaces and all
+    if len(password) < passwords.MIN_PASSWORD_CHARS:
+        typer.echo(
+            f"vergence hash-password: a password needs {passwords.MIN_PASSWORD_CHARS} characters or more", err=True
+        )
+        raise typer.Exit(2)
+    typer.echo(passwords.hash_password(password))
 
 
 @bench_app.command("latency")

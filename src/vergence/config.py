@@ -18,11 +18,13 @@ from pydantic import (
     PlainSerializer,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vergence.errors import ConfigError
+from vergence.passwords import parse_password
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
 MIN_SIDE_PX, MAX_WIDTH_PX, MAX_HEIGHT_PX = 16, 7680, 4320
@@ -214,9 +216,19 @@ class UserSettings(_Section):
 
     name: str = Field(..., pattern=r"^[A-Za-z0-9_.@-]{1,64}$", description="user name, 1-64 of A-Z a-z 0-9 _ . @ -")
     password: SecretStr = Field(
-        ..., min_length=8, max_length=512, description="the password, or sha256:<64 hex digits> of it"
+        ...,
+        min_length=8,
+        max_length=512,
+        description="scrypt:… from `vergence hash-password` (salted, slow: best), the password itself, or the old "
+        "unsalted sha256:<64 hex digits> of it",
     )
     role: Role = Field("viewer", description="viewer (watch) or operator (watch and command)")
+
+    @field_validator("password")
+    @classmethod
+    def _check_hash(cls, password: SecretStr) -> SecretStr:
+        parse_password(password.get_secret_value())  # a malformed hash: ValueError, which names no secret
+        return password
 
 
 class AuthSettings(_Section):
@@ -239,6 +251,21 @@ class AuthSettings(_Section):
         description="reverse proxies (addresses or networks, 127.0.0.1, 10.0.0.0/8) whose X-Forwarded-For / Forwarded "
         "names the real client; a request with such headers from anyone else is never the loopback operator",
     )
+    login_free_failures: int = Field(
+        5, ge=1, le=1000, description="wrong credentials a client may give in a row before it has to wait, 1 … 1000"
+    )
+    login_delay_s: float = Field(
+        1.0, gt=0, le=3600, description="its first wait (s), doubling with each further failure, 0 < … ≤ 3600"
+    )
+    login_max_delay_s: float = Field(
+        60.0, gt=0, le=3600, description="the longest wait (s) between a client's attempts, 0 < … ≤ 3600"
+    )
+    login_log_interval_s: float = Field(
+        60.0,
+        gt=0,
+        le=86400,
+        description="after a client's first failed logins, one line per this many s, 0 < … ≤ 86400",
+    )
 
     @model_validator(mode="after")
     def _check_unique(self) -> AuthSettings:
@@ -256,6 +283,10 @@ class AuthSettings(_Section):
                 ipaddress.ip_network(proxy, strict=False)
             except ValueError:
                 raise ValueError(f"trusted_proxies: {proxy!r} is not an address or network") from None
+        if self.login_max_delay_s < self.login_delay_s:
+            raise ValueError(
+                f"login_max_delay_s = {self.login_max_delay_s:g} must be at least login_delay_s = {self.login_delay_s:g}"
+            )
         return self
 
     @property

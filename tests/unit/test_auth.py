@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -10,11 +11,12 @@ from typing import Any
 import pytest
 from starlette.datastructures import Headers
 
-from vergence.auth import Authenticator, Refused, Role, cookie_name, required_role
+from vergence.auth import Authenticator, Principal, Refused, Role, cookie_name, required_role
 from vergence.config import AuthSettings, load_settings
 from vergence.errors import ConfigError, RedactingFilter, redact
 
 TOKEN = "t0ken-of-the-viewer-000"
+SERVER_ID = b"this server's id, as load_server_id gives it"
 SETTINGS = {
     "tokens": [{"name": "watcher", "token": TOKEN, "role": "viewer"}],
     "users": [
@@ -25,7 +27,7 @@ SETTINGS = {
 
 
 def _auth(**overrides: Any) -> Authenticator:
-    return Authenticator(AuthSettings.model_validate({**SETTINGS, **overrides}))
+    return Authenticator(AuthSettings.model_validate({**SETTINGS, **overrides}), server_id=lambda: SERVER_ID)
 
 
 def _scope(
@@ -35,8 +37,12 @@ def _scope(
 
 
 def _identify(auth: Authenticator, headers: dict[str, str], **scope: Any) -> tuple[str, Role, str | None]:
-    principal, proof = auth.identify(_scope(**scope), Headers(headers))
+    principal, proof = _principal(auth, _scope(**scope), headers)
     return principal.name, principal.role, proof
+
+
+def _principal(auth: Authenticator, scope: dict[str, Any], headers: dict[str, str]) -> tuple[Principal, str | None]:
+    return asyncio.run(auth.identify(scope, Headers(headers)))
 
 
 def _basic(user: str, password: str) -> dict[str, str]:
@@ -77,14 +83,14 @@ def test_tokens_users_and_hashed_passwords() -> None:
         _basic("bob", "sha256:" + hashlib.sha256(b"bob's password").hexdigest()),  # the hash is not the password
     ):
         with pytest.raises(Refused) as refused:
-            auth.identify(_scope(), Headers(wrong))
+            _principal(auth, _scope(), wrong)
         assert refused.value.status == 401
 
 
 def test_anonymous_roles() -> None:
     configured = _auth()
     assert _identify(configured, {"host": "127.0.0.1:8000"}, client="127.0.0.1")[1] == Role.NONE
-    open_server = Authenticator(AuthSettings())
+    open_server = Authenticator(AuthSettings(), server_id=lambda: SERVER_ID)
     for client, host in (("127.0.0.1", "127.0.0.1:8000"), ("::1", "[::1]:8000"), ("::ffff:127.0.0.1", "localhost")):
         assert _identify(open_server, {"host": host}, client=client)[1] == Role.OPERATOR, (client, host)
     assert _identify(open_server, {"host": "10.0.0.2:8000"}, client="10.0.0.9")[1] == Role.VIEWER
@@ -96,7 +102,7 @@ def test_anonymous_roles() -> None:
 
 def test_the_session_cookie_names_its_holder_and_ends() -> None:
     auth = _auth()
-    alice = auth.identify(_scope(), Headers(_basic("alice", "alice's password")))[0]
+    alice = _principal(auth, _scope(), _basic("alice", "alice's password"))[0]
     set_cookie = auth.session_cookie(alice, secure=True)
     assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie and "Secure" in set_cookie
     assert "alice's password" not in base64.urlsafe_b64decode(set_cookie.split("=", 1)[1].split(";")[0] + "==").decode()
@@ -121,16 +127,16 @@ def test_two_servers_on_one_host_keep_a_session_cookie_each() -> None:
     front, back = _auth(), _auth(users=[{"name": "carol", "password": "carol's password", "role": "viewer"}])
     at_front, at_back = {**_scope(), "server": ("10.0.0.2", 8000)}, {**_scope(), "server": ("10.0.0.2", 8001)}
     assert cookie_name(at_front) == "vergence_session_8000" and cookie_name(at_back) == "vergence_session_8001"
-    alice = front.identify(at_front, Headers(_basic("alice", "alice's password")))[0]
-    carol = back.identify(at_back, Headers(_basic("carol", "carol's password")))[0]
+    alice = _principal(front, at_front, _basic("alice", "alice's password"))[0]
+    carol = _principal(back, at_back, _basic("carol", "carol's password"))[0]
     jar = "; ".join(
         [
             front.session_cookie(alice, secure=False, name=cookie_name(at_front)).split(";", 1)[0],
             back.session_cookie(carol, secure=False, name=cookie_name(at_back)).split(";", 1)[0],
         ]
     )
-    assert front.identify(at_front, Headers({"Cookie": jar}))[0].name == "alice"
-    assert back.identify(at_back, Headers({"Cookie": jar}))[0].name == "carol"
+    assert _principal(front, at_front, {"Cookie": jar})[0].name == "alice"
+    assert _principal(back, at_back, {"Cookie": jar})[0].name == "carol"
 
 
 def test_origins() -> None:

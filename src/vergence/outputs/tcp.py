@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vergence.auth import Authenticator, Refused, Role
+from vergence.auth import Refused, Role
 from vergence.client.tcp import MAX_HANDSHAKE_BYTES, PROTOCOL_VERSION, pack_header
 from vergence.encoders.jpeg import ScaledJpegEncoder
 from vergence.errors import OutputError
@@ -50,7 +50,12 @@ REFUSAL_LINGER_S = 1.0
 
 
 class HandshakeError(ValueError):
-    """A request the feed refuses; the message is sent to the client as the reason."""
+    """A request the feed refuses; the message is sent to the client as the reason. `logged`: said in the log already
+    (a failed login, which the login throttle logs)."""
+
+    def __init__(self, message: str, logged: bool = False) -> None:
+        super().__init__(message)
+        self.logged = logged
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +286,7 @@ class TcpFeed:
         self._clients: set[FeedClient] = set()
         self._variants: dict[tuple[str, int, int, int], Variant] = {}
         self._handlers: set[asyncio.Task[None]] = set()
-        self._auth = Authenticator(vergence.settings.auth)
+        self._auth = vergence.auth
         self.refused = 0
 
     async def start(self) -> None:
@@ -351,7 +356,7 @@ class TcpFeed:
             request = parse_request(line, self._shapes(), self._vergence.settings.jpeg.quality)
             self._check_viewer(line, writer)
         except HandshakeError as err:
-            await self._refuse(reader, writer, peer, str(err))
+            await self._refuse(reader, writer, peer, str(err), err.logged)
             return
         if len(self._clients) >= self.settings.max_clients:
             await self._refuse(reader, writer, peer, "server full")
@@ -390,9 +395,12 @@ class TcpFeed:
         except asyncio.IncompleteReadError:
             raise HandshakeError("the handshake line must end with a newline") from None
 
-    async def _refuse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str, reason: str) -> None:
+    async def _refuse(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str, reason: str, logged: bool = False
+    ) -> None:
         self.refused += 1
-        log.info("tcp: refused %s: %s", peer, reason)
+        if not logged:
+            log.info("tcp: refused %s: %s", peer, reason)
         writer.write(json.dumps({"ok": False, "error": reason}).encode() + b"\n")
         with contextlib.suppress(TimeoutError, ConnectionError, OSError):
             async with asyncio.timeout(REFUSAL_LINGER_S):
@@ -404,16 +412,17 @@ class TcpFeed:
         """Frames are for viewers: a `token` in the handshake, or the anonymous role of [auth] (by default, with no
         tokens or users set, anyone who reaches the port; with them, nobody without a token)."""
         token = json.loads(line).get("token")  # parse_request has checked the line is a JSON object
+        peer = writer.get_extra_info("peername")
+        address = peer[0] if isinstance(peer, tuple) else ""
         try:
             if token is not None:
                 if not isinstance(token, str):
                     raise HandshakeError("token must be a string")
-                principal = self._auth.by_token(token)
+                principal = self._auth.by_token(token, address)
             else:
-                peer = writer.get_extra_info("peername")
-                principal = self._auth.anonymous(peer[0] if isinstance(peer, tuple) else "", None)
+                principal = self._auth.anonymous(address, None)
         except Refused as err:
-            raise HandshakeError(str(err)) from None
+            raise HandshakeError(str(err), err.logged) from None
         if principal.role < Role.VIEWER:
             raise HandshakeError('a token is needed: add "token" to the handshake ([auth] is on)')
 
