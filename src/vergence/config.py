@@ -439,7 +439,11 @@ class FifoSettings(_Section):
     """Commands written as `<type> <value>` lines into a named pipe."""
 
     enabled: bool = Field(False, description="create and read the pipe")
-    path: Path = Field(Path("/tmp/vergence"), description="named pipe (created when missing)")
+    path: Path | None = Field(
+        None,
+        description="named pipe, made when missing (default: $RUNTIME_DIRECTORY/commands under systemd, else "
+        "$XDG_RUNTIME_DIR/vergence/commands, else ~/.local/state/vergence/commands)",
+    )
     reply_path: Path | None = Field(None, description="append each reply as a JSON line here (a file or a pipe)")
 
 

@@ -96,12 +96,17 @@ Group={user.group}
 Environment=PYTHONUNBUFFERED=1
 Restart=on-failure
 RestartSec=2
+# Descriptors for viewers: vergence raises its soft limit to this at start and caps connections below it.
+LimitNOFILE=65536
+# /run/{name}, this user's alone (0750: its group may reach the command FIFO there, $RUNTIME_DIRECTORY/commands).
+RuntimeDirectory={name}
+RuntimeDirectoryMode=0750
 # Exit status {CONFIG_EXIT_STATUS} is an invalid configuration: restarting cannot fix it, the journal says what is wrong.
 RestartPreventExitStatus={CONFIG_EXIT_STATUS}
 TimeoutStopSec=15
 # Hardening that leaves cameras (/dev/video*, /dev/media*, /dev/dma_heap) and state and media in the user's home alone:
-# no PrivateDevices and no ProtectHome. No PrivateTmp either: the command FIFO ([fifo] path, /tmp/vergence by default)
-# must be visible to the programs that write commands into it.
+# no PrivateDevices and no ProtectHome. No PrivateTmp either: a command FIFO set in /tmp must stay visible to the programs
+# that write commands into it.
 NoNewPrivileges=yes
 ProtectSystem=full
 ProtectControlGroups=yes

@@ -9,20 +9,17 @@ open 2,000 connections; the server runs under a real limit (prlimit: soft 1,024,
 
 from __future__ import annotations
 
-import os
 import select
 import socket
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.accounts import SYSTEM_PYTHON, as_nobody
 from tests.integration.wsclient import VideoClient
 
-SYSTEM_PYTHON = Path("/usr/bin/python3")  # readable by any account, unlike a virtual environment under a 0700 dir
-NOBODY = 65534
 HELD = 2000
 FPS = 30
 
@@ -44,16 +41,6 @@ for _ in range(count):
 print("opened", len(held), flush=True)
 sys.stdin.read()
 """
-
-
-def as_another_account(*command: str) -> list[str]:
-    """`command` run as nobody, with a file limit high enough for the attack."""
-    if os.geteuid() != 0:
-        pytest.fail("this test runs an attacker as a second account (nobody): run the suite as root, as CI does")
-    if not SYSTEM_PYTHON.exists():
-        pytest.fail(f"{SYSTEM_PYTHON} is needed to run the attacker as another account")
-    limit = f"--nofile={HELD + 100}:{HELD + 100}"
-    return ["prlimit", limit, "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *command]
 
 
 def stats(server) -> dict:
@@ -95,7 +82,7 @@ def test_2000_connections_from_another_account_leave_the_api_and_viewers_alone(v
     with VideoClient.open(server.ws_url, "/ws/video/cam0") as viewer:
         capture_fps(viewer, 10)  # playing
         attacker = subprocess.Popen(
-            as_another_account(str(SYSTEM_PYTHON), "-c", ATTACKER, str(server.port), str(HELD)),
+            as_nobody(str(SYSTEM_PYTHON), "-c", ATTACKER, str(server.port), str(HELD), files=HELD + 100),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
