@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 from vergence.config import ServerSettings
+from vergence.login_throttle import client_key
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +122,7 @@ class ConnectionGuard:
         if ip.is_loopback:
             owner = self._owners.uid(ip, peer[1], local[0], local[1])
             return (f"uid {owner}" if owner is not None else str(ip)), False
-        if isinstance(ip, ipaddress.IPv6Address):
-            return str(ipaddress.ip_network(f"{ip}/64", strict=False)), False
-        return str(ip), False
+        return client_key(str(ip)), False
 
     def _refuse(self, transport: asyncio.Transport, key: str, why: str) -> None:
         self.refused[why] = self.refused.get(why, 0) + 1

@@ -162,7 +162,8 @@ class LoginThrottle:
             if client.logged == LOGGED_FAILURES:
                 log.info(
                     "failed logins from %s: further ones are counted, one line every %g s",
-                    *(client.address, self.log_interval_s),
+                    client.address,
+                    self.log_interval_s,
                 )
             client.logged_at = now
             return
@@ -174,7 +175,9 @@ class LoginThrottle:
         if client.unlogged:
             log.warning(
                 "%d more failed or throttled logins from %s suppressed (%d failed in a row)",
-                *(client.unlogged, client.address, client.failures),
+                client.unlogged,
+                client.address,
+                client.failures,
             )
             client.unlogged = 0
         client.logged_at = now

@@ -36,10 +36,15 @@ SPY_JS = """
   wrap(RTCDataChannel.prototype, 'datachannel');
   wrap(WebSocket.prototype, 'websocket');
   sent.deletes = [];
+  sent.locations = [];  // what each offer's answer said the peer's URL is
   const nativeFetch = window.fetch;
   window.fetch = function (url, options) {
     if (options && options.method === 'DELETE') sent.deletes.push(String(url));
-    return nativeFetch.call(this, url, options);
+    const answer = nativeFetch.call(this, url, options);
+    if (options && options.method === 'POST' && String(url).includes('/api/webrtc/')) {
+      answer.then((response) => sent.locations.push(response.headers.get('Location')));
+    }
+    return answer;
   };
 })();
 """
@@ -171,7 +176,10 @@ def test_switching_away_and_leaving_hang_up(player_page, server_720p, ice_addres
     page.select_option("#player-select", "webcodecs")
     player_page.wait_for("window.vergence.player === 'webcodecs' && window.vergence.stats.decoded >= 5", 20000)
     # The page DELETEs its peer and closes its connection; whichever the server notices first ends the peer.
-    assert page.evaluate("() => window.__sent.deletes") == [f"/api/webrtc/cam0/{peer['id']}"]
+    # It hangs up at the URL its offer's answer gave, a secret that is not the peer's listed id.
+    (location,) = page.evaluate("() => window.__sent.locations")
+    assert location.startswith("/api/webrtc/cam0/") and peer["id"] not in location
+    assert page.evaluate("() => window.__sent.deletes") == [location]
     answer = wait_for_peers(server_720p, lambda a: a["peers"] == 0)
     assert sum(answer["closed"].values()) == 1, answer
     assert page.evaluate("() => window.vergence.controlPath") == "websocket"
