@@ -82,16 +82,28 @@ def test_fmp4_is_an_init_segment_then_one_fragment_per_frame(shared_server):
 
 
 def test_stats_report_rate_viewers_and_stage_timings(shared_server):
+    def settled(stream: dict) -> bool:
+        h264 = stream["channels"]["h264"]
+        return (
+            27 <= stream["fps"] <= 33
+            and h264["running"]
+            and h264["viewers"] >= 1
+            and h264["bitrate_bps"] > 100_000
+            and stream["stages_ms"]["capture"] > 0
+            and stream["stages_ms"]["encode_h264"] > 0
+            and 0 < h264["capture_to_send_ms"] < 100
+        )
+
     with VideoClient.open(shared_server.ws_url, "/ws/video/cam0") as client:
         for _ in range(40):
             client.next()
-        stats = httpx.get(f"{shared_server.url}/api/stats").json()
-    stream = stats["streams"]["cam0"]
-    assert 27 <= stream["fps"] <= 33
-    h264 = stream["channels"]["h264"]
-    assert h264["running"] and h264["viewers"] >= 1 and h264["bitrate_bps"] > 100_000
-    assert stream["stages_ms"]["capture"] > 0 and stream["stages_ms"]["encode_h264"] > 0
-    assert 0 < h264["capture_to_send_ms"] < 100
+        # fps, bitrate and the stage times are means over the last second or two, recomputed at each request: one
+        # request can land on a window a busy machine thinned out. Poll for them, reading on between requests so the
+        # viewer stays a healthy one.
+        deadline = time.monotonic() + 15
+        while not settled(stream := httpx.get(f"{shared_server.url}/api/stats").json()["streams"]["cam0"]):
+            assert time.monotonic() < deadline, stream
+            client.next()  # one frame interval between requests: the poll interval of this deadline loop
 
 
 def test_control_ws_clock_sync_and_player_reports(shared_server):

@@ -46,8 +46,15 @@ def test_paired_eyes_differ_in_capture_time_by_at_most_half_a_frame(vergence_ser
                 skews.append(abs(left - right))
     half_frame_ns = 1e9 / 30 / 2
     assert len(skews) == 60 and max(skews) <= half_frame_ns, max(skews)
-    stats = httpx.get(f"{server.url}/api/stats").json()["streams"]["stereo"]
-    assert stats["pairs"] >= 60 and 27 <= stats["fps"] <= 33
+    # The stereo fps is a rate over the last two seconds, recomputed at each request: one request can land on a window
+    # a busy machine thinned out. Poll for it.
+    deadline = time.monotonic() + 15
+    while True:
+        stats = httpx.get(f"{server.url}/api/stats").json()["streams"]["stereo"]
+        if stats["pairs"] >= 60 and 27 <= stats["fps"] <= 33:
+            break
+        assert time.monotonic() < deadline, stats
+        time.sleep(0.1)  # poll interval of a deadline loop
 
 
 def test_stereo_config_must_name_two_matching_cameras():
@@ -115,10 +122,14 @@ def test_the_depth_stream_plays_and_measures_the_eyes_offset(vergence_server, tm
         frames = [f for _ in range(20) for f in decoder.decode(client.next().payload)]
     assert len(frames) == 20 and {(f.width, f.height) for f in frames} == {(320, 240)}
     deadline = time.monotonic() + 10
-    while True:  # the median of the newest pair, once pairs of the zoomed eyes come through
+    # The median of the newest pair, once pairs of the zoomed eyes come through. The fps and the depth time are means
+    # over the last second or two, recomputed at each request, so they are polled for with it, not read once after.
+    while True:
         stats = httpx.get(f"{server.url}/api/stats").json()["streams"]["depth"]
-        if stats["median_disparity_px"] is not None and abs(stats["median_disparity_px"] - 16) <= 1.6:
+        median = stats["median_disparity_px"]
+        if median is not None and abs(median - 16) <= 1.6 and stats["fps"] >= 10 and stats["stages_ms"]["depth"] > 0:
             break
-        assert time.monotonic() < deadline, f"median disparity {stats['median_disparity_px']} px, not 16 ± 10 %"
+        assert time.monotonic() < deadline, (
+            f"median disparity {median} px (want 16 ± 10 %), {stats['fps']} fps, depth {stats['stages_ms']['depth']} ms"
+        )
         time.sleep(0.1)  # poll interval of a deadline loop
-    assert stats["fps"] >= 10 and stats["stages_ms"]["depth"] > 0
