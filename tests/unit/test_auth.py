@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import logging
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 from starlette.datastructures import Headers
 
+from tests.aio import run
 from vergence.auth import Authenticator, Principal, Refused, Role, cookie_name, required_role
 from vergence.config import AuthSettings, load_settings
 from vergence.errors import ConfigError, RedactingFilter, redact
@@ -42,7 +42,7 @@ def _identify(auth: Authenticator, headers: dict[str, str], **scope: Any) -> tup
 
 
 def _principal(auth: Authenticator, scope: dict[str, Any], headers: dict[str, str]) -> tuple[Principal, str | None]:
-    return asyncio.run(auth.identify(scope, Headers(headers)))
+    return run(auth.identify(scope, Headers(headers)))
 
 
 def _basic(user: str, password: str) -> dict[str, str]:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from starlette.datastructures import Headers
 
+from tests.aio import run
 from vergence import passwords
 from vergence.auth import Authenticator, Refused
 from vergence.config import AuthSettings, load_settings
@@ -79,13 +80,13 @@ def test_scrypt_runs_off_the_event_loop_and_once_per_user_while_right(monkeypatc
         for _ in range(times):
             await auth.identify(scope, _basic("alice", password))
 
-    asyncio.run(sign_in(5))
+    run(sign_in(5))
     assert len(threads) == 1 and threads[0].startswith("vergence-password")
     with pytest.raises(Refused):
-        asyncio.run(sign_in(1, "wrong password"))
+        run(sign_in(1, "wrong password"))
     assert len(threads) == 2  # a wrong password is computed, never remembered
     with pytest.raises(Refused):
-        asyncio.run(_unknown(auth, scope))
+        run(_unknown(auth, scope))
     assert len(threads) == 3  # an unknown name costs a check too: its refusal is as slow as a wrong password's
 
 
@@ -106,7 +107,7 @@ def test_the_event_loop_runs_on_while_a_password_is_checked() -> None:
         await check
         return ticks
 
-    assert asyncio.run(scenario()) > 10
+    assert run(scenario()) > 10
 
 
 def test_a_cookie_is_taken_only_by_the_server_and_port_that_made_it() -> None:

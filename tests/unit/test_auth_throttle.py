@@ -3,13 +3,13 @@ time past the free ones, a bounded table of clients, and a log of a few lines an
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 
 import pytest
 from starlette.datastructures import Headers
 
+from tests.aio import run
 from vergence.auth import Authenticator, Refused
 from vergence.config import AuthSettings
 from vergence.login_throttle import LoginThrottle, Throttled, client_key
@@ -116,7 +116,7 @@ def test_behind_a_trusted_proxy_the_client_it_names_is_held_up_not_the_proxy() -
         scope = {"type": "http", "client": (peer, 5000), "query_string": b""}
         headers = Headers({"X-Forwarded-For": forwarded_for, "Authorization": f"Bearer {presented}"})
         try:
-            asyncio.run(auth.identify(scope, headers))
+            run(auth.identify(scope, headers))
         except Refused as err:
             return err.status
         return 200
