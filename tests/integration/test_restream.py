@@ -159,8 +159,9 @@ def test_rtsp_push_reaches_ffmpeg_listening_as_the_server(tmp_path: Path) -> Non
         command += ["-frames:v", "10", "-f", "rawvideo", "-pix_fmt", "gray", "-"]
         result = subprocess.run(command, capture_output=True, timeout=TIMEOUT_S)
         assert len(result.stdout) // (WIDTH * HEIGHT) >= 10, result.stderr.decode(errors="replace")
-        state = describe(server, "rtsp0")
-        assert state["format"] == "rtsp" and state["connects"] >= 1
+        # The server counts the connect when it reads the push's "live", after its next send: maybe after ffmpeg is done.
+        state = wait_for(server, "rtsp0", lambda s: s["connects"] >= 1, "counted as connected")
+        assert state["format"] == "rtsp"
     finally:
         server.stop()
 

@@ -26,8 +26,9 @@ from vergence.outputs.webrtc import PLAYOUT_DELAY
 pytestmark = pytest.mark.usefixtures("ice_address")  # fails, never skips, without a private network for ICE
 
 SIZE = (640, 360)
-CONNECT_TIMEOUT_S = 1.5
-STALL_TIMEOUT_S = 3.0  # above aiortc's longest gap between receiver reports (1.5 s) plus the watchdog's 1 s poll
+CONNECT_TIMEOUT_S = 3.0  # long enough to list the new peer before it is dropped, on a busy machine too
+REPORT_GAP_MAX_S = 1.5  # aiortc sends a receiver report every 0.5 + random() s
+STALL_TIMEOUT_S = 3.0  # above aiortc's longest gap between receiver reports plus the watchdog's 1 s poll
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +42,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture(scope="module")
+def capped_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """Two peers at most, kept for the default connect timeout (the test's unconnected peers outlive its steps)."""
+    path = tmp_path_factory.mktemp("webrtc-capped") / "server.log"
+    process = start_server(("--size", "320x180", "--fps", "30"), path, {"VERGENCE_WEBRTC__MAX_PEERS": "2"})
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
 def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """Two peers at most, a short connect timeout and a short stall timeout."""
+    """A short connect timeout and a short stall timeout."""
     env = {
-        "VERGENCE_WEBRTC__MAX_PEERS": "2",
         "VERGENCE_WEBRTC__CONNECT_TIMEOUT_S": str(CONNECT_TIMEOUT_S),
         "VERGENCE_WEBRTC__STALL_TIMEOUT_S": str(STALL_TIMEOUT_S),
     }
@@ -109,7 +118,11 @@ def test_a_python_client_receives_decodes_and_times_frames(server: ServerProcess
                 re.findall(r"typ (\w+)", client.pc.remoteDescription.sdp)
             ) == {"host"}, "the answer holds host candidates only"
             frames, codes, paired = 0, 0, 0
-            while frames < 45:
+            # Capture times come over the data channel, which opens beside the video, not before it: read until 30
+            # frames have paired, however many went by first.
+            deadline = time.monotonic() + 20
+            while frames < 45 or paired < 30:
+                assert time.monotonic() < deadline, f"only {paired} of {frames} frames paired with a capture time"
                 frame = await client.frame()
                 frames += 1
                 assert (frame.width, frame.height) == (streams["cam0"]["width"], streams["cam0"]["height"]) == SIZE
@@ -124,8 +137,7 @@ def test_a_python_client_receives_decodes_and_times_frames(server: ServerProcess
             message = next(iter(client.frame_times.values()))
             assert set(message) == {"type", "pts", "seq", "capture_ns", "send_ns"}
             assert message["send_ns"] >= message["capture_ns"]
-        assert codes >= 40, f"time code read in {codes} of {frames} frames"
-        assert paired >= 30, f"only {paired} of {frames} frames paired with a data-channel capture time"
+        assert frames - codes <= 5, f"time code read in {codes} of {frames} frames"
         listing = await get_json(server, "/api/webrtc")
         assert listing["peers"] == 0 and listing["closed"].get("hung up", 0) >= 1
 
@@ -236,12 +248,14 @@ def test_offer_and_hang_up_cycles_leave_nothing_behind(server: ServerProcess) ->
                 async def back_to_baseline() -> dict[str, Any] | None:
                     stats = await get_json(server, "/api/stats")
                     now = stats["process"]
-                    if stats["webrtc"]["peers"] == 1 and now["fds"] <= base["fds"] and now["tasks"] <= base["tasks"]:
+                    if stats["webrtc"]["peers"] == 1 and all(
+                        now[key] <= base[key] for key in ("fds", "tasks", "threads")
+                    ):
                         return stats
                     return None
 
                 try:
-                    after = await poll(back_to_baseline, 15, "fds, tasks and peers back to where they were")
+                    after = await poll(back_to_baseline, 15, "fds, tasks, threads and peers back to where they were")
                 except pytest.fail.Exception:
                     stats = await get_json(server, "/api/stats")
                     raise AssertionError(
@@ -249,7 +263,6 @@ def test_offer_and_hang_up_cycles_leave_nothing_behind(server: ServerProcess) ->
                     ) from None
                 hung_up = after["webrtc"]["closed"]["hung up"] - before["webrtc"]["closed"]["hung up"]
                 assert hung_up == quick + mid_ice + full
-                assert after["process"]["threads"] <= base["threads"]
             # The peer that watched all along never missed a beat.
             for _ in range(5):
                 await watcher.frame()
@@ -323,11 +336,11 @@ asyncio.run(main())
 """
 
 
-def test_max_peers_answers_503(strict_server: ServerProcess) -> None:
+def test_max_peers_answers_503(capped_server: ServerProcess) -> None:
     async def main() -> None:
         pc, offer = await make_offer()
         await pc.close()
-        async with httpx.AsyncClient(base_url=strict_server.url, timeout=10) as http:
+        async with httpx.AsyncClient(base_url=capped_server.url, timeout=10) as http:
             headers = {"Content-Type": "application/sdp"}
             peers = [await http.post("/api/webrtc/cam0", content=offer, headers=headers) for _ in range(2)]
             assert [p.status_code for p in peers] == [201, 201]
@@ -338,7 +351,7 @@ def test_max_peers_answers_503(strict_server: ServerProcess) -> None:
             assert again.status_code == 201
             for response in (peers[1], again):
                 assert (await http.delete(response.headers["location"])).status_code == 200
-        assert (await get_json(strict_server, "/api/webrtc"))["peers"] == 0
+        assert (await get_json(capped_server, "/api/webrtc"))["peers"] == 0
 
     run(main())
 
@@ -351,12 +364,12 @@ def test_the_watchdog_drops_peers_that_never_connect_or_vanish(strict_server: Se
         pc, offer = await make_offer()  # kept open, but it never learns the answer, so ICE never completes
         try:
             before = await closed("never connected")
+            posted = time.monotonic()  # before the server makes the peer, whose timeout starts there
             async with httpx.AsyncClient(base_url=strict_server.url, timeout=10) as http:
                 response = await http.post(
                     "/api/webrtc/cam0", content=offer, headers={"Content-Type": "application/sdp"}
                 )
             assert response.status_code == 201
-            posted = time.monotonic()
             listing = await get_json(strict_server, "/api/webrtc")
             assert [p["state"] for p in listing["list"]] in (["new"], ["connecting"])
 
@@ -364,7 +377,7 @@ def test_the_watchdog_drops_peers_that_never_connect_or_vanish(strict_server: Se
                 return await closed("never connected") == before + 1
 
             await poll(dropped, CONNECT_TIMEOUT_S + 5, "the unconnected peer dropped")
-            assert time.monotonic() - posted >= CONNECT_TIMEOUT_S - 0.1
+            assert time.monotonic() - posted >= CONNECT_TIMEOUT_S
             assert (await get_json(strict_server, "/api/webrtc"))["peers"] == 0
         finally:
             await pc.close()
@@ -383,15 +396,15 @@ def test_the_watchdog_drops_peers_that_never_connect_or_vanish(strict_server: Se
             listing = await get_json(strict_server, "/api/webrtc")
             assert [p["state"] for p in listing["list"]] == ["connected"]
             # Gone without a DTLS close, an RTCP BYE or a DELETE: as a browser tab killed, or a cable pulled.
+            killed = time.monotonic()  # its last report came before this, at most REPORT_GAP_MAX_S before
             client.send_signal(signal.SIGKILL)
             client.wait()
-            killed = time.monotonic()
 
             async def dropped() -> bool:
                 return await closed("stalled") == before + 1
 
             await poll(dropped, STALL_TIMEOUT_S + 5, "the vanished peer dropped as stalled", interval_s=0.1)
-            assert time.monotonic() - killed >= STALL_TIMEOUT_S - 1.0  # the last report may be up to 1 s old
+            assert time.monotonic() - killed >= STALL_TIMEOUT_S - REPORT_GAP_MAX_S
             assert (await get_json(strict_server, "/api/webrtc"))["peers"] == 0
         finally:
             if client.poll() is None:

@@ -162,6 +162,11 @@ def test_an_injected_enospc_ends_that_recording_only_and_keeps_its_closed_segmen
             channel.publish(packet(seq))
             await asyncio.sleep(0.001)
         await asyncio.wait_for(done["full"].wait(), 10)
+        # A stop ends the subscription with whatever its thread has not taken yet: let it write all 150 first.
+        deadline = loop.time() + 10
+        while recordings[1].frames < 150:  # the thread writes behind the loop: poll, with a deadline
+            assert loop.time() < deadline, recordings[1].describe()
+            await asyncio.sleep(0.01)
         await recordings[1].stop()
         return [recording.describe() for recording in recordings]
 

@@ -50,12 +50,13 @@ def test_holds_30_fps_within_half_a_percent_over_20_seconds():
     source.open()
     first = source.read()
     started = time.monotonic()
-    frames = 0
+    since_first_ns = [0]
     while time.monotonic() - started < 20.0:
-        last = source.read()
-        frames += 1
-    elapsed_s = (last.capture_ns - first.capture_ns) / 1e9
-    fps = frames / elapsed_s
+        since_first_ns.append(source.read().capture_ns - first.capture_ns)
+    # The rate is the slope of capture time over frame number. frames / (last - first) hangs on the two end frames: one
+    # drawn 100 ms late (the reading thread descheduled on a busy machine; the source catches up after) moved it 0.5 %.
+    period_ns = np.polyfit(np.arange(len(since_first_ns)), np.array(since_first_ns, dtype=np.float64), 1)[0]
+    fps = 1e9 / period_ns
     assert abs(fps - 30.0) <= 30.0 * 0.005, fps
     source.close()
 

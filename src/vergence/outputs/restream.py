@@ -214,7 +214,10 @@ class PushProcess:
         except subprocess.TimeoutExpired:
             self.kill()
             self.process.wait()
-        errors = [line[6:] for line in self.reports() if line.startswith("error ")]
+        lines = self.reports()
+        # "live" then an end, both between two sends (the server took a burst of queued frames and hung up): connected.
+        self.live = self.live or "live" in lines
+        errors = [line[6:] for line in lines if line.startswith("error ")]
         self._stdout.close()
         return errors[-1] if errors else None
 
@@ -386,13 +389,17 @@ class RestreamOutput:
         for report in push.reports():
             if report == "live" and not push.live:
                 push.live = True
-                self.connects += 1
-                self._live_since = time.monotonic()
-                self.state = "live"
-                log.info("restream %s: live to %s (connect %d)", self.id, self.url, self.connects)
+                self._connected()
             elif report.startswith("error "):
                 self._fail(push, report[6:])
                 return
+
+    def _connected(self) -> None:
+        """Count a session that went live."""
+        self.connects += 1
+        self._live_since = time.monotonic()
+        self.state = "live"
+        log.info("restream %s: live to %s (connect %d)", self.id, self.url, self.connects)
 
     def _spawn(self) -> PushProcess:
         """Start a push child and ask the encoder for the keyframe it will begin with."""
@@ -408,6 +415,9 @@ class RestreamOutput:
         live = push is not None and push.live
         if push is not None:
             reported = push.close(0.0)
+            if push.live and not live:  # its "live" came with its end: a connect all the same
+                live = True
+                self._connected()
             if reported:
                 reason = reported
             elif reason.startswith(("BrokenPipeError", "ConnectionResetError")):
