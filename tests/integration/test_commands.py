@@ -17,18 +17,9 @@ import av
 import httpx
 from websockets.sync.client import connect
 
+from tests.polling import poll
+
 DEADLINE_S = 15.0
-
-
-def poll(check, what: str, deadline_s: float = DEADLINE_S):
-    """Return check()'s first truthy value, polling until the deadline."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)  # poll interval of a deadline loop
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def zoom_of(server) -> float:

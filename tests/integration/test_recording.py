@@ -18,6 +18,7 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
+from tests import polling
 from tests.integration.wsclient import VideoClient
 from tests.media import read_timecode
 
@@ -26,14 +27,7 @@ FPS = 30
 
 
 def poll(check: Callable[[], Any], what: str, deadline_s: float = DEADLINE_S) -> Any:
-    """Return check()'s first truthy value, polling until a deadline."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)  # poll interval of a deadline loop, not a wait for an event
-    raise AssertionError(f"timed out waiting for {what}")
+    return polling.poll(check, what, deadline_s)  # recordings take longer: a longer default deadline
 
 
 def command(server, body: Any) -> dict[str, Any]:

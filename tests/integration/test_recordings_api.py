@@ -6,26 +6,15 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-DEADLINE_S = 15.0
+from tests.polling import poll
+
 FPS = 30
-
-
-def poll(check, what: str, deadline_s: float = DEADLINE_S):
-    """Return check()'s first truthy value, polling until the deadline."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)  # poll interval of a deadline loop
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def command(server: Any, body: dict[str, Any]) -> dict[str, Any]:

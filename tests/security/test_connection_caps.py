@@ -19,6 +19,7 @@ import pytest
 
 from tests.accounts import SYSTEM_PYTHON, as_nobody
 from tests.integration.wsclient import VideoClient
+from tests.polling import poll
 
 HELD = 2000
 FPS = 30
@@ -45,15 +46,6 @@ sys.stdin.read()
 
 def stats(server) -> dict:
     return httpx.get(f"{server.url}/api/stats", timeout=5).json()
-
-
-def poll(check, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.05)  # poll interval inside a deadline loop
-    pytest.fail(f"{what}: not within {timeout_s} s")
 
 
 def read_line(process: subprocess.Popen[str], timeout_s: float) -> str:
@@ -94,8 +86,8 @@ def test_2000_connections_from_another_account_leave_the_api_and_viewers_alone(v
             # Every one of them reached the server, which kept its cap of them and refused the rest.
             poll(
                 lambda: stats(server)["connections"]["refused"].get("per client", 0) >= HELD - 128,
-                20,
                 "the attacker's connections over the cap refused",
+                deadline_s=20,
             )
             started = time.monotonic()
             answer = httpx.get(f"{server.url}/api/streams", timeout=5)

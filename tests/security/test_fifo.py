@@ -11,7 +11,6 @@ import os
 import shutil
 import stat
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import httpx
 import pytest
 
 from tests.accounts import NOBODY, python_as_nobody
+from tests.polling import poll
 
 
 @pytest.fixture
@@ -51,15 +51,6 @@ def write_line(fifo: Path, line: str) -> None:
 
 def processed(server) -> int:
     return httpx.get(f"{server.url}/api/stats", timeout=5).json()["services"]["fifo"]["processed"]
-
-
-def poll(check, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.05)  # poll interval inside a deadline loop
-    pytest.fail(f"{what}: not within {timeout_s} s")
 
 
 def test_a_pipe_another_account_made_first_stops_the_start(vergence_server, shared_dir):
@@ -97,7 +88,7 @@ def test_our_own_pipe_that_anyone_may_write_is_made_anew(vergence_server, tmp_pa
         assert not info.st_mode & stat.S_IWOTH
         os.write(held, b"zoom 3\n")  # into the old pipe, which the server no longer reads
         write_line(fifo, "zoom 2")
-        poll(lambda: zoom(server) == 2.0, 10, "zoom 2 through the new pipe")
+        poll(lambda: zoom(server) == 2.0, "zoom 2 through the new pipe", deadline_s=10)
         assert os.read(held, 100) == b"zoom 3\n"
     finally:
         os.close(held)
@@ -118,7 +109,7 @@ def test_replies_never_reach_a_file_another_account_planted(vergence_server, sha
     fifo = tmp_path / "in.fifo"
     server = vergence_server("--size", "320x180", env=fifo_env(fifo, replies))
     write_line(fifo, "zoom 2")
-    poll(lambda: processed(server) == 1, 10, "the command run")
+    poll(lambda: processed(server) == 1, "the command run", deadline_s=10)
     assert victim.read_text() == "precious\n"
     if planted == "another account's file":
         assert replies.read_text() == ""
@@ -134,4 +125,4 @@ def test_the_default_pipe_is_in_the_users_runtime_directory(vergence_server, tmp
     assert fifo.is_fifo()
     assert stat.S_IMODE((runtime / "vergence").stat().st_mode) == 0o700
     write_line(fifo, "zoom 2")
-    poll(lambda: zoom(server) == 2.0, 10, "zoom 2 through the default pipe")
+    poll(lambda: zoom(server) == 2.0, "zoom 2 through the default pipe", deadline_s=10)

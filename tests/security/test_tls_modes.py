@@ -21,11 +21,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.accounts import NOBODY
 from tests.conftest import STARTUP_TIMEOUT_S, free_port
 from vergence import tls
 from vergence.config import ServerSettings
-
-NOBODY = 65534
 
 
 @dataclass
