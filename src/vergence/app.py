@@ -25,9 +25,9 @@ from vergence.auth import Authenticator, AuthMiddleware
 from vergence.config import Settings
 from vergence.control.commander import Commander
 from vergence.control.controller import Controllers
-from vergence.control.refusal import refuse_invalid_request
 from vergence.control.state import StateStore
 from vergence.errors import VergenceError, redact_logs
+from vergence.http.refusal import refuse_error, refuse_invalid_request
 from vergence.http_limits import BodyLimitMiddleware
 from vergence.hub import Hub
 from vergence.media.exif import Position
@@ -248,22 +248,23 @@ def create_app(settings: Settings) -> FastAPI:
     server = settings.server
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=server.max_body_kb * 1024, timeout_s=server.body_timeout_s)
     app.add_exception_handler(RequestValidationError, refuse_invalid_request)
+    app.add_exception_handler(VergenceError, refuse_error)
     # uvicorn logs each WebSocket's path with its query string, where browsers carry `?token=`.
     redact_logs("uvicorn.error", "uvicorn.access")
 
     from vergence.auth import router as auth_router
-    from vergence.control.api import router as control_router
-    from vergence.control.commands_api import router as commands_router
-    from vergence.control.processing_api import router as processing_router
+    from vergence.control.transports.rest import router as commands_router
+    from vergence.control.transports.websocket import router as control_router
+    from vergence.http.streams import router as streams_router
     from vergence.metrics_api import router as metrics_router
     from vergence.outputs.http import router as video_router
     from vergence.outputs.webrtc_api import router as webrtc_router
     from vergence.recording.api import router as recordings_router
 
     app.include_router(auth_router)
+    app.include_router(streams_router)
     app.include_router(control_router)
     app.include_router(commands_router)
-    app.include_router(processing_router)
     app.include_router(video_router)
     app.include_router(webrtc_router)
     app.include_router(recordings_router)

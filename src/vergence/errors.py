@@ -55,9 +55,44 @@ class OutputError(VergenceError):
 
 
 class CommandError(VergenceError):
-    """A command was unknown or invalid."""
+    """A command cannot be done now (already recording, a file of that name exists, the source cannot flip…).
 
-    code = "command_error"
+    Its subclasses and `code=` name other reasons; every transport answers with the code, HTTP with `HTTP_STATUS[code]`.
+    """
+
+    code = "conflict"
+
+
+class InvalidCommand(CommandError):
+    """A command or one of its values is invalid: a value out of range, a missing field, a malformed line."""
+
+    code = "invalid"
+
+
+class NotFound(CommandError):
+    """A command names something that does not exist: a stream, an output, a preset, an ROI, a plugin."""
+
+    code = "not_found"
+
+
+# The stable error codes of command replies, and the HTTP status each gets (docs/protocol.md, "Error codes").
+HTTP_STATUS = {
+    "bad_request": 400,  # not a command at all: not JSON, not UTF-8, not an object
+    "unknown_command": 400,
+    "invalid": 422,
+    "forbidden": 403,
+    "not_found": 404,
+    "conflict": 409,
+    "too_large": 413,
+    "unavailable": 503,
+    "io_error": 500,
+    "internal_error": 500,
+}
+
+
+def http_status(code: str) -> int:
+    """The HTTP status of an error code (500 for one not in the table: a failure vergence did not foresee)."""
+    return HTTP_STATUS.get(code, 500)
 
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")

@@ -1,4 +1,8 @@
-"""Run Commands against the running server: one place, whichever transport a command came from."""
+"""Run commands against the running server: one place, whichever transport a command came from, and one reply shape.
+
+A reply is `{"ok": true, "command": <type>, "result": {…}}` or `{"ok": false, "command": <type or null>, "code": …,
+"error": …}`, with the command's `id` when it had one (docs/protocol.md, "Commands"). Transports add only their envelope.
+"""
 
 from __future__ import annotations
 
@@ -6,104 +10,153 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from vergence import ptz
+from vergence.config import PluginSettings
 from vergence.control.commands import (
     ZOOM_MOVE_S,
     ZOOM_RATE_PER_S,
+    AnyCommand,
     BitrateCommand,
     ClipCommand,
-    Command,
     DestinationCommand,
+    FlipCommand,
     GpsCommand,
+    MoveCommand,
+    OutputSwitchCommand,
+    OverlayCommand,
     PanCommand,
+    PauseCommand,
     PhotoCommand,
+    PluginCommand,
     PresetCommand,
     ProtocolCommand,
     PtzCommand,
     RecordCommand,
+    RoiCommand,
     StabilizeCommand,
     StatusCommand,
-    StreamCommand,
+    StereoCommand,
     TiltCommand,
     ZoomCommand,
-    as_object,
-    error_reply,
-    parse_command,
-    reply,
 )
-from vergence.errors import CommandError, VergenceError
+from vergence.control.parsing import as_object, parse_command, validate
+from vergence.errors import CommandError, InvalidCommand, NotFound, VergenceError
 from vergence.media.exif import Position
 from vergence.stills import take_photo
 
 if TYPE_CHECKING:
     from vergence.app import Vergence
-    from vergence.control.controller import CameraController, Controllers
+    from vergence.control.controller import CameraController, Controllers, StereoRig
+    from vergence.control.processing import ProcessingController
     from vergence.outputs.base import Output
     from vergence.stream import Stream
 
 log = logging.getLogger(__name__)
 
 
+def reply(command_id: Any, kind: str | None, result: dict[str, Any]) -> dict[str, Any]:
+    """The reply to a command that ran."""
+    body: dict[str, Any] = {"ok": True, "command": kind, "result": result}
+    if command_id is not None:
+        body["id"] = command_id
+    return body
+
+
+def error_reply(command_id: Any, err: VergenceError, kind: str | None = None) -> dict[str, Any]:
+    """The reply to a command that was refused or failed."""
+    body: dict[str, Any] = {"ok": False, "command": kind, "code": err.code, "error": str(err)}
+    if command_id is not None:
+        body["id"] = command_id
+    return body
+
+
 class Commander:
-    """Executes commands on the event loop and shapes every answer as a reply (docs/protocol.md, "Commands")."""
+    """Validates and executes commands on the event loop."""
 
     def __init__(self, vergence: Vergence) -> None:
         self._vergence = vergence
 
     async def handle(self, raw: Any, source: str = "") -> dict[str, Any]:
-        """Parse and run one command from any transport; never raises: failures become `{"ok": false, …}` replies."""
+        """Parse and run one command from any transport; never raises: a failure is an `{"ok": false, …}` reply."""
         raw = as_object(raw)
         command_id = raw.get("id") if isinstance(raw, dict) else None
+        kind = raw.get("type") if isinstance(raw, dict) and isinstance(raw.get("type"), str) else None
         try:
             command = parse_command(raw)
-            command_id = command.id
-            result = await self.run(command)
-        except CommandError as err:
+            command_id, kind = command.id, command.type
+            result = await self.execute(command)
+        except VergenceError as err:
             if source:
                 log.info("command from %s refused: %s", source, err)
-            return error_reply(command_id, err)
-        except VergenceError as err:
-            return error_reply(command_id, CommandError(str(err), code=err.code))
-        return reply(command_id, command.type, result)
+            return error_reply(command_id, err, kind)
+        return reply(command_id, kind, result)
 
-    async def run(self, command: Command) -> dict[str, Any]:
-        """Run a validated command; raise CommandError when it cannot be done."""
+    async def run(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Validate and execute a command given as its fields (a REST route's path and body); raise CommandError."""
+        return await self.execute(validate(fields))
+
+    async def execute(self, command: AnyCommand) -> dict[str, Any]:
+        """Execute a validated command and return its result; raise CommandError when it cannot be done."""
         match command:
+            case PtzCommand():
+                return self._ptz(command.stream, command.pan, command.tilt, command.zoom)
+            case PanCommand():
+                return self._ptz(command.stream, command.value, None, None)
+            case TiltCommand():
+                return self._ptz(command.stream, None, command.value, None)
             case ZoomCommand():
                 return self._zoom(command)
-            case PanCommand() | TiltCommand() | PtzCommand():
-                return self._ptz(command)
+            case MoveCommand():
+                return self._move(command)
             case PresetCommand():
                 return self._preset(command)
+            case StereoCommand():
+                return self.rig(command.stream).move(command.pan, command.tilt, command.zoom, command.vergence)
+            case FlipCommand():
+                return self._camera(command.stream).set_flip(command.horizontal, command.vertical)
+            case PauseCommand():
+                return self._camera(command.stream).set_paused(command.paused)
+            case OverlayCommand():
+                return self._processing(command.stream).set_overlay(command)
+            case RoiCommand():
+                return self._roi(command)
+            case StabilizeCommand():
+                return self._processing(command.stream).set_stabilize(command.enabled)
+            case PluginCommand():
+                return self._plugin(command)
             case BitrateCommand():
-                stream = self._stream(command.stream)
+                stream = self.stream(command.stream)
                 stream.set_bitrate(command.kbps * 1000)
                 return {"stream": stream.id, "bitrate_bps": stream.bitrate_bps}
+            case RecordCommand():
+                recordings = self._vergence.recordings
+                stream = self.stream(command.stream)
+                if command.action == "stop":
+                    return await recordings.stop(stream)
+                return await recordings.record(stream, command.name)
+            case ClipCommand():
+                return await self._vergence.recordings.clip(self.stream(command.stream), command.post_s, command.name)
+            case PhotoCommand():
+                return await take_photo(self._vergence, self.stream(command.stream), command.name)
+            case GpsCommand():
+                position = Position(command.lat, command.lon, command.alt_m, time.time_ns())
+                self._vergence.position = position
+                return {"lat": position.lat, "lon": position.lon, "alt_m": position.alt_m}
             case DestinationCommand():
                 return await self._udp(command.output).set_destination(command.host, command.port)
             case ProtocolCommand():
-                return self._udp(command.output).set_protocol(command.protocol)
-            case StreamCommand():
-                output = self._output(command.output)
+                return self._udp(command.output).set_protocol(command.protocol)  # type: ignore[no-any-return]
+            case OutputSwitchCommand():
+                output = self.output(command.output)
                 await (output.start() if command.action == "start" else output.stop())
                 return output.describe()
-            case RecordCommand():
-                return await self._record(command)
-            case ClipCommand():
-                return await self._clip(command)
-            case PhotoCommand():
-                return await self._photo(command)
-            case GpsCommand():
-                return self._gps(command)
-            case StabilizeCommand():
-                stream = self._stream(command.stream)
-                return self._controllers.get_processing(stream.id).set_stabilize(command.enabled)
             case StatusCommand():
                 return self.status()
-        raise CommandError(f"command {command.type!r} has no handler")  # pragma: no cover - the union is exhaustive
+        raise CommandError(f"command {command.type!r} has no handler", code="internal_error")  # pragma: no cover
 
     def status(self) -> dict[str, Any]:
-        """The control state, the outputs and the recordings."""
-        snapshot = self._controllers.snapshot()
+        """The control state, the streams, the outputs and the recordings."""
+        snapshot = self.controllers.snapshot()
         snapshot.pop("type", None)
         vergence = self._vergence
         return {
@@ -114,95 +167,116 @@ class Commander:
             "recordings": vergence.recordings.describe(),
         }
 
+    # ---- what a command names
+
     @property
-    def _controllers(self) -> Controllers:
+    def controllers(self) -> Controllers:
         controllers = self._vergence.controllers
         if controllers is None:
             raise CommandError("the server is still starting", code="unavailable")
         return controllers
 
-    def _camera(self, camera: str | None) -> CameraController:
-        controllers = self._controllers
-        return controllers.get(camera or next(iter(controllers.cameras)))
-
-    def _is_rig(self, camera: str | None) -> bool:
-        rig = self._controllers.rig
-        return rig is not None and camera == rig.stream_id
-
-    def _zoom(self, command: ZoomCommand) -> dict[str, Any]:
-        if command.value is not None:
-            return self._ptz(PtzCommand(type="ptz", camera=command.camera, zoom=command.value))
-        if self._is_rig(command.camera):
-            raise CommandError("zoom in/out moves one camera; give the stereo pair a value (zoom 2)")
-        controller = self._camera(command.camera)
-        rate = {"in": ZOOM_RATE_PER_S, "out": -ZOOM_RATE_PER_S, "stop": 0.0}[command.action or "stop"]
-        return controller.move(zoom_per_s=rate, duration_s=ZOOM_MOVE_S)
-
-    def _ptz(self, command: PanCommand | TiltCommand | PtzCommand) -> dict[str, Any]:
-        if isinstance(command, PtzCommand):
-            pan, tilt, zoom = command.pan, command.tilt, command.zoom
-        else:
-            pan = command.value if isinstance(command, PanCommand) else None
-            tilt = command.value if isinstance(command, TiltCommand) else None
-            zoom = None
-        if self._is_rig(command.camera):
-            rig = self._controllers.rig
-            assert rig is not None
-            return rig.move(pan, tilt, zoom, None)
-        controller = self._camera(command.camera)
-        if zoom is not None and zoom > controller.max_zoom:
-            raise CommandError(f"zoom = {zoom:g} is outside 1 … {controller.max_zoom:g} for {controller.stream.id}")
-        return controller.set_ptz(pan, tilt, zoom)
-
-    def _preset(self, command: PresetCommand) -> dict[str, Any]:
-        controller = self._camera(command.camera)
-        if command.action == "save":
-            return controller.save_preset(command.name)
-        if command.action == "delete":
-            return controller.delete_preset(command.name)
-        return controller.recall_preset(command.name)
-
-    def _stream(self, stream_id: str | None) -> Stream:
+    def stream(self, stream_id: str | None) -> Stream:
+        """A stream by id (None: the first); NotFound names the streams there are."""
         streams = self._vergence.streams
         stream = streams.get(stream_id or next(iter(streams)))
         if stream is None:
-            raise CommandError(f"unknown stream {stream_id!r}; streams: {', '.join(streams)}")
+            raise NotFound(f"unknown stream {stream_id!r}; streams: {', '.join(streams)}")
         return stream
 
-    def _output(self, output_id: str | None) -> Output:
+    def _camera(self, stream_id: str | None) -> CameraController:
+        controllers = self.controllers
+        return controllers.get(stream_id or next(iter(controllers.cameras)))
+
+    def _processing(self, stream_id: str | None) -> ProcessingController:
+        return self.controllers.get_processing(self.stream(stream_id).id)
+
+    def rig(self, stream_id: str | None = None) -> StereoRig:
+        """The stereo rig (of `stream_id` when given); NotFound when stereo is off."""
+        rig = self.controllers.rig
+        if rig is None:
+            raise NotFound("stereo is not enabled ([stereo] enabled = true)")
+        if stream_id is not None and stream_id != rig.stream_id:
+            raise NotFound(f"{stream_id!r} is not a stereo stream; the stereo stream is {rig.stream_id!r}")
+        return rig
+
+    def _is_rig(self, stream_id: str | None) -> bool:
+        rig = self.controllers.rig
+        return rig is not None and stream_id == rig.stream_id
+
+    def output(self, output_id: str | None) -> Output:
+        """An output by id (None: the first); NotFound names the outputs there are."""
         outputs = self._vergence.outputs
         if not outputs:
-            raise CommandError("no outputs are configured ([[udp]] or [[restream]] in the config)")
+            raise NotFound("no outputs are configured ([[udp]] or [[restream]] in the config)")
         output = outputs.get(output_id or next(iter(outputs)))
         if output is None:
-            raise CommandError(f"unknown output {output_id!r}; outputs: {', '.join(outputs)}")
+            raise NotFound(f"unknown output {output_id!r}; outputs: {', '.join(outputs)}")
         return output
 
     def _udp(self, output_id: str | None) -> Any:
         if output_id is None:
             udp = [output for output in self._vergence.outputs.values() if output.kind == "udp"]
             if not udp:
-                raise CommandError("no UDP output is configured ([[udp]] in the config)")
+                raise NotFound("no UDP output is configured ([[udp]] in the config)")
             return udp[0]
-        output = self._output(output_id)
+        output = self.output(output_id)
         if output.kind != "udp":
-            raise CommandError(f"output {output_id!r} is a {output.kind} output, not udp")
+            raise InvalidCommand(f"output {output_id!r} is a {output.kind} output, not udp")
         return output
 
-    async def _record(self, command: RecordCommand) -> dict[str, Any]:
-        stream = self._stream(command.stream)
-        recordings = self._vergence.recordings
-        if command.action == "stop":
-            return await recordings.stop(stream)
-        return await recordings.record(stream, command.name)
+    # ---- handlers that choose between parts
 
-    async def _clip(self, command: ClipCommand) -> dict[str, Any]:
-        return await self._vergence.recordings.clip(self._stream(command.stream), command.post_s, command.name)
+    def _ptz(self, stream_id: str | None, pan: float | None, tilt: float | None, zoom: float | None) -> dict[str, Any]:
+        if self._is_rig(stream_id):
+            return self.rig(stream_id).move(pan, tilt, zoom, None)
+        return self._camera(stream_id).set_ptz(pan, tilt, zoom)
 
-    async def _photo(self, command: PhotoCommand) -> dict[str, Any]:
-        return await take_photo(self._vergence, self._stream(command.stream), command.name)
+    def _zoom(self, command: ZoomCommand) -> dict[str, Any]:
+        if command.value is not None:
+            return self._ptz(command.stream, None, None, command.value)
+        if self._is_rig(command.stream):
+            raise InvalidCommand("zoom in/out moves one camera; give the stereo pair a value (zoom 2)")
+        rate = {"in": ZOOM_RATE_PER_S, "out": -ZOOM_RATE_PER_S, "stop": 0.0}[command.action or "stop"]
+        return self._camera(command.stream).move(zoom_per_s=rate, duration_s=ZOOM_MOVE_S)
 
-    def _gps(self, command: GpsCommand) -> dict[str, Any]:
-        position = Position(command.lat, command.lon, command.alt_m, time.time_ns())
-        self._vergence.position = position
-        return {"lat": position.lat, "lon": position.lon, "alt_m": position.alt_m}
+    def _move(self, command: MoveCommand) -> dict[str, Any]:
+        if self._is_rig(command.stream):
+            raise InvalidCommand("a velocity move moves one camera; move the stereo pair with ptz or stereo")
+        controller = self._camera(command.stream)
+        return controller.move(command.pan_per_s, command.tilt_per_s, command.zoom_per_s, command.duration_s)
+
+    def _preset(self, command: PresetCommand) -> dict[str, Any]:
+        controller = self._camera(command.stream)
+        if command.action == "save":
+            current = controller.state
+            state = ptz.PtzState(
+                current.pan if command.pan is None else command.pan,
+                current.tilt if command.tilt is None else command.tilt,
+                current.zoom if command.zoom is None else command.zoom,
+            )
+            return controller.save_preset(command.name, state)
+        if command.action == "delete":
+            return controller.delete_preset(command.name)
+        return controller.recall_preset(command.name)
+
+    def _roi(self, command: RoiCommand) -> dict[str, Any]:
+        processing = self._processing(command.stream)
+        if command.action == "delete":
+            return processing.delete_roi(command.name)
+        return processing.set_roi(command.name, command.roi())
+
+    def _plugin(self, command: PluginCommand) -> dict[str, Any]:
+        processing = self._processing(command.stream)
+        if command.action == "add":
+            settings = PluginSettings(
+                name=command.name,
+                path=command.path,
+                module=command.module,
+                enabled=True if command.enabled is None else command.enabled,
+                options=command.options or {},
+            )
+            return processing.add_plugin(settings)
+        if command.action == "remove":
+            return processing.remove_plugin(command.name)
+        return processing.set_plugin_enabled(command.name, command.action == "enable")

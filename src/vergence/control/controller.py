@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from vergence import ptz
+from vergence.control.commands import MAX_MOVE_S
 from vergence.control.processing import ProcessingController
 from vergence.control.state import StateStore
-from vergence.errors import CommandError
+from vergence.errors import CommandError, InvalidCommand, NotFound
 from vergence.stream import Stream
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,6 @@ Broadcast = Callable[[dict[str, Any]], None]
 
 PRESET_NAME = re.compile(r"^[A-Za-z0-9_. -]{1,40}$")
 MAX_PRESETS = 64
-MAX_MOVE_S = 30.0
 MOVE_EVENT_INTERVAL_S = 0.1  # during a velocity move, controllers hear the position at most ten times a second
 
 
@@ -112,7 +112,7 @@ class CameraController:
             ("zoom", zoom, 1.0, self.max_zoom),
         ):
             if value is not None and not (low <= value <= high):
-                raise CommandError(f"{name} = {value} is outside {low:g} … {high:g}")
+                raise InvalidCommand(f"{name} = {value:g} is outside {low:g} … {high:g} for {self.stream.id}")
         wanted = ptz.PtzState(
             pan=self.state.pan if pan is None else pan,
             tilt=self.state.tilt if tilt is None else tilt,
@@ -139,9 +139,9 @@ class CameraController:
         """
         for name, value in (("pan_per_s", pan_per_s), ("tilt_per_s", tilt_per_s), ("zoom_per_s", zoom_per_s)):
             if not math.isfinite(value) or abs(value) > 10:
-                raise CommandError(f"{name} = {value} is outside -10 … 10")
+                raise InvalidCommand(f"{name} = {value} is outside -10 … 10")
         if not (0 < duration_s <= MAX_MOVE_S):
-            raise CommandError(f"duration_s = {duration_s} is outside 0 … {MAX_MOVE_S:g}")
+            raise InvalidCommand(f"duration_s = {duration_s} is outside 0 … {MAX_MOVE_S:g}")
         self._velocity = ptz.Velocity(pan_per_s, tilt_per_s, zoom_per_s)
         self._move_until = time.monotonic() + duration_s
         if self._velocity == ptz.Velocity():
@@ -177,7 +177,7 @@ class CameraController:
     def save_preset(self, name: str, state: ptz.PtzState | None = None) -> dict[str, Any]:
         """Keep the current view (or `state`) under `name`."""
         if not PRESET_NAME.match(name):
-            raise CommandError(f"preset name {name!r}: 1-40 of letters, digits, space, _ . -")
+            raise InvalidCommand(f"preset name {name!r}: 1-40 of letters, digits, space, _ . -")
         if name not in self.presets and len(self.presets) >= MAX_PRESETS:
             raise CommandError(f"{self.stream.id} already has {MAX_PRESETS} presets")
         self.presets[name] = state or self.state
@@ -189,14 +189,14 @@ class CameraController:
         """Go to a saved view; `home` without a preset of that name is the whole field of view."""
         state = self.presets.get(name) or (ptz.PtzState.home() if name == "home" else None)
         if state is None:
-            raise CommandError(f"{self.stream.id} has no preset {name!r}")
+            raise NotFound(f"{self.stream.id} has no preset {name!r}")
         described = self._apply_state(ptz.clamp(state, self.stream.geometry, self.output_size, self.max_zoom))
         self._on_change()
         return described
 
     def delete_preset(self, name: str) -> dict[str, Any]:
         if self.presets.pop(name, None) is None:
-            raise CommandError(f"{self.stream.id} has no preset {name!r}")
+            raise NotFound(f"{self.stream.id} has no preset {name!r}")
         self._broadcast({"type": "presets", "camera": self.stream.id, "presets": self.describe_presets()})
         self._on_change()
         return self.describe_presets()
@@ -257,7 +257,7 @@ class StereoRig:
 
     def set_vergence(self, vergence: float, announce: bool = True) -> None:
         if not (-0.5 <= vergence <= 0.5):
-            raise CommandError(f"vergence = {vergence} is outside -0.5 … 0.5")
+            raise InvalidCommand(f"vergence = {vergence} is outside -0.5 … 0.5")
         self.vergence = vergence
         self.left.eye_disparity, self.right.eye_disparity = vergence, -vergence
         for eye in (self.left, self.right):
@@ -326,13 +326,13 @@ class Controllers:
     def get_processing(self, stream: str) -> ProcessingController:
         controller = self.processing.get(stream)
         if controller is None:
-            raise CommandError(f"unknown stream {stream!r}; streams: {', '.join(self.processing)}")
+            raise NotFound(f"unknown stream {stream!r}; streams: {', '.join(self.processing)}")
         return controller
 
     def get(self, camera: str) -> CameraController:
         controller = self.cameras.get(camera)
         if controller is None:
-            raise CommandError(f"unknown camera {camera!r}; cameras: {', '.join(self.cameras)}")
+            raise NotFound(f"unknown camera {camera!r}; cameras: {', '.join(self.cameras)}")
         return controller
 
     def snapshot(self) -> dict[str, Any]:

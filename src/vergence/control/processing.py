@@ -5,18 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import stat
 from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import ValidationError
 
 from vergence.config import PluginSettings
-from vergence.errors import CommandError
-from vergence.pipeline.draw import parse_colour
+from vergence.control.commands import OverlayChange, Roi
+from vergence.errors import CommandError, InvalidCommand, NotFound
 from vergence.pipeline.overlay import OverlaySettings, RoiBox, TextItem
 from vergence.pipeline.plugins import Plugin, PluginError, PluginSpec, load_module
 from vergence.stream import Stream
@@ -27,64 +26,6 @@ SHIPPED_PLUGINS = "vergence.plugins."
 
 Broadcast = Callable[[dict[str, Any]], None]
 MAX_ROIS = 64
-MAX_TEXTS = 16
-ROI_NAME = r"^[A-Za-z0-9_. -]{1,40}$"
-
-
-def _colour(value: str) -> str:
-    parse_colour(value)  # ValueError names the allowed forms
-    return value
-
-
-class RoiModel(BaseModel):
-    """A region of interest, corners in % of the frame."""
-
-    x1: float = Field(ge=0, le=100, description="left edge, % of the width")
-    y1: float = Field(ge=0, le=100, description="top edge, % of the height")
-    x2: float = Field(ge=0, le=100, description="right edge, % of the width, > x1")
-    y2: float = Field(ge=0, le=100, description="bottom edge, % of the height, > y1")
-    colour: str = Field("lime", description="a colour name (red, lime, …) or #rrggbb")
-
-    _check_colour = field_validator("colour")(_colour)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> RoiModel:
-        if self.x2 <= self.x1 or self.y2 <= self.y1:
-            raise ValueError(f"x2 must be > x1 and y2 > y1, got ({self.x1}, {self.y1}) … ({self.x2}, {self.y2})")
-        return self
-
-
-class TextModel(BaseModel):
-    text: str = Field(max_length=200)
-    x_pct: float = Field(ge=0, le=100)
-    y_pct: float = Field(ge=0, le=100)
-    colour: str = "white"
-    size_pct: float = Field(4.0, gt=0, le=50)
-
-    _check_colour = field_validator("colour")(_colour)
-
-
-class OverlayModel(BaseModel):
-    """Which overlays a stream draws (any subset in a PUT)."""
-
-    timestamp: bool | None = None
-    timestamp_format: str | None = Field(None, min_length=1, max_length=100)
-    crosshair: bool | None = None
-    grid: bool | None = None
-    rec: bool | None = None
-    zoom: bool | None = None
-    rois: bool | None = None
-    texts: list[TextModel] | None = Field(None, max_length=MAX_TEXTS)
-
-
-class PluginModel(BaseModel):
-    """A plugin to load at run time."""
-
-    name: str = Field("", pattern=r"^[A-Za-z0-9_.-]{0,40}$")
-    path: str | None = None
-    module: str | None = None
-    enabled: bool = True
-    options: dict[str, Any] = Field(default_factory=dict)
 
 
 def check_runtime_plugin(settings: PluginSettings, plugin_dir: Path | None) -> PluginSettings:
@@ -111,7 +52,7 @@ def check_runtime_plugin(settings: PluginSettings, plugin_dir: Path | None) -> P
     if path.parent != directory:
         raise CommandError(f"plugin {settings.name}: {settings.path} is not a file in {directory}", code="forbidden")
     if not path.is_file():
-        raise CommandError(f"plugin {settings.name}: no file {path}")
+        raise NotFound(f"plugin {settings.name}: no file {path}")
     for place in (directory, path):
         info = os.stat(place)
         if info.st_uid not in (0, os.geteuid()) or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
@@ -143,14 +84,14 @@ class ProcessingController:
         self._on_change = on_change
         self._broadcast = broadcast
         self._loop = loop
-        self.rois: dict[str, RoiModel] = {}
+        self.rois: dict[str, Roi] = {}
         for name, values in saved.get("rois", {}).items():
             try:
-                self.rois[str(name)] = RoiModel.model_validate(values)
+                self.rois[str(name)] = Roi.model_validate(values)
             except ValidationError:
                 log.warning("ignoring saved ROI %r of %s", name, stream.id)
         try:
-            self._apply_overlay(OverlayModel.model_validate(saved.get("overlay", {})))
+            self._apply_overlay(OverlayChange.model_validate(saved.get("overlay", {})))
         except (ValidationError, ValueError):
             log.warning("ignoring saved overlay of %s", stream.id)
         self.processing.stabilize = bool(saved.get("stabilize", False))
@@ -181,31 +122,30 @@ class ProcessingController:
 
     # ---- overlays
 
-    def _apply_overlay(self, model: OverlayModel) -> None:
+    def _apply_overlay(self, change: OverlayChange) -> None:
         current = self.processing.overlay
-        changes = model.model_dump(exclude_none=True)
+        changes = change.model_dump(include=set(OverlayChange.model_fields), exclude_none=True)
         if "texts" in changes:
             changes["texts"] = [TextItem(**text) for text in changes["texts"]]
         values = {**{f.name: getattr(current, f.name) for f in fields(current)}, **changes}
         self.processing.overlay = OverlaySettings(**values)  # a new object: the capture thread sees old or new, whole
 
-    def set_overlay(self, model: OverlayModel) -> dict[str, Any]:
+    def set_overlay(self, change: OverlayChange) -> dict[str, Any]:
         """Change any overlay settings; the others stay."""
         try:
-            self._apply_overlay(model)
+            self._apply_overlay(change)
         except ValueError as err:
-            raise CommandError(str(err)) from None
-        return self._changed("overlay", self.describe_overlay())
+            raise InvalidCommand(str(err)) from None
+        self._changed("overlay", self.describe_overlay())
+        return self.describe_overlay()
 
     def describe_overlay(self) -> dict[str, Any]:
         return asdict(self.processing.overlay)
 
     # ---- regions of interest
 
-    def set_roi(self, name: str, roi: RoiModel) -> dict[str, Any]:
+    def set_roi(self, name: str, roi: Roi) -> dict[str, Any]:
         """Create or replace the ROI `name`."""
-        if not re.match(ROI_NAME, name):
-            raise CommandError(f"ROI name {name!r}: 1-40 of letters, digits, space, _ . -")
         if name not in self.rois and len(self.rois) >= MAX_ROIS:
             raise CommandError(f"{self.stream.id} already has {MAX_ROIS} ROIs")
         self.rois[name] = roi
@@ -215,9 +155,10 @@ class ProcessingController:
 
     def delete_roi(self, name: str) -> dict[str, Any]:
         if self.rois.pop(name, None) is None:
-            raise KeyError(f"no ROI {name!r} on {self.stream.id}")
+            raise NotFound(f"no ROI {name!r} on {self.stream.id}")
         self._push_rois()
-        return self._changed("rois", {"rois": self.describe_rois()})
+        self._changed("rois", {"rois": self.describe_rois()})
+        return {"stream": self.stream.id, "rois": self.describe_rois()}
 
     def describe_rois(self) -> list[dict[str, Any]]:
         return [{"name": name, **roi.model_dump()} for name, roi in sorted(self.rois.items())]
@@ -231,7 +172,8 @@ class ProcessingController:
 
     def set_stabilize(self, enabled: bool) -> dict[str, Any]:
         self.processing.stabilize = enabled
-        return self._changed("stabilize", {"enabled": enabled})
+        self._changed("stabilize", {"enabled": enabled})
+        return {"stream": self.stream.id, "enabled": enabled}
 
     # ---- plugins
 
@@ -254,17 +196,13 @@ class ProcessingController:
         self.processing.plugins = tuple(self.plugins.values())
         return plugin
 
-    def add_plugin(self, model: PluginModel) -> dict[str, Any]:
+    def add_plugin(self, settings: PluginSettings) -> dict[str, Any]:
         """Load a plugin now (from a file path or a module name) and keep it across restarts."""
-        try:
-            settings = PluginSettings.model_validate(model.model_dump())
-        except ValidationError as err:
-            raise CommandError(str(err.errors()[0]["msg"]).removeprefix("Value error, ")) from None
         settings = check_runtime_plugin(settings, self.plugin_dir)
         try:
             plugin = self._load(settings)
         except PluginError as err:
-            raise CommandError(str(err)) from None
+            raise InvalidCommand(str(err)) from None
         self._runtime_plugins[settings.name] = settings
         self._changed("plugins", {"plugins": self.describe_plugins()})
         return plugin.describe()
@@ -283,12 +221,13 @@ class ProcessingController:
         del self.plugins[name]
         self._runtime_plugins.pop(name, None)
         self.processing.plugins = tuple(self.plugins.values())
-        return self._changed("plugins", {"plugins": self.describe_plugins()})
+        self._changed("plugins", {"plugins": self.describe_plugins()})
+        return {"stream": self.stream.id, "plugins": self.describe_plugins()}
 
     def _plugin(self, name: str) -> Plugin:
         plugin = self.plugins.get(name)
         if plugin is None:
-            raise KeyError(f"no plugin {name!r} on {self.stream.id}; plugins: {', '.join(self.plugins) or 'none'}")
+            raise NotFound(f"no plugin {name!r} on {self.stream.id}; plugins: {', '.join(self.plugins) or 'none'}")
         return plugin
 
     def describe_plugins(self) -> list[dict[str, Any]]:
@@ -305,11 +244,9 @@ class ProcessingController:
 
     # ---- common
 
-    def _changed(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
-        event = {"type": kind, "camera": self.stream.id, **body}
-        self._broadcast(event)
+    def _changed(self, kind: str, body: dict[str, Any]) -> None:
+        self._broadcast({"type": kind, "camera": self.stream.id, **body})
         self._on_change()
-        return event
 
     def describe(self) -> dict[str, Any]:
         """Everything a new controller needs to show this stream's processing."""

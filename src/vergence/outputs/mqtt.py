@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vergence import __version__
-from vergence.control.commands import as_object, error_reply
+from vergence.control.commander import error_reply
+from vergence.control.parsing import as_object
 from vergence.errors import CommandError, ConfigError
 from vergence.hub import Channel
 from vergence.media.frame import EncodedPacket

@@ -204,7 +204,7 @@ class WebRtcPeers:
             raise WebRtcError("the offer has no video m-line: offer to receive video (recvonly)")
         if not _H264_IN_OFFER.search(offer_sdp):
             raise WebRtcError("the offer has no H.264 codec; vergence sends the camera's H.264 as it is", 415)
-        from vergence.control.api import new_client_id
+        from vergence.control.transports.websocket import new_client_id
 
         peer_id, resource = secrets.token_urlsafe(6), secrets.token_urlsafe(24)
         client = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
@@ -275,7 +275,7 @@ class WebRtcPeers:
 
     def _open_control(self, peer: Peer, channel: RTCDataChannel) -> None:
         """A data channel from the peer: the control protocol both ways, plus frame capture times from us."""
-        from vergence.control.api import answer_control
+        from vergence.control.transports.websocket import answer_control
 
         controllers = self.vergence.controllers
         if peer.control is not None or controllers is None:

@@ -24,7 +24,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vergence.control.commands import error_reply
+from vergence.control.commander import error_reply
 from vergence.errors import CommandError, ConfigError, OutputError
 from vergence.hub import Channel
 from vergence.media.frame import EncodedPacket

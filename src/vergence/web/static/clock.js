@@ -108,8 +108,8 @@ export class ClockSync {
         // A quick burst first, so a good sample comes early; then a slow pace.
         clearTimeout(this.pingTimer);
         this.pingTimer = setTimeout(ping, pings < FIRST_PINGS ? FIRST_PING_GAP_MS : PING_EVERY_MS);
-      } else if (msg.type === 'error') {
-        console.warn('control:', msg.code, msg.message);
+      } else if (msg.type === 'error' || (msg.type === 'reply' && !msg.ok)) {
+        console.warn('control:', msg.command ?? '', msg.code, msg.error);
       }
       if (msg.type !== 'pong' && typeof msg.type === 'string') this.#emit(msg.type, msg);
     };

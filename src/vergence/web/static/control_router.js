@@ -1,10 +1,13 @@
 // Where control messages go: over the WebRTC player's data channel while it is open (the lowest-latency path: the
 // same connection as the video, no TCP head-of-line blocking behind other traffic), else over /ws/control.
-// It offers the API PtzControls uses (send, on, connected). State events keep coming from /ws/control alone: the data
+// It offers the API the panels use (command, on, connected). State events keep coming from /ws/control alone: the data
 // channel forwards them too, but two sources of the same event would only make the sliders jump twice.
 
-const VIA_CHANNEL = new Set(['ptz', 'ptz_velocity', 'preset', 'stereo']);
+// Commands that move the eyes take the channel; the rest (processing, recording) keep to the WebSocket.
+const VIA_CHANNEL = new Set(['ptz', 'pan', 'tilt', 'zoom', 'move', 'preset', 'stereo']);
 const FROM_CHANNEL = new Set(['error', 'reply']); // answers to what we sent on the channel; state events are ignored
+
+let nextId = 1;
 
 export class ControlRouter {
   /** @param socket the ClockSync that owns /ws/control (send, on, connected) */
@@ -31,7 +34,7 @@ export class ControlRouter {
   /** A message that arrived on the data channel (its `frame` messages are the player's own business). */
   fromChannel(msg) {
     if (!FROM_CHANNEL.has(msg.type)) return;
-    if (msg.type === 'error') console.warn('control (data channel):', msg.code, msg.message);
+    if (msg.type === 'error' || msg.ok === false) console.warn('control (data channel):', msg.code, msg.error);
     for (const fn of this.listeners.get(msg.type) ?? []) {
       try {
         fn(msg);
@@ -51,15 +54,19 @@ export class ControlRouter {
     };
   }
 
-  send(msg) {
-    if (VIA_CHANNEL.has(msg.type) && this.path === 'datachannel') {
+  /** Send one command (`{type: 'ptz', stream, pan, …}`: docs/protocol.md, "Commands"). Its answer arrives as a
+   * `reply` message carrying the id returned here; null when there was no connection to send it on. */
+  command(command) {
+    const id = `page-${nextId++}`;
+    const msg = { type: 'command', command, id };
+    if (VIA_CHANNEL.has(command.type) && this.path === 'datachannel') {
       try {
         this.channel.send(JSON.stringify(msg));
-        return true;
+        return id;
       } catch (err) {
         console.warn('data channel send failed, using the WebSocket:', err);
       }
     }
-    return this.socket.send(msg);
+    return this.socket.send(msg) ? id : null;
   }
 }

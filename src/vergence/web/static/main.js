@@ -36,7 +36,7 @@ const hud = new Hud($('hud'), stats, clock);
 const control = new ControlRouter(clock); // PTZ takes the WebRTC data channel when the player has one open
 const ptz = new PtzControls({ control, root: $('ptz'), stage: $('stage') });
 const processing = new ProcessingPanel({
-  control: clock, root: $('processing'), toggle: $('processing-toggle'), stage: $('stage'), elements,
+  control, root: $('processing'), toggle: $('processing-toggle'), stage: $('stage'), elements,
 });
 const recordings = new RecordingsPanel({
   control: clock, root: $('recordings'), toggle: $('recordings-toggle'), recButton: $('rec-button'),

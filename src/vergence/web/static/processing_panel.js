@@ -3,7 +3,6 @@
 // then every change by anyone, docs/protocol.md "Control WebSocket"); what the user asks goes out over the same socket.
 
 const OVERLAYS = ['timestamp', 'crosshair', 'grid', 'zoom', 'rec', 'rois'];
-const REPLY_WAIT_MS = 3000; // a server error this soon after our own message is the answer to it
 const RESULTS_EVERY_MS = 250; // results may come every frame: the panel redraws them a few times a second at most
 const PLUGINS_POLL_MS = 2000; // call counts and costs move without events: re-read them while the panel shows them
 const RESULT_CHARS = 240;
@@ -60,7 +59,7 @@ export class ProcessingPanel {
     this.streams = {}; // stream id → {overlay, rois, stabilize, plugins}, as the server last said
     this.results = {}; // stream id → {plugin name → the latest plugin_result message}
     this.resultsDirty = false;
-    this.awaiting = 0; // performance.now() of our last message: an error before REPLY_WAIT_MS passes is its answer
+    this.awaiting = null; // the id of our last command, until its reply comes
     this.drawMode = false;
     this.drag = null; // {pointerId, x, y, box} while drawing an ROI
     this.timers = [];
@@ -119,10 +118,11 @@ export class ProcessingPanel {
         (this.results[msg.camera] ??= {})[msg.plugin] = msg;
         if (msg.camera === this.stream) this.resultsDirty = true;
       }),
-      c.on('error', (msg) => {
-        if (performance.now() - this.awaiting > REPLY_WAIT_MS) return; // someone else's (PTZ, …)
-        this.awaiting = 0;
-        this.#say(tidy(msg.message) || msg.code || 'the server refused');
+      c.on('reply', (msg) => {
+        if (msg.id !== this.awaiting) return; // someone else's (PTZ, …)
+        this.awaiting = null;
+        if (msg.ok) return;
+        this.#say(tidy(msg.error) || msg.code || 'the server refused');
         this.#render(); // undo what the user ticked: the server did not take it
       }),
       c.on('connection', () => this.#render()),
@@ -130,10 +130,10 @@ export class ProcessingPanel {
 
     this.toggle.addEventListener('click', () => this.setOpen(!this.open));
     for (const [name, box] of Object.entries(this.overlayBoxes)) {
-      box.addEventListener('change', () => this.#send({ type: 'overlay', camera: this.stream, [name]: box.checked }));
+      box.addEventListener('change', () => this.#send({ type: 'overlay', [name]: box.checked }));
     }
     this.stabilizeBox.addEventListener('change', () => {
-      this.#send({ type: 'stabilize', camera: this.stream, enabled: this.stabilizeBox.checked });
+      this.#send({ type: 'stabilize', enabled: this.stabilizeBox.checked });
     });
     this.roiForm.addEventListener('submit', (event) => {
       event.preventDefault();
@@ -142,13 +142,13 @@ export class ProcessingPanel {
     this.drawButton.addEventListener('click', () => this.#setDrawMode(!this.drawMode));
     this.roiList.addEventListener('click', (event) => {
       const button = event.target.closest('button[data-roi]');
-      if (button) this.#send({ type: 'roi', camera: this.stream, action: 'delete', name: button.dataset.roi });
+      if (button) this.#send({ type: 'roi', action: 'delete', name: button.dataset.roi });
     });
     this.pluginList.addEventListener('click', (event) => {
       const button = event.target.closest('button[data-plugin]');
       if (!button) return;
       const action = button.dataset.action;
-      this.#send({ type: 'plugin', camera: this.stream, action, name: button.dataset.plugin });
+      this.#send({ type: 'plugin', action, name: button.dataset.plugin });
     });
     // The panel floats over the stage: its clicks, drags and wheel are the panel's, not pan and zoom of the picture.
     for (const type of ['pointerdown', 'wheel', 'dblclick']) {
@@ -195,21 +195,21 @@ export class ProcessingPanel {
 
   // ---- page → server
 
-  /** Send one message of the panel; false (and say why) when the socket is down. */
-  #send(msg) {
+  /** Send one command of the panel; false (and say why) when the socket is down. */
+  #send(command) {
     if (!this.enabled) {
       this.#say('Not sent: the control connection is down.');
       this.#render();
       return false;
     }
     this.#say('');
-    this.awaiting = performance.now();
-    return this.control.send(msg);
+    this.awaiting = this.control.command({ ...command, stream: this.stream });
+    return this.awaiting !== null;
   }
 
   #answered() {
     if (this.awaiting) this.#say('');
-    this.awaiting = 0;
+    this.awaiting = null;
   }
 
   #sendRoiForm() {
@@ -217,7 +217,7 @@ export class ProcessingPanel {
     const name = f.name.value.trim() || this.#freeRoiName();
     const number = (input) => (input.value.trim() === '' ? null : Number(input.value));
     const sent = this.#send({
-      type: 'roi', camera: this.stream, action: 'set', name,
+      type: 'roi', action: 'set', name,
       x1: number(f.x1), y1: number(f.y1), x2: number(f.x2), y2: number(f.y2),
       colour: f.colour.value.trim() || 'lime',
     });

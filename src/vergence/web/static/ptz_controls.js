@@ -105,7 +105,7 @@ export class PtzControls {
         this.#want({ ...HOME });
         return;
       }
-      if (!this.control.send({ type: 'preset', camera: this.camera, action: 'recall', name: 'home' })) {
+      if (!this.control.command({ type: 'preset', stream: this.camera, action: 'recall', name: 'home' })) {
         this.#want({ ...HOME });
       }
     });
@@ -297,16 +297,16 @@ export class PtzControls {
       this.frame = requestAnimationFrame(() => this.#flush());
       return;
     }
-    const messages = [];
+    const commands = [];
     if (this.#linked()) {
-      messages.push({ type: 'stereo', ...this.pending, ...(vergence === null ? {} : { vergence }) });
+      commands.push({ type: 'stereo', ...this.pending, ...(vergence === null ? {} : { vergence }) });
     } else {
-      if (Object.keys(this.pending).length) messages.push({ type: 'ptz', camera: this.camera, ...this.pending });
-      if (vergence !== null) messages.push({ type: 'stereo', vergence });
+      if (Object.keys(this.pending).length) commands.push({ type: 'ptz', stream: this.camera, ...this.pending });
+      if (vergence !== null) commands.push({ type: 'stereo', vergence });
     }
     this.pending = {};
     this.pendingVergence = null;
-    if (messages.map((msg) => this.control.send(msg)).every(Boolean)) this.lastSentMs = performance.now();
+    if (commands.map((command) => this.control.command(command)).every(Boolean)) this.lastSentMs = performance.now();
   }
 
   // ---- gestures on the picture

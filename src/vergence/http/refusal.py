@@ -1,4 +1,5 @@
-"""How the HTTP API refuses a request: `detail` is one sentence saying what is wrong, or one entry per invalid field."""
+"""How the HTTP API refuses a request: the error reply every command transport sends (`ok`, `code`, `error`), with the
+status its code has (`HTTP_STATUS`), and `detail` as FastAPI clients read it."""
 
 from __future__ import annotations
 
@@ -7,26 +8,8 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
-
-class FieldError(BaseModel):
-    """One invalid field: where it is (`["body", "zoom"]`), what is wrong, and pydantic's error type."""
-
-    loc: list[str | int]
-    msg: str
-    type: str
-
-
-class Refusal(BaseModel):
-    """A refused request."""
-
-    detail: str | list[FieldError]
-
-
-# The routes that refuse a value they cannot apply with a sentence (`zoom = 9 is outside 1 … 8`) declare it, so the
-# schema says what they answer, next to FastAPI's list of field errors.
-REFUSED: dict[int | str, dict[str, Any]] = {422: {"model": Refusal, "description": "a value that cannot be applied"}}
+from vergence.errors import VergenceError, http_status
 
 
 async def refuse_invalid_request(request: Request, exc: Exception) -> JSONResponse:
@@ -40,7 +23,19 @@ async def refuse_invalid_request(request: Request, exc: Exception) -> JSONRespon
         {"loc": [_printable(part) for part in error["loc"]], "msg": _printable(error["msg"]), "type": error["type"]}
         for error in exc.errors()
     ]
-    return JSONResponse({"detail": detail}, status_code=422)
+    first = detail[0] if detail else {"loc": [], "msg": "invalid request"}
+    where = ".".join(str(part) for part in first["loc"] if part != "body")
+    error = f"{where}: {first['msg']}" if where else str(first["msg"])
+    body = {"ok": False, "command": None, "code": "invalid", "error": error, "detail": detail}
+    return JSONResponse(body, status_code=422)
+
+
+async def refuse_error(request: Request, exc: Exception) -> JSONResponse:
+    """Answer a route that raised a VergenceError (a stream, camera or output that does not exist…) as a command
+    transport would, with the status of its code."""
+    assert isinstance(exc, VergenceError)
+    body = {"ok": False, "command": None, "code": exc.code, "error": str(exc), "detail": str(exc)}
+    return JSONResponse(body, status_code=http_status(exc.code))
 
 
 def _printable(value: Any) -> str | int:

@@ -1,0 +1,127 @@
+"""Read a command from what a transport received: a JSON object, JSON text, or a `<type> [target] <value> [key=value…]` line.
+
+Both spellings give the same validated command, and whatever is wrong gives one `CommandError` with a stable code
+(`bad_request`, `unknown_command`, `invalid`), so every transport refuses a bad command in the same words.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import ValidationError
+
+from vergence.control import json_text
+from vergence.control.commands import ANY_COMMAND, BY_TYPE, COMMAND_TYPES, AnyCommand
+from vergence.errors import CommandError, InvalidCommand
+
+# Other projects' command names (PiStreamer's FIFO and SQLite table), and older names of ours: the type they are, the
+# words they stand for, and the field their value fills when it is not the type's usual one.
+_ALIASES: dict[str, tuple[str, tuple[str, ...], str | None]] = {
+    "ip": ("destination", (), "host"),
+    "gcs_ip": ("destination", (), "host"),
+    "port": ("destination", (), "port"),
+    "gcs_port": ("destination", (), "port"),
+    "host": ("destination", (), None),
+    "gcs_host": ("destination", (), None),
+    "take_photo": ("photo", (), None),
+    "start_gcs_stream": ("output", ("start",), None),
+    "stop_gcs_stream": ("output", ("stop",), None),
+    "stream": ("output", (), None),
+    "stop_recording": ("record", ("stop",), None),
+}
+_KEY = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def as_object(raw: Any) -> Any:
+    """Return JSON text (str or bytes) of an object as a dict, so even a refused command's reply can echo its `id`;
+    anything else unchanged, for `parse_command` to parse or to explain what is wrong with it."""
+    if isinstance(raw, (str, bytes)) and raw.lstrip()[:1] in ("{", b"{"):
+        try:
+            decoded = json_text.loads(raw)
+        except ValueError:
+            return raw
+        return decoded if isinstance(decoded, dict) else raw
+    return raw
+
+
+def parse_command(raw: Any) -> AnyCommand:
+    """Turn a JSON object, JSON text or a text line into a command; raise CommandError saying what is wrong."""
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode()
+        except UnicodeDecodeError:
+            raise CommandError("a command must be UTF-8 text", code="bad_request") from None
+    if isinstance(raw, str):
+        text = raw.strip()
+        if text.startswith("{"):
+            try:
+                raw = json_text.loads(text)
+            except ValueError as err:
+                raise CommandError(f"invalid JSON: {err}", code="bad_request") from None
+        else:
+            raw = parse_text(text)
+    if not isinstance(raw, dict):
+        raise CommandError("a command is a JSON object with a type, or a `<type> <value>` line", code="bad_request")
+    return validate(raw)
+
+
+def validate(fields: dict[str, Any]) -> AnyCommand:
+    """Validate a command's fields (its `type` among them)."""
+    kind = fields.get("type")
+    if kind not in BY_TYPE:
+        raise CommandError(f"unknown command {kind!r}; commands: {', '.join(COMMAND_TYPES)}", code="unknown_command")
+    try:
+        return ANY_COMMAND.validate_python(fields)
+    except ValidationError as err:
+        raise InvalidCommand(describe_validation(err)) from None
+
+
+def describe_validation(err: ValidationError) -> str:
+    """One line per problem, naming the field."""
+    parts = []
+    for error in err.errors():
+        loc = [str(part) for part in error["loc"][1:]]  # the first element is the union tag
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{'.'.join(loc)}: {message}" if loc else message)
+    return "; ".join(parts)
+
+
+def parse_text(line: str) -> dict[str, Any]:
+    """Read `<type> [target] <values…> [key=value…]` into a command's fields (not yet validated).
+
+    The values fill the fields the command's text form names, in order; one word more than those names the stream (or
+    the output) first: `zoom 2`, `zoom cam1 2`, `flip cam1 h`, `roi cam0 delete door`, `output gcs stop`.
+    """
+    words = line.split()
+    if not words:
+        raise InvalidCommand("empty command")
+    kind = words[0].lower()
+    extras: dict[str, Any] = {}
+    values: list[str] = []
+    for word in words[1:]:
+        key, sep, setting = word.partition("=")
+        if sep and _KEY.fullmatch(key):
+            extras[key] = setting
+        else:
+            values.append(word)
+    alias_key: str | None = None
+    if kind in _ALIASES:
+        kind, implied, alias_key = _ALIASES[kind]
+        values = [*implied, *values]
+    model = BY_TYPE.get(kind)
+    if model is None:
+        raise CommandError(f"unknown command {kind!r}; commands: {', '.join(COMMAND_TYPES)}", code="unknown_command")
+    fields: dict[str, Any] = {"type": kind}
+    if alias_key is not None:
+        if len(values) != 1:
+            raise InvalidCommand(f"{words[0]} takes one value")
+        fields[alias_key] = values[0]
+    else:
+        if model.target is not None and len(values) > len(model.words):
+            fields[model.target] = values.pop(0)
+        try:
+            fields.update(model.from_words(values))
+        except ValueError as err:
+            raise InvalidCommand(str(err)) from None
+    return {**fields, **extras}

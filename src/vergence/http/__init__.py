@@ -1,0 +1,1 @@
+"""HTTP routes that are not a transport of commands or a video output: stream listing and statistics."""
