@@ -189,6 +189,14 @@ def cameras(
         raise typer.Exit(1)
 
 
+@app.command()
+def commands() -> None:
+    """Print every command: its JSON fields and its text form (the table of docs/protocol.md)."""
+    from vergence.control.commands import command_table
+
+    typer.echo(command_table(), nl=False)
+
+
 @app.command(context_settings={"ignore_unknown_options": True})
 def ctl(
     words: Annotated[

@@ -10,7 +10,7 @@ async def main() -> None:
         image = await client.frame(format="bgr24")        # or a numpy array (h, w, 3)
         print(client.capture_ns(frame))                   # capture time (ns, wall clock) from the data channel
         print(await client.request({"type": "ping", "t": 1}))          # {"type": "pong", "t": 1, "server_ns": …}
-        await client.send({"type": "ptz", "camera": "cam0", "zoom": 2})
+        await client.send({"type": "command", "command": {"type": "ptz", "stream": "cam0", "zoom": 2}})
 
 asyncio.run(main())
 ```
