@@ -25,6 +25,7 @@ from vergence.auth import Authenticator, AuthMiddleware
 from vergence.config import Settings
 from vergence.control.commander import Commander
 from vergence.control.controller import Controllers
+from vergence.events import EventBus
 from vergence.control.state import StateStore
 from vergence.errors import VergenceError, redact_logs
 from vergence.http.refusal import refuse_error, refuse_invalid_request
@@ -51,6 +52,7 @@ class Vergence:
         self.hub = Hub()
         self.streams: dict[str, Stream] = {}
         self.client_reports: dict[int, tuple[float, dict[str, Any]]] = {}
+        self.events = EventBus()  # every state change, for everyone who tells others about changes
         self.controllers: Controllers | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.commander = Commander(self)
@@ -66,12 +68,13 @@ class Vergence:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self.events.bind(loop)
         for camera in self.settings.cameras:
             stream = Stream(camera, self.settings, self.hub, loop)
             self.streams[stream.id] = stream
             log.info("stream %s: %s %dx%d@%g", stream.id, camera.source, camera.width, camera.height, camera.fps)
         # Controllers first: the saved view is set before the first frame is captured.
-        self.controllers = Controllers(self.streams, StateStore(self.settings.state.path))
+        self.controllers = Controllers(self.streams, StateStore(self.settings.state.path), self.events)
         if self.settings.stereo.enabled:
             stereo = self.settings.stereo
             self.controllers.add_rig(
@@ -83,7 +86,7 @@ class Vergence:
                 self.streams[stereo.depth_id] = DepthStream(pair, self.settings, self.hub, loop)
         for stream in self.streams.values():
             processing = self.settings.processing
-            self.controllers.add_processing(stream, processing.plugin_budget_ms, loop, processing.plugin_dir)
+            self.controllers.add_processing(stream, processing.plugin_budget_ms, processing.plugin_dir)
         for stream in self.streams.values():
             stream.start()
         self.outputs = build_outputs(self)

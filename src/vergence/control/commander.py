@@ -88,7 +88,7 @@ class Commander:
         except VergenceError as err:
             if source:
                 log.info("command from %s refused: %s", source, err)
-            return error_reply(command_id, err, kind)
+            return error_reply(command_id, err, getattr(err, "command", None) or kind)
         return reply(command_id, kind, result)
 
     async def run(self, fields: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Camera control: PTZ state per camera, applied to the stream, persisted, and broadcast to every controller."""
+"""Camera control: PTZ state per camera, applied to the stream, persisted, and published on the event bus."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 
 from vergence import ptz
 from vergence.control.commands import MAX_MOVE_S
+from vergence.events import EventBus, Publish
 from vergence.control.processing import ProcessingController
 from vergence.control.state import StateStore
 from vergence.errors import CommandError, InvalidCommand, NotFound
@@ -21,7 +22,6 @@ from vergence.stream import Stream
 
 log = logging.getLogger(__name__)
 
-Broadcast = Callable[[dict[str, Any]], None]
 
 PRESET_NAME = re.compile(r"^[A-Za-z0-9_. -]{1,40}$")
 MAX_PRESETS = 64
@@ -31,13 +31,11 @@ MOVE_EVENT_INTERVAL_S = 0.1  # during a velocity move, controllers hear the posi
 class CameraController:
     """The PTZ of one camera. Runs on the event loop; the crop reaches the capture thread as one reference swap."""
 
-    def __init__(
-        self, stream: Stream, saved: dict[str, Any], on_change: Callable[[], None], broadcast: Broadcast
-    ) -> None:
+    def __init__(self, stream: Stream, saved: dict[str, Any], on_change: Callable[[], None], publish: Publish) -> None:
         self.stream = stream
         self.max_zoom = stream.camera.max_zoom
         self._on_change = on_change
-        self._broadcast = broadcast
+        self._publish = publish
         saved_ptz = saved.get("ptz", {})
         try:
             self.state = ptz.PtzState(
@@ -126,7 +124,7 @@ class CameraController:
         self.state = state
         self._reapply()
         described = self.describe()
-        self._broadcast({"type": "ptz", **described})
+        self._publish({"type": "ptz", **described})
         return described
 
     def move(
@@ -166,12 +164,12 @@ class CameraController:
             self._reapply()
             if now - last_event >= MOVE_EVENT_INTERVAL_S:
                 last_event = now
-                self._broadcast({"type": "ptz", **self.describe(), "moving": True})
+                self._publish({"type": "ptz", **self.describe(), "moving": True})
         self._stop_moving()
 
     def _stop_moving(self) -> None:
         self._velocity = ptz.Velocity()
-        self._broadcast({"type": "ptz", **self.describe(), "moving": False})
+        self._publish({"type": "ptz", **self.describe(), "moving": False})
         self._on_change()
 
     def save_preset(self, name: str, state: ptz.PtzState | None = None) -> dict[str, Any]:
@@ -181,7 +179,7 @@ class CameraController:
         if name not in self.presets and len(self.presets) >= MAX_PRESETS:
             raise CommandError(f"{self.stream.id} already has {MAX_PRESETS} presets")
         self.presets[name] = state or self.state
-        self._broadcast({"type": "presets", "camera": self.stream.id, "presets": self.describe_presets()})
+        self._publish({"type": "presets", "camera": self.stream.id, "presets": self.describe_presets()})
         self._on_change()
         return self.describe_presets()
 
@@ -197,7 +195,7 @@ class CameraController:
     def delete_preset(self, name: str) -> dict[str, Any]:
         if self.presets.pop(name, None) is None:
             raise NotFound(f"{self.stream.id} has no preset {name!r}")
-        self._broadcast({"type": "presets", "camera": self.stream.id, "presets": self.describe_presets()})
+        self._publish({"type": "presets", "camera": self.stream.id, "presets": self.describe_presets()})
         self._on_change()
         return self.describe_presets()
 
@@ -219,7 +217,7 @@ class CameraController:
 
     def _camera_changed(self) -> dict[str, Any]:
         described = self.describe()
-        self._broadcast({"type": "camera", **described})
+        self._publish({"type": "camera", **described})
         self._on_change()
         return described
 
@@ -244,14 +242,14 @@ class StereoRig:
         offsets: tuple[tuple[int, int], tuple[int, int]],
         saved: dict[str, Any],
         on_change: Callable[[], None],
-        broadcast: Broadcast,
+        publish: Publish,
         stream_id: str = "stereo",
     ) -> None:
         self.stream_id = stream_id  # the side-by-side stream the rig's eyes make
         self.left, self.right = left, right
         left.eye_offset, right.eye_offset = offsets
         self._on_change = on_change
-        self._broadcast = broadcast
+        self._publish = publish
         self.vergence = 0.0
         self.set_vergence(float(saved.get("vergence", 0.0)), announce=False)
 
@@ -263,7 +261,7 @@ class StereoRig:
         for eye in (self.left, self.right):
             eye._reapply()
         if announce:
-            self._broadcast({"type": "stereo", **self.describe()})
+            self._publish({"type": "stereo", **self.describe()})
 
     def move(self, pan: float | None, tilt: float | None, zoom: float | None, vergence: float | None) -> dict[str, Any]:
         """Move both eyes to one linked pan/tilt/zoom (the left eye's state leads) and/or change vergence."""
@@ -274,7 +272,7 @@ class StereoRig:
             lead = self.left.set_ptz(pan, tilt, zoom)
             self.right.set_ptz(lead["pan"], lead["tilt"], lead["zoom"])
         described = self.describe()
-        self._broadcast({"type": "stereo", **described})
+        self._publish({"type": "stereo", **described})
         self._on_change()
         return described
 
@@ -289,14 +287,14 @@ class StereoRig:
 
 
 class Controllers:
-    """Every camera's controller, the persisted state they share, and the fan-out of state events."""
+    """Every camera's controller, the persisted state they share; their changes go out on the event bus."""
 
-    def __init__(self, streams: dict[str, Stream], store: StateStore) -> None:
+    def __init__(self, streams: dict[str, Stream], store: StateStore, events: EventBus) -> None:
         self.store = store
-        self.listeners: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.events = events
         saved = store.load().get("cameras", {})
         self.cameras = {
-            stream_id: CameraController(stream, saved.get(stream_id, {}), self._changed, self.broadcast)
+            stream_id: CameraController(stream, saved.get(stream_id, {}), self._changed, events.publish)
             for stream_id, stream in streams.items()
         }
         self.rig: StereoRig | None = None
@@ -310,17 +308,15 @@ class Controllers:
         """Link two cameras as stereo eyes, seen together as `stream_id`."""
         saved = self.store.load().get("stereo", {})
         self.rig = StereoRig(
-            self.cameras[left], self.cameras[right], offsets, saved, self._changed, self.broadcast, stream_id
+            self.cameras[left], self.cameras[right], offsets, saved, self._changed, self.events.publish, stream_id
         )
         return self.rig
 
-    def add_processing(
-        self, stream: Stream, budget_ms: float, loop: asyncio.AbstractEventLoop, plugin_dir: Path | None = None
-    ) -> None:
+    def add_processing(self, stream: Stream, budget_ms: float, plugin_dir: Path | None = None) -> None:
         """Give a stream (a camera or a derived one) its overlays, ROIs, stabilization and plugins, as saved."""
         saved = self.store.load().get("processing", {}).get(stream.id, {})
         self.processing[stream.id] = ProcessingController(
-            stream, saved, budget_ms, self._changed, self.broadcast, loop, plugin_dir
+            stream, saved, budget_ms, self._changed, self.events, plugin_dir
         )
 
     def get_processing(self, stream: str) -> ProcessingController:
@@ -345,13 +341,6 @@ class Controllers:
             snapshot["stereo"] = self.rig.describe()
         snapshot["processing"] = {sid: p.describe() for sid, p in self.processing.items()}
         return snapshot
-
-    def broadcast(self, event: dict[str, Any]) -> None:
-        """Queue an event for every connected controller; one that does not keep up loses its oldest events."""
-        for queue in list(self.listeners):
-            if queue.full():
-                queue.get_nowait()
-            queue.put_nowait(event)
 
     def _changed(self) -> None:
         """Save soon, off the loop; changes arriving during a save are coalesced into one more save."""

@@ -74,7 +74,7 @@ def validate(fields: dict[str, Any]) -> AnyCommand:
     try:
         return ANY_COMMAND.validate_python(fields)
     except ValidationError as err:
-        raise InvalidCommand(describe_validation(err)) from None
+        raise InvalidCommand(describe_validation(err), command=kind) from None
 
 
 def describe_validation(err: ValidationError) -> str:
@@ -115,7 +115,7 @@ def parse_text(line: str) -> dict[str, Any]:
     fields: dict[str, Any] = {"type": kind}
     if alias_key is not None:
         if len(values) != 1:
-            raise InvalidCommand(f"{words[0]} takes one value")
+            raise InvalidCommand(f"{words[0]} takes one value", command=kind)
         fields[alias_key] = values[0]
     else:
         if model.target is not None and len(values) > len(model.words):
@@ -123,5 +123,5 @@ def parse_text(line: str) -> dict[str, Any]:
         try:
             fields.update(model.from_words(values))
         except ValueError as err:
-            raise InvalidCommand(str(err)) from None
+            raise InvalidCommand(str(err), command=kind) from None
     return {**fields, **extras}

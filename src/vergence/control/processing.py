@@ -1,8 +1,7 @@
-"""Processing control of one stream: overlays, regions of interest, stabilization and plugins; persisted and broadcast."""
+"""Processing control of one stream: overlays, regions of interest, stabilization and plugins; persisted and published."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import stat
@@ -15,6 +14,7 @@ from pydantic import ValidationError
 
 from vergence.config import PluginSettings
 from vergence.control.commands import OverlayChange, Roi
+from vergence.events import EventBus
 from vergence.errors import CommandError, InvalidCommand, NotFound
 from vergence.pipeline.overlay import OverlaySettings, RoiBox, TextItem
 from vergence.pipeline.plugins import Plugin, PluginError, PluginSpec, load_module
@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 # Plugins vergence ships: importable by name at run time (their code is vergence's own).
 SHIPPED_PLUGINS = "vergence.plugins."
 
-Broadcast = Callable[[dict[str, Any]], None]
 MAX_ROIS = 64
 
 
@@ -73,8 +72,7 @@ class ProcessingController:
         saved: dict[str, Any],
         budget_ms: float,
         on_change: Callable[[], None],
-        broadcast: Broadcast,
-        loop: asyncio.AbstractEventLoop,
+        events: EventBus,
         plugin_dir: Path | None = None,
     ) -> None:
         self.stream = stream
@@ -82,8 +80,7 @@ class ProcessingController:
         self.budget_ms = budget_ms
         self.plugin_dir = plugin_dir
         self._on_change = on_change
-        self._broadcast = broadcast
-        self._loop = loop
+        self._events = events
         self.rois: dict[str, Roi] = {}
         for name, values in saved.get("rois", {}).items():
             try:
@@ -188,7 +185,7 @@ class ProcessingController:
             module,
             stream.id,
             self.budget_ms,
-            self._emit_threadsafe,
+            self._events.publish_threadsafe,  # plugins speak from capture and plugin threads
             lambda: self.processing.plugin_context(stream.info.width, stream.info.height),
         )
         self.plugins[settings.name] = plugin
@@ -211,7 +208,7 @@ class ProcessingController:
         plugin = self._plugin(name)
         plugin.set_enabled(enabled)
         described = plugin.describe()
-        self._broadcast({"type": "plugin", **described})
+        self._events.publish({"type": "plugin", **described})
         self._on_change()
         return described
 
@@ -238,14 +235,10 @@ class ProcessingController:
         ]
         return listed
 
-    def _emit_threadsafe(self, event: dict[str, Any]) -> None:
-        """Plugins speak from capture and plugin threads: their events reach controllers through the loop."""
-        self._loop.call_soon_threadsafe(self._broadcast, event)
-
     # ---- common
 
     def _changed(self, kind: str, body: dict[str, Any]) -> None:
-        self._broadcast({"type": kind, "camera": self.stream.id, **body})
+        self._events.publish({"type": kind, "camera": self.stream.id, **body})
         self._on_change()
 
     def describe(self) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from vergence import __version__
 from vergence.control.commander import error_reply
+from vergence.events import EventSubscription
 from vergence.control.parsing import as_object
 from vergence.errors import CommandError, ConfigError
 from vergence.hub import Channel
@@ -54,7 +55,6 @@ MAX_QUEUED_MESSAGES = 100
 #: Plugin results (QoS 0) written to paho but not yet to the socket; more are skipped.
 MAX_PENDING_RESULTS = 64
 #: Events a slow broker connection may leave unread before the oldest are lost (as for a control WebSocket).
-EVENT_QUEUE = 256
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 30
 #: How long a clean stop waits for the broker to acknowledge the offline status.
@@ -135,7 +135,7 @@ class MqttBridge:
         self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._events: asyncio.Queue[dict[str, Any]] | None = None
+        self._events: EventSubscription | None = None
         self._counts: dict[str, _Counts] = {}
         self._connections = 0  # successful connects so far: a reconnect voids what paho held unwritten
         self._online_status = b""
@@ -195,10 +195,8 @@ class MqttBridge:
         for channel in channels:
             self._counts[channel.stream_id] = _Counts()
             self._spawn(loop, self._publish_frames(channel), f"mqtt frames {channel.stream_id}")
-        if self._vergence.controllers is not None:
-            self._events = asyncio.Queue(maxsize=EVENT_QUEUE)
-            self._vergence.controllers.listeners.add(self._events)
-            self._spawn(loop, self._publish_results(self._events), "mqtt results")
+        self._events = self._vergence.events.subscribe("mqtt results")
+        self._spawn(loop, self._publish_results(self._events), "mqtt results")
         log.info("MQTT: broker %s:%d, topics %s/…", settings.host, settings.port, self._topic)
 
     def _spawn(self, loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, None], name: str) -> None:
@@ -315,11 +313,10 @@ class MqttBridge:
         # A frame paho refused (the connection was lost meanwhile) will never be marked published: do not wait for it.
         return (sent, connection) if sent.rc == self._mqtt.MQTT_ERR_SUCCESS else None
 
-    async def _publish_results(self, events: asyncio.Queue[dict[str, Any]]) -> None:
+    async def _publish_results(self, events: EventSubscription) -> None:
         pending: deque[Any] = deque()  # results paho holds, not yet written to the socket
         connection = self._connections
-        while True:
-            event = await events.get()
+        async for event in events:
             if event.get("type") != "plugin_result":
                 continue
             if connection != self._connections:  # paho forgot what it held when it reconnected
@@ -342,8 +339,8 @@ class MqttBridge:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._events is not None and self._vergence.controllers is not None:
-            self._vergence.controllers.listeners.discard(self._events)
+        if self._events is not None:
+            self._events.close()
         self._events = None
         client, self._client = self._client, None
         if client is None:

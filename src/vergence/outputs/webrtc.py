@@ -25,6 +25,7 @@ from typing import Any
 from vergence.auth import Principal
 from vergence.config import WebRtcSettings
 from vergence.control import json_text
+from vergence.events import EventSubscription
 from vergence.errors import ConfigError, VergenceError
 from vergence.hub import Channel, Subscription, SubscriptionClosed
 from vergence.media.frame import EncodedPacket
@@ -144,7 +145,7 @@ class Peer:
     created: float = field(default_factory=time.monotonic)
     connected_at: float | None = None
     control: RTCDataChannel | None = None
-    events: asyncio.Queue[dict[str, Any]] | None = None
+    events: EventSubscription | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     closing: bool = False
 
@@ -282,20 +283,18 @@ class WebRtcPeers:
             channel.close()
             return
         peer.control = channel
-        peer.events = asyncio.Queue(maxsize=256)
-        controllers.listeners.add(peer.events)
+        events = peer.events = self.vergence.events.subscribe(f"data channel {peer.client}")
 
         async def forward() -> None:
-            assert peer.events is not None
             _send_json(channel, controllers.snapshot())
-            while True:
-                _send_json(channel, await peer.events.get())
+            async for event in events:
+                _send_json(channel, event)
 
         async def answer(text: str) -> None:
             try:
                 message = json_text.loads(text)
             except ValueError as err:
-                _send_json(channel, {"type": "error", "code": "bad_json", "message": f"messages must be JSON: {err}"})
+                _send_json(channel, {"type": "error", "code": "bad_json", "error": f"messages must be JSON: {err}"})
                 return
             reply = await answer_control(message, peer.client_id, self.vergence, peer.principal)
             if reply is not None:
@@ -335,8 +334,8 @@ class WebRtcPeers:
         peer.closing = True
         self.closed_reasons[reason] = self.closed_reasons.get(reason, 0) + 1
         log.info("WebRTC peer %s closed: %s", peer.id, reason)
-        if peer.events is not None and self.vergence.controllers is not None:
-            self.vergence.controllers.listeners.discard(peer.events)
+        if peer.events is not None:
+            peer.events.close()
         self.vergence.client_reports.pop(peer.client_id, None)
         peer.track.stop()
         await peer.pc.close()

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vergence.events import EventSubscription
 from vergence.errors import CommandError
 from vergence.media.names import MediaNameError, media_file_name
 from vergence.recording.prebuffer import PreEventBuffer
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EVENT_QUEUE = 256
 _STAMP_EXAMPLE = "20260101-000000-000-clip-100"  # the longest tail a segment's name adds to its base
 
 
@@ -36,7 +36,7 @@ class Recordings:
         self.clips: dict[str, Recording] = {}  # per stream: its clip, running or the last one ended
         self.prebuffers: dict[str, PreEventBuffer] = {}
         self._triggers = _parse_triggers(self.settings.clip_triggers)
-        self._events: asyncio.Queue[dict[str, Any]] | None = None
+        self._events: EventSubscription | None = None
         self._watcher: asyncio.Task[None] | None = None
 
     @property
@@ -51,10 +51,8 @@ class Recordings:
                 buffer = PreEventBuffer(stream.h264, self.settings.pre_event_s)
                 buffer.start()
                 self.prebuffers[stream.id] = buffer
-        controllers = self._vergence.controllers
-        if self._triggers and controllers is not None:
-            self._events = asyncio.Queue(maxsize=EVENT_QUEUE)
-            controllers.listeners.add(self._events)
+        if self._triggers:
+            self._events = self._vergence.events.subscribe("clip triggers")
             self._watcher = asyncio.get_running_loop().create_task(self._watch(self._events), name="clip triggers")
 
     async def close(self) -> None:
@@ -63,9 +61,8 @@ class Recordings:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
-        controllers = self._vergence.controllers
-        if self._events is not None and controllers is not None:
-            controllers.listeners.discard(self._events)
+        if self._events is not None:
+            self._events.close()
         for recording in [*self.current.values(), *self.clips.values()]:
             if recording.active:
                 await recording.stop()
@@ -144,13 +141,12 @@ class Recordings:
         """On the loop: tell every controller, and keep the REC overlay true to what runs."""
         if not recording.active and recording.kind == "recording":
             recording.stream.processing.recording = False
-        controllers = self._vergence.controllers
-        if controllers is not None:
-            controllers.broadcast({"type": "recording", "stream": recording.stream.id, "kind": recording.kind, **event})
+        self._vergence.events.publish(
+            {"type": "recording", "stream": recording.stream.id, "kind": recording.kind, **event}
+        )
 
-    async def _watch(self, events: asyncio.Queue[dict[str, Any]]) -> None:
-        while True:
-            event = await events.get()
+    async def _watch(self, events: EventSubscription) -> None:
+        async for event in events:
             if event.get("type") != "plugin_result" or not self._triggered(event):
                 continue
             stream = self._vergence.streams.get(str(event.get("camera")))

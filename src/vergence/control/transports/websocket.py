@@ -19,12 +19,12 @@ from starlette.websockets import WebSocketDisconnect
 
 from vergence.auth import Principal, may_command, principal_of
 from vergence.control import json_text
+from vergence.events import EventSubscription
 from vergence.control.parsing import describe_validation
 
 router = APIRouter()
 _client_ids = itertools.count(1)
 VIEWER_MESSAGES = frozenset({"ping", "report"})  # the rest of the control protocol is commands
-EVENT_QUEUE = 256  # state events a slow controller may fall behind before it loses the oldest
 
 
 class PlayerReport(BaseModel):
@@ -50,8 +50,7 @@ async def control(websocket: WebSocket) -> None:
     controllers = vergence.commander.controllers
     principal = principal_of(websocket.scope)
     client_id = new_client_id()
-    events: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=EVENT_QUEUE)
-    controllers.listeners.add(events)
+    events = vergence.events.subscribe(f"control WS {principal.name}")
     sender = asyncio.create_task(_forward(websocket, events))
     try:
         await websocket.send_json(controllers.snapshot())
@@ -69,7 +68,7 @@ async def control(websocket: WebSocket) -> None:
                 if reply is not None:
                     await websocket.send_json(reply)
     finally:
-        controllers.listeners.discard(events)
+        events.close()
         sender.cancel()
         vergence.client_reports.pop(client_id, None)
 
@@ -85,10 +84,10 @@ def _decode(frame: Mapping[str, Any]) -> Any:
         raise ValueError(f"messages must be JSON: {err}") from None
 
 
-async def _forward(websocket: WebSocket, events: asyncio.Queue[dict[str, Any]]) -> None:
+async def _forward(websocket: WebSocket, events: EventSubscription) -> None:
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-        while True:
-            await websocket.send_json(await events.get())
+        async for event in events:
+            await websocket.send_json(event)
 
 
 def new_client_id() -> int:
