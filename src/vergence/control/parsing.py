@@ -45,6 +45,26 @@ def as_object(raw: Any) -> Any:
     return raw
 
 
+def command_type(raw: Any) -> str | None:
+    """The type a command names, read before it is validated, so that a refusal says which command it refuses whatever
+    the spelling: an object's `type`, or a text line's first word (an alias read as the type it stands for)."""
+    if isinstance(raw, dict):
+        kind = raw.get("type")
+        return kind if isinstance(kind, str) else None
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode()
+        except UnicodeDecodeError:
+            return None
+    if not isinstance(raw, str) or raw.lstrip().startswith("{"):
+        return None
+    words = raw.split(maxsplit=1)
+    if not words:
+        return None
+    word = words[0].lower()
+    return _ALIASES[word][0] if word in _ALIASES else word
+
+
 def parse_command(raw: Any) -> AnyCommand:
     """Turn a JSON object, JSON text or a text line into a command; raise CommandError saying what is wrong."""
     if isinstance(raw, bytes):
