@@ -62,10 +62,6 @@ class CommandError(VergenceError):
 
     code = "conflict"
 
-    def __init__(self, message: str = "", code: str | None = None, command: str | None = None) -> None:
-        super().__init__(message, code)
-        self.command = command  # the type of the command refused, when it was read that far
-
 
 class InvalidCommand(CommandError):
     """A command or one of its values is invalid: a value out of range, a missing field, a malformed line."""

@@ -39,7 +39,7 @@ from vergence.control.commands import (
     TiltCommand,
     ZoomCommand,
 )
-from vergence.control.parsing import as_object, parse_command, validate
+from vergence.control.parsing import as_object, command_type, parse_command, validate
 from vergence.errors import CommandError, InvalidCommand, NotFound, VergenceError
 from vergence.media.exif import Position
 from vergence.stills import take_photo
@@ -80,7 +80,7 @@ class Commander:
         """Parse and run one command from any transport; never raises: a failure is an `{"ok": false, …}` reply."""
         raw = as_object(raw)
         command_id = raw.get("id") if isinstance(raw, dict) else None
-        kind = raw.get("type") if isinstance(raw, dict) and isinstance(raw.get("type"), str) else None
+        kind = command_type(raw)
         try:
             command = parse_command(raw)
             command_id, kind = command.id, command.type
@@ -88,7 +88,7 @@ class Commander:
         except VergenceError as err:
             if source:
                 log.info("command from %s refused: %s", source, err)
-            return error_reply(command_id, err, getattr(err, "command", None) or kind)
+            return error_reply(command_id, err, kind)
         return reply(command_id, kind, result)
 
     async def run(self, fields: dict[str, Any]) -> dict[str, Any]:

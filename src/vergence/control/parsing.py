@@ -45,6 +45,26 @@ def as_object(raw: Any) -> Any:
     return raw
 
 
+def command_type(raw: Any) -> str | None:
+    """The type a command names, read before it is validated, so that a refusal says which command it refuses whatever
+    the spelling: an object's `type`, or a text line's first word (an alias read as the type it stands for)."""
+    if isinstance(raw, dict):
+        kind = raw.get("type")
+        return kind if isinstance(kind, str) else None
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode()
+        except UnicodeDecodeError:
+            return None
+    if not isinstance(raw, str) or raw.lstrip().startswith("{"):
+        return None
+    words = raw.split(maxsplit=1)
+    if not words:
+        return None
+    word = words[0].lower()
+    return _ALIASES[word][0] if word in _ALIASES else word
+
+
 def parse_command(raw: Any) -> AnyCommand:
     """Turn a JSON object, JSON text or a text line into a command; raise CommandError saying what is wrong."""
     if isinstance(raw, bytes):
@@ -74,7 +94,7 @@ def validate(fields: dict[str, Any]) -> AnyCommand:
     try:
         return ANY_COMMAND.validate_python(fields)
     except ValidationError as err:
-        raise InvalidCommand(describe_validation(err), command=kind) from None
+        raise InvalidCommand(describe_validation(err)) from None
 
 
 def describe_validation(err: ValidationError) -> str:
@@ -115,7 +135,7 @@ def parse_text(line: str) -> dict[str, Any]:
     fields: dict[str, Any] = {"type": kind}
     if alias_key is not None:
         if len(values) != 1:
-            raise InvalidCommand(f"{words[0]} takes one value", command=kind)
+            raise InvalidCommand(f"{words[0]} takes one value")
         fields[alias_key] = values[0]
     else:
         if model.target is not None and len(values) > len(model.words):
@@ -123,5 +143,5 @@ def parse_text(line: str) -> dict[str, Any]:
         try:
             fields.update(model.from_words(values))
         except ValueError as err:
-            raise InvalidCommand(str(err), command=kind) from None
+            raise InvalidCommand(str(err)) from None
     return {**fields, **extras}

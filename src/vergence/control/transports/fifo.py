@@ -128,7 +128,9 @@ class FifoInbox:
             self.failed += 1
             log.warning("fifo %s: %r refused: %s", self.path, text, reply["error"])
         entry = {"line": text, **reply}
-        self.recent.append(entry)
+        # Kept without the result: a `status` result holds this list, so each kept one would hold every one before it
+        # and the replies double in size with each `status` read through the pipe.
+        self.recent.append({key: value for key, value in entry.items() if key != "result"})
         if self.reply_path is not None:
             self._write_reply(entry)
 

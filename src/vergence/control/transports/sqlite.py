@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 PENDING, COMPLETED, FAILED = "pending", "completed", "failed"
 BATCH = 32  # rows taken per look; the rest wait for the next one
 PURGE_INTERVAL_S = 60.0
-META_MAX_CHARS = 4000
+META_MAX_CHARS = 4000  # an error's text is cut to this; a result is stored whole (JSON cut short is no JSON)
 
 
 def create_table(connection: sqlite3.Connection, table: str) -> None:
@@ -124,7 +124,8 @@ class SqliteInbox:
         line = f"{kind} {value}" if value not in (None, "") else kind
         reply = await self._commander.handle(line, source=f"inbox row {row_id}")
         if reply["ok"]:
-            status, meta = COMPLETED, json.dumps(reply.get("result"), separators=(",", ":"))[:META_MAX_CHARS]
+            # The whole result: JSON cut short is no JSON (a `status` is longer than META_MAX_CHARS).
+            status, meta = COMPLETED, json.dumps(reply.get("result"), separators=(",", ":"))
         else:
             status, meta = FAILED, reply["error"][:META_MAX_CHARS]
             self.failed += 1

@@ -19,8 +19,8 @@ from starlette.websockets import WebSocketDisconnect
 
 from vergence.auth import Principal, may_command, principal_of
 from vergence.control import json_text
+from vergence.control.parsing import command_type, describe_validation
 from vergence.events import EventSubscription
-from vergence.control.parsing import describe_validation
 
 router = APIRouter()
 _client_ids = itertools.count(1)
@@ -122,10 +122,9 @@ async def answer_control(message: Any, client_id: int, vergence: Any, principal:
         raw = {**raw, "id": message["id"]}
     if not may_command(principal):
         role = principal.role.name.lower()
-        command = raw.get("type") if isinstance(raw, dict) and isinstance(raw.get("type"), str) else None
         reply: dict[str, Any] = {
             "ok": False,
-            "command": command,
+            "command": command_type(raw),
             "code": "forbidden",
             "error": f"commands need the operator role; {principal.name} is a {role}",
         }
