@@ -25,9 +25,9 @@ from vergence.auth import Authenticator, AuthMiddleware
 from vergence.config import Settings
 from vergence.control.commander import Commander
 from vergence.control.controller import Controllers
-from vergence.events import EventBus
 from vergence.control.state import StateStore
 from vergence.errors import VergenceError, redact_logs
+from vergence.events import EventBus
 from vergence.http.refusal import refuse_error, refuse_invalid_request
 from vergence.http_limits import BodyLimitMiddleware
 from vergence.hub import Hub

@@ -14,10 +14,10 @@ from typing import Any
 
 from vergence import ptz
 from vergence.control.commands import MAX_MOVE_S
-from vergence.events import EventBus, Publish
 from vergence.control.processing import ProcessingController
 from vergence.control.state import StateStore
 from vergence.errors import CommandError, InvalidCommand, NotFound
+from vergence.events import EventBus, Publish
 from vergence.stream import Stream
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from pydantic import ValidationError
 
 from vergence.config import PluginSettings
 from vergence.control.commands import OverlayChange, Roi
-from vergence.events import EventBus
 from vergence.errors import CommandError, InvalidCommand, NotFound
+from vergence.events import EventBus
 from vergence.pipeline.overlay import OverlaySettings, RoiBox, TextItem
 from vergence.pipeline.plugins import Plugin, PluginError, PluginSpec, load_module
 from vergence.stream import Stream

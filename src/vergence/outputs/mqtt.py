@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 from vergence import __version__
 from vergence.control.commander import error_reply
-from vergence.events import EventSubscription
 from vergence.control.parsing import as_object
 from vergence.errors import CommandError, ConfigError
+from vergence.events import EventSubscription
 from vergence.hub import Channel
 from vergence.media.frame import EncodedPacket
 from vergence.outputs.base import FrameGate

@@ -25,8 +25,8 @@ from typing import Any
 from vergence.auth import Principal
 from vergence.config import WebRtcSettings
 from vergence.control import json_text
-from vergence.events import EventSubscription
 from vergence.errors import ConfigError, VergenceError
+from vergence.events import EventSubscription
 from vergence.hub import Channel, Subscription, SubscriptionClosed
 from vergence.media.frame import EncodedPacket
 from vergence.stream import Stream

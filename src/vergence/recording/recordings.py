@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vergence.events import EventSubscription
 from vergence.errors import CommandError
+from vergence.events import EventSubscription
 from vergence.media.names import MediaNameError, media_file_name
 from vergence.recording.prebuffer import PreEventBuffer
 from vergence.recording.recorder import Recording
