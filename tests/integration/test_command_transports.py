@@ -811,14 +811,6 @@ TRANSPORTS: dict[str, tuple[type[Any], str]] = {
 }
 NO_CODE = {"inbox"}  # transports whose stored reply has no error code (compared by the error's text instead)
 # Refusals a transport is known to get wrong, outside what this test's run may fix: (transport, code) → why.
-KNOWN_WRONG = {
-    ("ctl", "forbidden"): (
-        "vergence ctl takes a command refused as forbidden (HTTP 403) for a refused authentication: it prints no reply, "
-        "hints at a token and exits 2 (src/vergence/cli.py)"
-    ),
-}
-
-
 # ---- a run: the sequence, then the refusals
 
 
@@ -919,18 +911,12 @@ def test_every_command_gets_the_same_reply_and_state_over(
 
     # (b) the same refusal: the same code (and reply) as REST for every bad command; nothing refused changed anything
     wanted = reference.refusals[form]
-    known: list[str] = []
     for bad, got, want in zip(BAD, refusals, wanted, strict=True):
         message = bad.json if form == "json" and bad.json is not None else bad.text
         expected = _without_code(want) if transport in NO_CODE else want
-        if got != expected and (transport, bad.code) in KNOWN_WRONG:
-            known.append(f"{KNOWN_WRONG[transport, bad.code]}: {message!r} gave {got}")
-            continue
         assert got == expected, (message, got, want)
         assert got["command"] == bad.command and got.get("code", bad.code) == bad.code, (message, got)
     assert after_refusals == final
-    if known:
-        pytest.xfail("; ".join(known))  # every other check of this transport has passed
 
 
 def _steps() -> list[Cmd | Probe]:

@@ -108,10 +108,12 @@ def describe_validation(err: ValidationError) -> str:
 
 
 def parse_text(line: str) -> dict[str, Any]:
-    """Read `<type> [target] <values…> [key=value…]` into a command's fields (not yet validated).
+    """Read `<type> [target] <values…> [key=value…]` into a command's fields.
 
-    The values fill the fields the command's text form names, in order; one word more than those names the stream (or
-    the output) first: `zoom 2`, `zoom cam1 2`, `flip cam1 h`, `roi cam0 delete door`, `output gcs stop`.
+    The values fill the fields the command's text form names, in order. The first word names the stream (or the output)
+    when there is one word more than those, or when the line makes a valid command only that way: `zoom 2`, `zoom cam1
+    2`, `flip cam1 h`, `pause cam1`, `ptz cam1 0.3`, `roi cam0 delete door`, `output gcs stop`. A word that fits as the
+    value is the value (`photo cam1` names the photo), so such a line names its stream with `stream=`.
     """
     words = line.split()
     if not words:
@@ -132,16 +134,31 @@ def parse_text(line: str) -> dict[str, Any]:
     model = BY_TYPE.get(kind)
     if model is None:
         raise CommandError(f"unknown command {kind!r}; commands: {', '.join(COMMAND_TYPES)}", code="unknown_command")
-    fields: dict[str, Any] = {"type": kind}
     if alias_key is not None:
         if len(values) != 1:
             raise InvalidCommand(f"{words[0]} takes one value")
-        fields[alias_key] = values[0]
-    else:
-        if model.target is not None and len(values) > len(model.words):
-            fields[model.target] = values.pop(0)
+        return {"type": kind, alias_key: values[0], **extras}
+    target = model.target
+    if target is None or not values or target in extras:
+        return _read(model, kind, values, extras)
+    if len(values) > len(model.words):
+        return _read(model, kind, values[1:], {target: values[0], **extras})
+    try:
+        fields = _read(model, kind, values, extras)
+        validate(fields)
+        return fields
+    except InvalidCommand as plain:
         try:
-            fields.update(model.from_words(values))
-        except ValueError as err:
-            raise InvalidCommand(str(err)) from None
-    return {**fields, **extras}
+            fields = _read(model, kind, values[1:], {target: values[0], **extras})
+            validate(fields)
+        except InvalidCommand:
+            raise plain from None
+        return fields
+
+
+def _read(model: type[Any], kind: str, values: list[str], extras: dict[str, Any]) -> dict[str, Any]:
+    """The fields the value words give, with the `key=value` ones."""
+    try:
+        return {"type": kind, **model.from_words(values), **extras}
+    except ValueError as err:
+        raise InvalidCommand(str(err)) from None
