@@ -124,6 +124,10 @@ def test_json_text_and_objects_are_the_same_command() -> None:
     [
         ("fly 2", "unknown_command", "unknown command 'fly'"),
         ({"type": "warp"}, "unknown_command", "commands: bitrate"),
+        # Found by fuzzing: a type that is not a string (a list is not even hashable) was a 500 over REST.
+        ({"type": [], "id": None}, "unknown_command", "unknown command []"),
+        ('{"type": {"a": 1}}', "unknown_command", "unknown command"),
+        ({"value": 2}, "unknown_command", "unknown command None"),
         ("zoom", "invalid", "zoom needs one value"),
         ("zoom 99", "invalid", "less than or equal to 64"),
         ("zoom sideways", "invalid", "not a number"),

@@ -69,7 +69,7 @@ def parse_command(raw: Any) -> AnyCommand:
 def validate(fields: dict[str, Any]) -> AnyCommand:
     """Validate a command's fields (its `type` among them)."""
     kind = fields.get("type")
-    if kind not in BY_TYPE:
+    if not isinstance(kind, str) or kind not in BY_TYPE:  # a list or an object is no type (and not hashable)
         raise CommandError(f"unknown command {kind!r}; commands: {', '.join(COMMAND_TYPES)}", code="unknown_command")
     try:
         return ANY_COMMAND.validate_python(fields)
