@@ -29,7 +29,11 @@ def send_command(ws: Any, command: dict[str, Any] | str, command_id: Any = None)
 
 
 def wait_for(
-    ws: Any, match: Callable[[dict[str, Any]], bool], what: str, deadline_s: float = DEADLINE_S, seen: list | None = None
+    ws: Any,
+    match: Callable[[dict[str, Any]], bool],
+    what: str,
+    deadline_s: float = DEADLINE_S,
+    seen: list | None = None,
 ) -> dict[str, Any]:
     """The first message `match` accepts, skipping others (kept in `seen` when given); fail naming `what`."""
     deadline = time.monotonic() + deadline_s

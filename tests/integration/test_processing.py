@@ -15,8 +15,8 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.controlws import command, send_command
 from tests.integration.wsclient import VideoClient
-from tests.polling import poll
 from tests.media import H264Decoder
+from tests.polling import poll
 
 SEED_PLUGIN = """
 import cv2
@@ -254,3 +254,26 @@ def test_the_example_plugins_load_by_module_name(vergence_server):
         deadline_s=10,
     )
     assert "unknown ROI 'scene'" in state["error"]
+
+    # Turn one off and on, remove it; each refusal in the reply shape with the status of its code.
+    off = httpx.put(f"{plugins}/edges", json={"enabled": False})
+    assert off.status_code == 200 and off.json()["state"] == "disabled", off.text
+    assert {p["name"]: p for p in httpx.get(plugins).json()}["edges"]["state"] == "disabled"
+    on = httpx.put(f"{plugins}/edges", json={"enabled": True})
+    assert on.status_code == 200 and on.json()["state"] in ("branch", "inline"), on.text
+    for body, status, code in (
+        (b'{"enabled": "maybe"}', 422, "invalid"),
+        (b"{}", 422, "invalid"),
+        (b'{"enabled": tru', 400, "bad_request"),
+        (b"\xff\xfe", 400, "bad_request"),  # FastAPI's own parser answered this with its own 400 shape
+    ):
+        refused = httpx.put(f"{plugins}/edges", content=body, headers={"Content-Type": "application/json"})
+        assert refused.status_code == status, (body, refused.text)
+        assert (refused.json()["ok"], refused.json()["code"]) == (False, code), (body, refused.text)
+    missing = httpx.put(f"{plugins}/nope", json={"enabled": True})
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found", missing.text
+    removed = httpx.delete(f"{plugins}/edges")
+    assert removed.status_code == 200, removed.text
+    assert removed.json()["stream"] == "cam0" and [p["name"] for p in removed.json()["plugins"]] == ["motion"]
+    again = httpx.delete(f"{plugins}/edges")
+    assert again.status_code == 404 and again.json()["code"] == "not_found" and "edges" in again.json()["error"]

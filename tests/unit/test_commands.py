@@ -68,12 +68,18 @@ from vergence.errors import HTTP_STATUS, CommandError, InvalidCommand, NotFound
         ),
         ("plugin cam1 disable motion", {"type": "plugin", "stream": "cam1", "action": "disable", "name": "motion"}),
         ("move 0.5", {"type": "move", "pan_per_s": 0.5, "tilt_per_s": 0, "zoom_per_s": 0, "duration_s": 2}),
-        ("move cam1 0 -0.2 1 5", {"type": "move", "stream": "cam1", "tilt_per_s": -0.2, "zoom_per_s": 1, "duration_s": 5}),
+        (
+            "move cam1 0 -0.2 1 5",
+            {"type": "move", "stream": "cam1", "tilt_per_s": -0.2, "zoom_per_s": 1, "duration_s": 5},
+        ),
         ("preset home", {"type": "preset", "action": "recall", "name": "home"}),
         ("preset", {"type": "preset", "action": "recall", "name": "home"}),
         ("preset recall home", {"type": "preset", "action": "recall", "name": "home"}),
         ("preset save door", {"type": "preset", "action": "save", "name": "door"}),
-        ("preset cam1 save door pan=0.25 zoom=2", {"type": "preset", "stream": "cam1", "action": "save", "name": "door", "pan": 0.25, "zoom": 2}),
+        (
+            "preset cam1 save door pan=0.25 zoom=2",
+            {"type": "preset", "stream": "cam1", "action": "save", "name": "door", "pan": 0.25, "zoom": 2},
+        ),
         ("preset delete door", {"type": "preset", "action": "delete", "name": "door"}),
         ("stereo 0.1", {"type": "stereo", "vergence": 0.1}),
         ("stereo zoom=2", {"type": "stereo", "zoom": 2}),
@@ -85,7 +91,9 @@ def test_text_lines_parse_to_commands(line: str, expected: dict[str, object]) ->
     dumped = command.model_dump(exclude_none=True)
     defaults = {key: value for key, value in dumped.items() if key not in expected}
     assert {key: dumped[key] for key in expected} == expected, dumped
-    assert all(key not in ("value", "host", "port", "name", "stream", "output", "pan", "zoom") for key in defaults), dumped
+    assert all(key not in ("value", "host", "port", "name", "stream", "output", "pan", "zoom") for key in defaults), (
+        dumped
+    )
 
 
 def test_the_older_camera_key_is_read_as_stream() -> None:
