@@ -4,6 +4,7 @@ has a non-loopback address; `ice_address` fails the test when it does not."""
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 import time
@@ -139,6 +140,12 @@ def test_browser_without_webrtc_falls_back_to_webcodecs(player_page, server_720p
     assert peers(server_720p)["answered"] == 0
 
 
+def _kind(message: dict) -> str:
+    """A control message's type, and for a command the command's: `ping`, `command ptz`."""
+    command = message.get("command")
+    return f"command {command.get('type')}" if isinstance(command, dict) else str(message.get("type"))
+
+
 def test_ptz_goes_over_the_data_channel(player_page, server_720p, ice_address):
     page = player_page.page
     page.add_init_script(SPY_JS)
@@ -158,11 +165,9 @@ def test_ptz_goes_over_the_data_channel(player_page, server_720p, ice_address):
         time.sleep(0.05)  # poll interval of a deadline loop
     assert state["zoom"] == pytest.approx(2**1.5, rel=1e-3)
     sent = page.evaluate("() => window.__sent")
-    kinds = {
-        name: [re.search(r'"type":"(\w+)"', m).group(1) for m in sent[name]] for name in ("datachannel", "websocket")
-    }
-    assert "ptz" in kinds["datachannel"], kinds
-    assert "ptz" not in kinds["websocket"], kinds
+    kinds = {name: [_kind(json.loads(m)) for m in sent[name]] for name in ("datachannel", "websocket")}
+    assert "command ptz" in kinds["datachannel"], kinds
+    assert "command ptz" not in kinds["websocket"], kinds
     # The page still hears the change as a state event of /ws/control, and shows it.
     player_page.wait_for("document.querySelector('#ptz-zoom-label').textContent === '2.8×'", 5000)
 

@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from tests.fuzz.harness import OUTPUTS, STREAMS
-from vergence.control.commands import COMMAND_TYPES, command_schema
+from vergence.control.commands import BY_TYPE, COMMAND_TYPES
 
 # Numbers at and beyond every range the API has: 0 … 1, 1 … 64, ±10, ports, kbit/s, int64 and float64 limits.
 EDGE_NUMBERS: tuple[Any, ...] = (
@@ -93,7 +93,8 @@ flags = wild(True, False, 0, 1, "true")
 names = wild("home", "door", "a b", "x" * 41, "")
 percent = wild(0.0, 10.0, 50.0, 100.0, 101.0)
 
-# The control WebSocket's message types and their fields (docs/protocol.md, "Control WebSocket"; control/api.py).
+# The control WebSocket's message types besides `command`, and their fields (docs/protocol.md, "Control WebSocket";
+# control/transports/websocket.py).
 CONTROL_FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     "ping": {"t": wild(0, 123.4, "t")},
     "report": {
@@ -104,49 +105,18 @@ CONTROL_FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "frames": wild(300, 0),
         "dropped": wild(0, 3),
     },
-    "ptz": {"camera": cameras, "pan": unit, "tilt": unit, "zoom": zoom},
-    "ptz_velocity": {
-        "camera": cameras,
-        "pan_per_s": rate,
-        "tilt_per_s": rate,
-        "zoom_per_s": rate,
-        "duration_s": wild(0.1, 1, 30, 31, 0),
-    },
-    "preset": {"camera": cameras, "action": wild("save", "recall", "delete", "rename"), "name": names},
-    "stereo": {"pan": unit, "tilt": unit, "zoom": zoom, "vergence": wild(0.0, 0.1, -0.5, 0.6)},
-    "overlay": {
-        "camera": cameras,
-        "timestamp": flags,
-        "timestamp_format": wild("%H:%M:%S.%f", "%", "%Q", "%%f", ""),
-        "crosshair": flags,
-        "grid": flags,
-        "rec": flags,
-        "zoom": flags,
-        "rois": flags,
-        "texts": wild([], [{"text": "hi", "x_pct": 5, "y_pct": 5}], [{"text": "x", "x_pct": 1e9, "y_pct": -1}]),
-    },
-    "roi": {
-        "camera": cameras,
-        "action": wild("set", "delete", "move"),
-        "name": names,
-        "x1": percent,
-        "y1": percent,
-        "x2": percent,
-        "y2": percent,
-        "colour": wild("red", "lime", "#00ff00", "#0f0", "ultraviolet"),
-    },
-    "stabilize": {"camera": cameras, "enabled": flags},
-    "plugin": {
-        "camera": cameras,
-        "action": wild("add", "enable", "disable", "remove", "load"),
-        "name": wild("motion", "edges", "nope", ""),
-        # Plugins or no module at all: the loader imports, and reloads, any module it is given (an operator may run
-        # code by design); reloading the server's own modules is not an input that tests input validation.
-        "module": wild("vergence.plugins.motion", "vergence.plugins.edges", "no_such_plugin", ""),
-        "path": wild("/nonexistent/plugin.py", "", "/"),
-        "options": wild({}, {"threshold": 25}, {"threshold": "high"}),
-        "enabled": flags,
-    },
+}
+# The message kinds of the older protocol, each with the command whose fields it carried: no message kinds any more
+# (commands go in the command envelope), so each must get an `unknown_message` error and change nothing.
+LEGACY_KINDS: dict[str, str] = {
+    "ptz": "ptz",
+    "ptz_velocity": "move",
+    "preset": "preset",
+    "stereo": "stereo",
+    "overlay": "overlay",
+    "roi": "roi",
+    "stabilize": "stabilize",
+    "plugin": "plugin",
 }
 
 # Values for each command field by name: sane ones, wrong ones and junk.
@@ -155,11 +125,35 @@ _COMMAND_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "stream": cameras,
     "output": wild(*OUTPUTS, "nope"),
     "value": wild(0.5, 2, 64, 65, 0),
-    "action": wild("in", "out", "stop", "start", "save", "recall", "delete", "sideways"),
+    "action": wild(
+        "in",
+        "out",
+        "stop",
+        "start",
+        "save",
+        "recall",
+        "delete",
+        "set",
+        "add",
+        "enable",
+        "disable",
+        "remove",
+        "sideways",
+        "rename",
+        "load",
+    ),  # fmt: skip
     "pan": unit,
     "tilt": unit,
     "zoom": zoom,
-    "name": wild("north", "home", "flight-1", "a b", "x" * 81, "../up"),
+    "pan_per_s": rate,
+    "tilt_per_s": rate,
+    "zoom_per_s": rate,
+    "duration_s": wild(0.1, 1, 30, 31, 0),
+    "vergence": wild(0.0, 0.1, -0.5, 0.6),
+    "horizontal": flags,
+    "vertical": flags,
+    "paused": flags,
+    "name": wild("north", "home", "door", "flight-1", "motion", "edges", "nope", "a b", "x" * 81, "../up", ""),
     "kbps": wild(100, 2500, 99, 50_001),
     # Loopback and unresolvable names only: the fuzz must not send video to the world (the netns has no route out).
     "host": wild("127.0.0.1", "::1", "localhost", "no.such.host.invalid", "", "[::1]"),
@@ -170,12 +164,45 @@ _COMMAND_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "lon": wild(8.54, 180, 181),
     "alt_m": wild(408, -1000, 100_001),
     "enabled": flags,
+    "timestamp": flags,
+    "timestamp_format": wild("%H:%M:%S.%f", "%", "%Q", "%%f", ""),
+    "crosshair": flags,
+    "grid": flags,
+    "rec": flags,
+    "rois": flags,
+    "texts": wild([], [{"text": "hi", "x_pct": 5, "y_pct": 5}], [{"text": "x", "x_pct": 1e9, "y_pct": -1}]),
+    "x1": percent,
+    "y1": percent,
+    "x2": percent,
+    "y2": percent,
+    "colour": wild("red", "lime", "#00ff00", "#0f0", "ultraviolet"),
+    # Plugins or no module at all: the loader imports, and reloads, any module it is given (an operator may run code by
+    # design); reloading the server's own modules is not an input that tests input validation.
+    "module": wild("vergence.plugins.motion", "vergence.plugins.edges", "no_such_plugin", ""),
+    "path": wild("/nonexistent/plugin.py", "", "/"),
+    "options": wild({}, {"threshold": 25}, {"threshold": "high"}),
     "id": wild("a1", 7, None),
 }
-COMMAND_FIELDS = {
-    model["properties"]["type"]["const"]: [name for name in model["properties"] if name != "type"]
-    for model in command_schema()["$defs"].values()
-}
+# A field whose name means something else in one command: an overlay's `zoom` is the zoom read-out on or off.
+_TYPE_VALUES: dict[str, dict[str, st.SearchStrategy[Any]]] = {"overlay": {"zoom": flags}}
+COMMAND_FIELDS = {kind: [name for name in model.model_fields if name != "type"] for kind, model in BY_TYPE.items()}
+
+
+def _field_values(kind: str, name: str) -> st.SearchStrategy[Any]:
+    special = _TYPE_VALUES.get(kind, {})
+    return special[name] if name in special else _COMMAND_VALUES.get(name, json_values)
+
+
+@st.composite
+def command_fields(draw: st.DrawFn, kind: str) -> dict[str, Any]:
+    """Any subset of the fields of command `kind` (its target sometimes by the older name, `camera`)."""
+    fields: dict[str, Any] = {}
+    for name in COMMAND_FIELDS.get(kind, []):
+        if draw(st.integers(0, 2)):  # each field two times in three: required ones are often there, often not
+            fields[name] = draw(_field_values(kind, name))
+    if "stream" in fields and draw(st.integers(0, 3)) == 0:
+        fields["camera"] = fields.pop("stream")
+    return fields
 
 
 @st.composite
@@ -183,20 +210,22 @@ def command_objects(draw: st.DrawFn) -> dict[str, Any]:
     """A command as JSON: a known type with any subset of its fields (and sometimes a stranger), or an unknown type."""
     kind = draw(st.sampled_from(COMMAND_TYPES) if draw(st.integers(0, 99)) < 85 else wild("warp", "ZOOM"))
     command: dict[str, Any] = {"type": kind}
-    for name in COMMAND_FIELDS.get(kind, []) if isinstance(kind, str) else []:
-        if draw(st.integers(0, 2)):  # each field two times in three: required ones are often there, often not
-            command[name] = draw(_COMMAND_VALUES.get(name, json_values))
+    if isinstance(kind, str):
+        command.update(draw(command_fields(kind)))
     if draw(st.integers(0, 19)) == 0:
-        command[draw(st.sampled_from(("id", "extra", "Type")))] = draw(json_values)
+        command[draw(st.sampled_from(("id", "extra", "Type", "camera")))] = draw(json_values)
     if draw(st.integers(0, 19)) == 0:
         del command["type"]
     return command
 
 
 _WORDS = (*COMMAND_TYPES, "gcs_ip", "gcs_port", "gcs_host", "take_photo", "start_gcs_stream", "stop_gcs_stream")
-_WORDS += ("stop_recording", "ip", "port", "host", "ZOOM", "Zoom", "warp")
+_WORDS += ("stop_recording", "ip", "port", "host", "stream", "ZOOM", "Zoom", "warp")
 _VALUES = ("2", "0.5", "in", "out", "stop", "start", "on", "off", "nan", "inf", "-inf", "1e999", "0x10", "1_000")
 _VALUES += ("10.0.0.2:5600", "[::1]:5600", ":5600", "host:", "47.3,8.5,408", "47.3,8.5", "1,2,3,4", "north", "")
+# Targets and the words of the newer text forms: `zoom cam1 2`, `flip cam1 h`, `roi cam0 delete door`, `output udp0 stop`
+_VALUES += ("cam0", "cam1", "stereo", "udp0", "h", "v", "hv", "none", "set", "delete", "save", "recall", "door")
+_VALUES += ("add", "enable", "disable", "remove", "motion", "-0.2", "0.1")
 
 
 @st.composite
@@ -206,7 +235,7 @@ def command_lines(draw: st.DrawFn) -> str:
         return draw(st.one_of(texts, st.text(max_size=200)))
     values = often(st.sampled_from(_VALUES), texts)
     words = [draw(often(st.sampled_from(_WORDS), texts))]
-    words += draw(st.lists(values, max_size=2))
+    words += draw(st.lists(values, max_size=3))
     for _ in range(draw(st.integers(0, 2))):
         key = draw(often(st.sampled_from(sorted(_COMMAND_VALUES)), st.from_regex(r"[a-z_]{1,8}", fullmatch=True)))
         words.append(f"{key}={draw(values)}")
@@ -216,12 +245,18 @@ def command_lines(draw: st.DrawFn) -> str:
 
 @st.composite
 def control_messages(draw: st.DrawFn) -> dict[str, Any]:
-    """A control message of a known type with any subset of its fields, each of them sane or wild."""
-    kind = draw(st.sampled_from(sorted(CONTROL_FIELDS)))
+    """A `ping` or `report` with any subset of its fields, each of them sane or wild; or one of the older protocol's
+    message kinds with the fields of its command."""
+    kind = draw(
+        st.sampled_from(sorted(CONTROL_FIELDS)) if draw(st.integers(0, 3)) else st.sampled_from(sorted(LEGACY_KINDS))
+    )
     message: dict[str, Any] = {"type": kind}
-    for name, values in CONTROL_FIELDS[kind].items():
-        if draw(st.integers(0, 5 if name == "camera" else 2)):  # a camera five times in six, the rest two in three
-            message[name] = draw(values)
+    if kind in LEGACY_KINDS:
+        message.update(draw(command_fields(LEGACY_KINDS[kind])))
+    else:
+        for name, values in CONTROL_FIELDS[kind].items():
+            if draw(st.integers(0, 2)):
+                message[name] = draw(values)
     if draw(st.integers(0, 7)) == 0:
         message[draw(texts)] = draw(json_values)
     return message
@@ -264,7 +299,7 @@ def dumps(value: Any) -> str:
 def control_frames(draw: st.DrawFn) -> str | bytes:
     """One WebSocket frame for /ws/control: mostly JSON messages, sometimes any JSON, text that is not JSON, or bytes."""
     choice = draw(st.integers(0, 19))
-    if choice < 11:
+    if choice < 6:
         return dumps(draw(control_messages()))
     if choice < 15:
         return dumps(draw(command_messages()))

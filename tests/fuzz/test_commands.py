@@ -1,5 +1,5 @@
 """Fuzzing POST /api/commands with text lines and JSON bodies: every answer is a reply with the status its code maps to,
-never a 5xx (the route maps `io_error` to 500; no input may produce it)."""
+never a 5xx (`HTTP_STATUS` maps `io_error` and `internal_error` to 500; no input may produce them)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from tests.fuzz.strategies import (
     often,
     unjsonable,
 )
-
-STATUS = {"invalid": 400, "unknown_command": 400, "unavailable": 503}  # any other refusal is 409 (commands_api.py)
+from vergence.control.commands import COMMAND_TYPES
+from vergence.errors import HTTP_STATUS
 
 text_bodies = often(
     command_lines().map(lambda line: ("text/plain", line.encode())),
@@ -56,9 +56,11 @@ def assert_replied(response: httpx.Response, content_type: str, body: bytes) -> 
     assert isinstance(reply, dict) and isinstance(reply.get("ok"), bool), f"{where}: {reply}"
     if reply["ok"]:
         assert response.status_code == 200 and isinstance(reply.get("result"), dict), f"{where}: {reply}"
+        assert reply.get("command") in COMMAND_TYPES, f"{where}: {reply}"
         return
     assert isinstance(reply.get("code"), str) and isinstance(reply.get("error"), str), f"{where}: {reply}"
-    assert response.status_code == STATUS.get(reply["code"], 409), f"{where}: {response.status_code} {reply}"
+    assert response.status_code == HTTP_STATUS.get(reply["code"]), f"{where}: {response.status_code} {reply}"
+    assert reply.get("detail") == reply["error"], f"{where}: {reply}"
 
 
 def test_posted_commands_are_answered_with_replies_never_5xx(fuzz_server):
@@ -76,7 +78,7 @@ def test_posted_commands_are_answered_with_replies_never_5xx(fuzz_server):
             sent += 1
             assert_replied(response, content_type, body)
             reply = response.json()
-            outcomes[f"{response.status_code} {reply.get('type') if reply['ok'] else reply['code']}"] += 1
+            outcomes[f"{response.status_code} {reply.get('command') if reply['ok'] else reply['code']}"] += 1
 
         post()
     print(f"POST /api/commands: {sent} requests sent; answers: {dict(outcomes.most_common())}")

@@ -5,8 +5,11 @@ answer to the frame (replies come in order; state events may come between them a
 
 - a frame that is not JSON (binary, bad syntax, NaN, lone surrogates, deeper than the limit): one `bad_json` error;
 - JSON that is no object with a string `type`, or an unknown type: one `unknown_message` error;
-- `ping`: one pong echoing `t`; `command`: one reply (`ok`, and `code` and `error` when refused), echoing `id`;
-- `report` and the messages answered by state events (`ptz`, `preset`, `overlay`, …): nothing, or one error.
+- `ping`: one pong echoing `t`; `command`: one reply (`ok` and `command`, and `code` and `error` when refused), echoing
+  `id`;
+- `report`: nothing, or one `invalid` error;
+- any other type, the older protocol's message kinds (`ptz`, `preset`, `overlay`, …) among them: one `unknown_message`
+  error.
 
 After each batch the server must still answer GET /api/streams and /api/stats (where reports land) with 200.
 """
@@ -27,9 +30,9 @@ from tests.conftest import ServerProcess
 from tests.fuzz.harness import FUZZ_SETTINGS, INPUTS, assert_survived, log_tail
 from tests.fuzz.strategies import control_frames
 from vergence.control import json_text
+from vergence.control.commands import COMMAND_TYPES
 
 REPLY_TYPES = frozenset({"pong", "reply", "error"})  # everything else the server sends is a state event
-EVENT_ONLY = frozenset({"report", "ptz", "ptz_velocity", "preset", "stereo", "overlay", "roi", "stabilize", "plugin"})
 NOT_JSON = object()
 REPLY_TIMEOUT_S = 15.0  # a photo or a UDP destination that does not resolve takes a while; a hang takes longer
 
@@ -110,7 +113,7 @@ def _outcome(reply: dict[str, Any]) -> str:
 def _assert_error(reply: dict[str, Any], code: str | None = None) -> None:
     assert reply["type"] == "error", reply
     assert isinstance(reply.get("code"), str) and reply["code"], reply
-    assert isinstance(reply.get("message"), str) and reply["message"], reply
+    assert isinstance(reply.get("error"), str) and reply["error"], reply
     if code is not None:
         assert reply["code"] == code, reply
 
@@ -144,15 +147,16 @@ def assert_answered(frame: str | bytes, replies: list[dict[str, Any]]) -> None:
         reply = replies[0]
         assert isinstance(reply.get("ok"), bool), reply
         if reply["ok"]:
-            assert isinstance(reply.get("result"), dict), reply
+            assert isinstance(reply.get("result"), dict) and reply.get("command") in COMMAND_TYPES, reply
         else:
             assert isinstance(reply.get("code"), str) and isinstance(reply.get("error"), str), reply
+            assert reply.get("command") is None or isinstance(reply["command"], str), reply  # the type as sent
         if "id" in message:
             assert reply.get("id") == message["id"], (frame, reply)
-    elif kind in EVENT_ONLY:
+    elif kind == "report":
         assert len(replies) <= 1, (frame, replies)
         for reply in replies:
-            _assert_error(reply)
+            _assert_error(reply, "invalid")
     else:
         assert len(replies) == 1, (frame, replies)
         _assert_error(replies[0], "unknown_message")

@@ -16,6 +16,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from tests.aio import run
+from tests.controlws import envelope
 from vergence.app import create_app
 from vergence.auth import required_role
 from vergence.client.webrtc import WebRtcClient, WebRtcClientError
@@ -162,8 +163,29 @@ def test_every_command_type_is_403_for_a_viewer_and_runs_for_an_operator(server:
     assert as_operator.status_code not in (401, 403) and "ok" in as_operator.json(), as_operator.text
 
 
+def _viewable(server: Any) -> dict[str, Any]:
+    """What a viewer can read of what the commands below would change."""
+    cam0 = f"{server.url}/api/cameras/cam0"
+    return {
+        part: httpx.get(f"{cam0}/{part}", headers=VIEWER, timeout=10).json()
+        for part in ("ptz", "presets", "overlay", "rois", "stabilize", "plugins")
+    }
+
+
 def test_a_viewer_on_the_control_websocket_may_ping_and_report_but_not_command(server: Any) -> None:
-    before = httpx.get(f"{server.url}/api/cameras/cam0/ptz", headers=VIEWER, timeout=10).json()
+    before = _viewable(server)
+    zoom = before["ptz"]["zoom"] + 1
+    valid = [  # each would change something if an operator sent it
+        {"type": "ptz", "stream": "cam0", "zoom": zoom},
+        {"type": "zoom", "camera": "cam0", "value": zoom},
+        {"type": "move", "stream": "cam0", "zoom_per_s": 1.0, "duration_s": 1},
+        {"type": "preset", "stream": "cam0", "action": "save", "name": "viewer"},
+        {"type": "overlay", "stream": "cam0", "grid": not before["overlay"]["grid"]},
+        {"type": "roi", "stream": "cam0", "action": "set", "name": "viewer", "x1": 1, "y1": 1, "x2": 50, "y2": 50},
+        {"type": "stabilize", "stream": "cam0", "enabled": not before["stabilize"]["enabled"]},
+        {"type": "plugin", "stream": "cam0", "action": "add", "module": "vergence.plugins.edges"},
+        f"zoom cam0 {zoom}",
+    ]
     with connect(f"{server.ws_url}/ws/control", additional_headers=VIEWER, open_timeout=10) as ws:
         assert json.loads(ws.recv(timeout=10))["type"] == "state"
         ws.send(json.dumps({"type": "ping", "t": 1}))
@@ -172,11 +194,16 @@ def test_a_viewer_on_the_control_websocket_may_ping_and_report_but_not_command(s
             ws.send(json.dumps({"type": "command", "command": {"type": command_type}, "id": command_type}))
             reply = _next_of(ws, "reply")
             assert (reply["ok"], reply["code"], reply["id"]) == (False, "forbidden", command_type)
+            assert reply["command"] == command_type and "operator" in reply["error"], reply
+        for number, command in enumerate(valid):
+            ws.send(json.dumps(envelope(command, number)))
+            reply = _next_of(ws, "reply")
+            assert (reply["ok"], reply["code"], reply["id"]) == (False, "forbidden", number), (command, reply)
+        # The message kinds of the old protocol are no commands at all, for a viewer as for anyone.
         for kind in ("ptz", "ptz_velocity", "preset", "stereo", "overlay", "roi", "stabilize", "plugin"):
-            ws.send(json.dumps({"type": kind, "camera": "cam0", "zoom": before["zoom"] + 1}))
-            assert _next_of(ws, "error")["code"] == "forbidden", kind
-    after = httpx.get(f"{server.url}/api/cameras/cam0/ptz", headers=VIEWER, timeout=10).json()
-    assert after == before  # nothing the viewer sent moved the camera
+            ws.send(json.dumps({"type": kind, "camera": "cam0", "zoom": zoom}))
+            assert _next_of(ws, "error")["code"] == "unknown_message", kind
+    assert _viewable(server) == before  # nothing the viewer sent changed anything
 
 
 def test_an_operator_on_the_control_websocket_moves_the_camera(server: Any) -> None:
@@ -194,12 +221,14 @@ def test_a_viewer_webrtc_peer_watches_but_its_data_channel_commands_are_refused(
         async with WebRtcClient(server.url, "cam0", token=VIEWER_TOKEN) as client:
             await client.frame()
             refused = await client.request({"type": "command", "text": "zoom 2"}, "reply")
-            moved = await client.request({"type": "ptz", "camera": "cam0", "zoom": 2}, "error")
+            moved = await client.request(envelope({"type": "ptz", "stream": "cam0", "zoom": 2}, "m1"), "reply")
             return refused, moved
 
+    before = httpx.get(f"{server.url}/api/cameras/cam0/ptz", headers=VIEWER, timeout=10).json()
     refused, moved = run(scenario())
-    assert (refused["ok"], refused["code"]) == (False, "forbidden")
-    assert moved["code"] == "forbidden"
+    assert (refused["type"], refused["ok"], refused["code"]) == ("reply", False, "forbidden"), refused
+    assert (moved["type"], moved["ok"], moved["code"], moved["id"]) == ("reply", False, "forbidden", "m1"), moved
+    assert httpx.get(f"{server.url}/api/cameras/cam0/ptz", headers=VIEWER, timeout=10).json() == before
 
     async def anonymous() -> None:
         async with WebRtcClient(server.url, "cam0"):

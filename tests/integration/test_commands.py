@@ -45,15 +45,28 @@ def test_rest_commands_run_and_refusals_say_why(vergence_server, tmp_path):
 
     for body, status, code, fragment in (
         ({"type": "warp"}, 400, "unknown_command", "unknown command 'warp'"),
-        ({"type": "zoom", "value": 99}, 400, "invalid", "less than or equal to 64"),
-        ({"type": "zoom", "value": 2, "camera": "cam7"}, 409, "command_error", "unknown camera 'cam7'"),
-        ({"type": "destination", "port": 5000}, 409, "command_error", "no UDP output is configured"),
-        ({"type": "record", "action": "stop"}, 409, "command_error", "not recording"),
+        ({"type": "zoom", "value": 99}, 422, "invalid", "less than or equal to 64"),
+        ({"type": "zoom", "value": 2, "camera": "cam7"}, 404, "not_found", "unknown camera 'cam7'"),
+        ({"type": "zoom", "value": 2, "stream": "cam7"}, 404, "not_found", "unknown camera 'cam7'"),
+        ({"type": "destination", "port": 5000}, 404, "not_found", "no UDP output is configured"),
+        ({"type": "record", "action": "stop"}, 409, "conflict", "not recording"),
     ):
         refused = httpx.post(url, json=body)
         assert refused.status_code == status, (body, refused.text)
         reply = refused.json()
         assert reply["ok"] is False and reply["code"] == code and fragment in reply["error"], reply
+        assert reply["command"] == body["type"] and reply["detail"] == reply["error"], reply
+    for line, status, code in (
+        ("warp 9", 400, "unknown_command"),
+        ("zoom 99", 422, "invalid"),
+        ("flip sideways", 422, "invalid"),
+        ("zoom cam7 2", 404, "not_found"),
+        ("record stop", 409, "conflict"),
+    ):
+        refused = httpx.post(url, content=line, headers={"Content-Type": "text/plain"})
+        assert refused.status_code == status, (line, refused.text)
+        reply = refused.json()
+        assert (reply["ok"], reply["code"]) == (False, code) and reply["detail"] == reply["error"], reply
     assert zoom_of(server) == 2  # nothing refused changed anything
 
     # Found by fuzzing: each was a 500 (a NaN or 1e999 id echoed in the reply, a RecursionError).
@@ -61,15 +74,16 @@ def test_rest_commands_run_and_refusals_say_why(vergence_server, tmp_path):
     for body in ('{"type": "zoom", "id": NaN}', '{"type": "zoom", "value": 2, "id": 1e999}', f'{{"id": {deep}}}'):
         for content_type in ("application/json", "text/plain"):
             refused = httpx.post(url, content=body, headers={"Content-Type": content_type})
-            assert refused.status_code == 400 and refused.json()["code"] == "invalid", (body[:40], refused.text)
+            assert refused.status_code == 400 and refused.json()["code"] == "bad_request", (body[:40], refused.text)
     assert zoom_of(server) == 2
 
     photo = httpx.post(url, json={"type": "photo", "name": "north"}).json()
     assert photo["ok"], photo
     picture = media / "north.jpg"
     assert Path(photo["result"]["path"]) == picture and picture.read_bytes()[:2] == b"\xff\xd8"
-    again = httpx.post(url, json={"type": "photo", "name": "north"}).json()
-    assert not again["ok"] and "already exists" in again["error"]
+    again = httpx.post(url, json={"type": "photo", "name": "north"})
+    assert again.status_code == 409, again.text
+    assert not again.json()["ok"] and again.json()["code"] == "conflict" and "already exists" in again.json()["error"]
 
 
 def test_record_start_stop_writes_a_playable_mp4(vergence_server, tmp_path):
@@ -273,7 +287,7 @@ def test_a_reply_pipe_nobody_reads_never_blocks_the_server(vergence_server, tmp_
         assert json.loads(reply.splitlines()[0]) | {"result": None} == {
             "line": "zoom 3",
             "ok": True,
-            "type": "zoom",
+            "command": "zoom",
             "result": None,
         }
     finally:

@@ -107,7 +107,7 @@ def test_a_command_moves_the_camera_and_its_reply_echoes_the_id(broker, server):
     with Subscriber(broker, f"{TOPIC}/reply", f"{TOPIC}/reply/mine") as subscriber:
         subscriber.publish(f"{TOPIC}/cmd", json.dumps({"type": "zoom", "value": 2, "id": "a1"}))
         reply = json.loads(subscriber.next(f"{TOPIC}/reply", TIMEOUT_S).payload)
-        assert reply["ok"] is True and reply["id"] == "a1" and reply["type"] == "zoom", reply
+        assert reply["ok"] is True and reply["id"] == "a1" and reply["command"] == "zoom", reply
         assert httpx.get(f"{server.url}/api/cameras/cam0/ptz").json()["zoom"] == 2
 
         subscriber.publish(f"{TOPIC}/cmd", "zoom 1.5")
@@ -125,7 +125,7 @@ def test_invalid_commands_get_error_replies(broker, server):
         for payload, code, word in [
             (json.dumps({"type": "zoom", "value": 100, "id": "b1"}), "invalid", "value"),
             (json.dumps({"type": "warp", "id": "b2"}), "unknown_command", "warp"),
-            ("{not json", None, "JSON"),
+            ("{not json", "bad_request", "JSON"),
             (json.dumps({"type": "status", "id": "b3", "reply_to": "vtest/#"}), "invalid", "reply_to"),
         ]:
             subscriber.publish(f"{TOPIC}/cmd", payload)

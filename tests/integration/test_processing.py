@@ -13,8 +13,10 @@ import httpx
 import numpy as np
 from websockets.sync.client import ClientConnection, connect
 
+from tests.controlws import command, send_command
 from tests.integration.wsclient import VideoClient
 from tests.media import H264Decoder
+from tests.polling import poll
 
 SEED_PLUGIN = """
 import cv2
@@ -137,9 +139,11 @@ def test_a_plugin_that_cannot_load_is_reported_and_the_stream_goes_on(vergence_s
     assert "ModuleNotFoundError" in listed[0]["error"]
     assert measured_fps(server, seconds=1.0) >= 28
     missing = httpx.post(f"{server.url}/api/cameras/cam0/plugins", json={"path": str(tmp_path / "nowhere.py")})
-    assert missing.status_code == 422 and "no file" in missing.json()["detail"]
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found", missing.text
+    assert "no file" in missing.json()["detail"] and missing.json()["command"] == "plugin"
     neither = httpx.post(f"{server.url}/api/cameras/cam0/plugins", json={"name": "x"})  # pydantic's prefix is gone
-    assert neither.status_code == 422 and neither.json()["detail"] == "give either path or module"
+    assert neither.status_code == 422 and neither.json()["code"] == "invalid", neither.text
+    assert neither.json()["detail"] == neither.json()["error"] == "add needs either path or module"
 
 
 def test_a_plugin_taking_200_ms_per_frame_leaves_the_stream_at_full_rate(vergence_server, tmp_path):
@@ -167,17 +171,20 @@ def test_rois_are_validated_and_persist_across_a_restart(vergence_server, tmp_pa
     ):
         response = httpx.put(f"{rois}/bad", json=bad)
         assert response.status_code == 422 and why in response.text, response.text
-    assert httpx.delete(f"{rois}/nothing").status_code == 404
+        assert (response.json()["code"], response.json()["command"]) == ("invalid", "roi"), response.text
+    missing = httpx.delete(f"{rois}/nothing")
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found", missing.text
     with connect(f"{server.ws_url}/ws/control", legacy=True) as control:
         json.loads(control.recv(timeout=10))
-        control.send(json.dumps({"type": "roi", "camera": "cam0", "action": "set", "name": "door", **door, "x2": 70}))
+        send_command(control, {"type": "roi", "stream": "cam0", "action": "set", "name": "door", **door, "x2": 70})
         event = wait_for_event(control, lambda e: e["type"] == "rois")
         assert [r["x2"] for r in event["rois"] if r["name"] == "door"] == [70]
-        control.send(json.dumps({"type": "roi", "camera": "cam0", "action": "delete", "name": "gate"}))
+        send_command(control, "roi cam0 delete gate", "d1")
         wait_for_event(control, lambda e: e["type"] == "rois" and len(e["rois"]) == 1)
-        control.send(json.dumps({"type": "roi", "camera": "cam0", "action": "set", "name": "x", **door, "x1": 90}))
-        error = wait_for_event(control, lambda e: e["type"] == "error")
-        assert error["code"] == "invalid" and "x2 must be > x1" in error["message"]
+        refused = command(control, {"type": "roi", "camera": "cam0", "action": "set", "name": "x", **door, "x1": 90})
+        assert not refused["ok"] and refused["code"] == "invalid" and "x2 must be > x1" in refused["error"], refused
+        refused = command(control, "roi cam0 delete nothing", "d2")
+        assert not refused["ok"] and refused["code"] == "not_found" and "nothing" in refused["error"], refused
     httpx.put(f"{server.url}/api/cameras/cam0/overlay", json={"timestamp": True, "grid": True}).raise_for_status()
     server.stop()
 
@@ -200,20 +207,20 @@ def test_overlays_and_stabilization_toggle_live_and_are_timed(vergence_server):
     arm = marked[172:189, 311:317].mean(axis=(1, 2))  # rows across the crosshair's left arm: white on black
     assert arm.max() > 200 and arm.min() < 50, (arm.min(), arm.max())
     response = httpx.put(f"{server.url}/api/cameras/cam0/stabilize", json={"enabled": True})
-    assert response.json() == {"type": "stabilize", "camera": "cam0", "enabled": True}
-    deadline = time.monotonic() + 10
-    while True:
+    assert response.json() == {"stream": "cam0", "enabled": True}
+    assert httpx.get(f"{server.url}/api/cameras/cam0/stabilize").json() == {"stream": "cam0", "enabled": True}
+
+    def timed() -> bool:
         stages = httpx.get(f"{server.url}/api/stats").json()["streams"]["cam0"]["stages_ms"]
-        if stages["stabilize"] > 0 and stages["overlay"] > 0:
-            break
-        assert time.monotonic() < deadline, stages
-        time.sleep(0.1)  # poll interval of a deadline loop
+        return stages["stabilize"] > 0 and stages["overlay"] > 0
+
+    poll(timed, "the stabilize and overlay stages to be timed", deadline_s=10)
     assert measured_fps(server, seconds=2.0) >= 29
-    assert httpx.put(f"{server.url}/api/cameras/cam9/stabilize", json={"enabled": True}).status_code == 404
-    assert (
-        httpx.put(f"{server.url}/api/cameras/cam0/overlay", json={"texts": [{"text": "x", "x_pct": 200}]}).status_code
-        == 422
-    )
+    missing = httpx.put(f"{server.url}/api/cameras/cam9/stabilize", json={"enabled": True})
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found", missing.text
+    assert httpx.get(f"{server.url}/api/cameras/cam9/stabilize").status_code == 404
+    bad = httpx.put(f"{server.url}/api/cameras/cam0/overlay", json={"texts": [{"text": "x", "x_pct": 200}]})
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid" and "x_pct" in bad.json()["error"], bad.text
 
 
 def test_the_example_plugins_load_by_module_name(vergence_server):
@@ -239,9 +246,34 @@ def test_the_example_plugins_load_by_module_name(vergence_server):
     green = (bgr[:, :, 1] > 200) & (bgr[:, :, 0] < 90) & (bgr[:, :, 2] < 90)
     assert green.mean() > 0.005  # the edges, painted green
     # A motion ROI that does not exist disables the plugin with an error naming the ROIs there are.
-    httpx.delete(f"{server.url}/api/cameras/cam0/rois/scene").raise_for_status()
-    deadline = time.monotonic() + 10
-    while (state := {p["name"]: p for p in httpx.get(plugins).json()}["motion"])["state"] != "error":
-        assert time.monotonic() < deadline, state
-        time.sleep(0.1)  # poll interval of a deadline loop
+    deleted = httpx.delete(f"{server.url}/api/cameras/cam0/rois/scene")
+    assert deleted.status_code == 200 and deleted.json() == {"stream": "cam0", "rois": []}, deleted.text
+    state = poll(
+        lambda: (motion := {p["name"]: p for p in httpx.get(plugins).json()}["motion"])["state"] == "error" and motion,
+        "the motion plugin to fail on its missing ROI",
+        deadline_s=10,
+    )
     assert "unknown ROI 'scene'" in state["error"]
+
+    # Turn one off and on, remove it; each refusal in the reply shape with the status of its code.
+    off = httpx.put(f"{plugins}/edges", json={"enabled": False})
+    assert off.status_code == 200 and off.json()["state"] == "disabled", off.text
+    assert {p["name"]: p for p in httpx.get(plugins).json()}["edges"]["state"] == "disabled"
+    on = httpx.put(f"{plugins}/edges", json={"enabled": True})
+    assert on.status_code == 200 and on.json()["state"] in ("branch", "inline"), on.text
+    for body, status, code in (
+        (b'{"enabled": "maybe"}', 422, "invalid"),
+        (b"{}", 422, "invalid"),
+        (b'{"enabled": tru', 400, "bad_request"),
+        (b"\xff\xfe", 400, "bad_request"),  # FastAPI's own parser answered this with its own 400 shape
+    ):
+        refused = httpx.put(f"{plugins}/edges", content=body, headers={"Content-Type": "application/json"})
+        assert refused.status_code == status, (body, refused.text)
+        assert (refused.json()["ok"], refused.json()["code"]) == (False, code), (body, refused.text)
+    missing = httpx.put(f"{plugins}/nope", json={"enabled": True})
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found", missing.text
+    removed = httpx.delete(f"{plugins}/edges")
+    assert removed.status_code == 200, removed.text
+    assert removed.json()["stream"] == "cam0" and [p["name"] for p in removed.json()["plugins"]] == ["motion"]
+    again = httpx.delete(f"{plugins}/edges")
+    assert again.status_code == 404 and again.json()["code"] == "not_found" and "edges" in again.json()["error"]

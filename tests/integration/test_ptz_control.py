@@ -9,6 +9,7 @@ import httpx
 import numpy as np
 from websockets.sync.client import connect
 
+from tests.controlws import command, event, send_command
 from tests.integration.wsclient import VideoClient
 from tests.media import H264Decoder
 
@@ -60,15 +61,23 @@ def test_every_controller_sees_a_change_and_a_new_one_gets_the_current_state(ver
     ):
         assert json.loads(first.recv(timeout=5))["type"] == "state"
         assert json.loads(second.recv(timeout=5))["cameras"]["cam0"]["zoom"] == 1.0
-        first.send(json.dumps({"type": "ptz", "camera": "cam0", "zoom": 2.5, "pan": 0.25}))
-        event = json.loads(second.recv(timeout=5))
+        send_command(first, {"type": "ptz", "stream": "cam0", "zoom": 2.5, "pan": 0.25}, "p1")
+        event = json.loads(second.recv(timeout=5))  # a controller that sent nothing hears only the event
         assert event["type"] == "ptz" and event["camera"] == "cam0" and event["zoom"] == 2.5 and event["pan"] == 0.25
-        assert json.loads(first.recv(timeout=5))["zoom"] == 2.5  # the sender hears it too
-        first.send(json.dumps({"type": "ptz", "camera": "cam0", "zoom": 0.5}))
-        error = json.loads(first.recv(timeout=5))
-        assert error["type"] == "error" and "zoom" in error["message"]
-        first.send(json.dumps({"type": "ptz", "camera": "nope", "zoom": 2}))
-        assert "unknown camera" in json.loads(first.recv(timeout=5))["message"]
+        # The sender hears the event too, and gets the reply; in either order.
+        heard = [json.loads(first.recv(timeout=5)), json.loads(first.recv(timeout=5))]
+        [reply] = [m for m in heard if m["type"] == "reply"]
+        [echo] = [m for m in heard if m["type"] == "ptz"]
+        assert reply["ok"] and reply["id"] == "p1" and reply["command"] == "ptz" and reply["result"]["zoom"] == 2.5
+        assert echo["zoom"] == 2.5 and echo["camera"] == "cam0"
+        refused = command(first, {"type": "ptz", "camera": "cam0", "zoom": 0.5}, "p2")  # `camera`: the older name
+        assert not refused["ok"] and refused["code"] == "invalid" and "zoom" in refused["error"], refused
+        refused = command(first, {"type": "ptz", "stream": "nope", "zoom": 2}, "p3")
+        assert not refused["ok"] and refused["code"] == "not_found" and "unknown camera" in refused["error"], refused
+        # A refused command changed nothing, so nobody heard of it: the next thing the other controller hears is
+        # this one's event.
+        command(first, {"type": "ptz", "stream": "cam0", "pan": 0.25}, "p4")
+        assert json.loads(second.recv(timeout=5))["type"] == "ptz"
     with connect(f"{server.ws_url}/ws/control", legacy=True) as late:
         state = json.loads(late.recv(timeout=5))
         assert state["type"] == "state" and state["cameras"]["cam0"]["zoom"] == 2.5
@@ -77,15 +86,28 @@ def test_every_controller_sees_a_change_and_a_new_one_gets_the_current_state(ver
 
 def test_bad_ptz_requests_get_a_clear_4xx(vergence_server):
     server = vergence_server("--size", "320x240")
-    for body in ({"zoom": 0.5}, {"pan": 1.5}, {"tilt": -0.1}, {"zoom": "far"}, {"zoom": 1000}):
+    for body in ({"zoom": 0.5}, {"pan": 1.5}, {"tilt": -0.1}, {"zoom": "far"}, {"zoom": 1000}, {"roll": 1}):
         response = httpx.put(f"{server.url}/api/cameras/cam0/ptz", json=body)
-        assert 400 <= response.status_code < 500, (body, response.status_code)
-    assert httpx.put(f"{server.url}/api/cameras/cam9/ptz", json={"zoom": 2}).status_code == 404
+        assert response.status_code == 422, (body, response.status_code)
+        refused = response.json()
+        assert (refused["ok"], refused["command"], refused["code"]) == (False, "ptz", "invalid"), refused
+        assert next(iter(body)) in refused["error"] and refused["detail"] == refused["error"], refused
+    # Beyond this camera's max_zoom (the model allows up to 64): the camera refuses it, as invalid.
+    response = httpx.put(f"{server.url}/api/cameras/cam0/ptz", json={"zoom": 40})
+    assert response.status_code == 422 and response.json()["code"] == "invalid", response.text
+    assert "zoom" in response.json()["error"]
+    missing = httpx.put(f"{server.url}/api/cameras/cam9/ptz", json={"zoom": 2})
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found", missing.text
+    assert "cam9" in missing.json()["error"]
+    assert httpx.get(f"{server.url}/api/cameras/cam9/ptz").status_code == 404
     # Found by fuzzing: FastAPI's 422 echoed the input, and NaN, 1e999 or a lone surrogate made that answer a 500.
+    # JSON cannot carry any of them: the body is not JSON, a bad request.
     for body in ('{"pan": NaN}', '{"zoom": 1e999}', '{"tilt": "\\udcff"}', '{"pan": 0.5, "\\ud800": 1, "zoom": "x"}'):
         response = httpx.put(f"{server.url}/api/cameras/cam0/ptz", content=body, headers=JSON)
-        assert response.status_code == 422, (body, response.status_code, response.text)
-        assert response.json()["detail"][0]["loc"][0] == "body", (body, response.text)
+        assert response.status_code == 400, (body, response.status_code, response.text)
+        refused = response.json()
+        assert (refused["ok"], refused["code"]) == (False, "bad_request"), (body, response.text)
+        assert "invalid JSON" in refused["error"], (body, response.text)
     assert httpx.get(f"{server.url}/api/cameras/cam0/ptz").json()["zoom"] == 1.0
 
 
@@ -161,15 +183,24 @@ def test_presets_save_recall_delete_and_survive_a_restart(vergence_server, tmp_p
     assert httpx.get(f"{api}/ptz").json()["zoom"] == 1.0  # home without a saved preset: the whole view
     recalled = httpx.post(f"{api}/presets/door/recall").json()
     assert recalled["zoom"] == 3.0 and abs(recalled["pan"] - 0.2) < 0.01  # pan snaps to the even-pixel crop
-    assert httpx.post(f"{api}/presets/nope/recall").status_code == 404
-    assert httpx.put(f"{api}/presets/{'x' * 41}").status_code == 422
+    missing = httpx.post(f"{api}/presets/nope/recall")
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found", missing.text
+    too_long = httpx.put(f"{api}/presets/{'x' * 41}")
+    assert too_long.status_code == 422 and too_long.json()["code"] == "invalid", too_long.text
     assert httpx.delete(f"{api}/presets/wide").status_code == 200
-    assert httpx.delete(f"{api}/presets/wide").status_code == 404
+    gone = httpx.delete(f"{api}/presets/wide")
+    assert gone.status_code == 404 and gone.json()["code"] == "not_found", gone.text
     server.stop()
     again = vergence_server("--size", "320x240", env=env)
     assert set(httpx.get(f"{again.url}/api/cameras/cam0/presets").json()) == {"door"}
     with connect(f"{again.ws_url}/ws/control", legacy=True) as control:
         state = json.loads(control.recv(timeout=5))
         assert state["cameras"]["cam0"]["presets"]["door"]["zoom"] == 3.0
-        control.send(json.dumps({"type": "preset", "camera": "cam0", "action": "recall", "name": "home"}))
-        assert json.loads(control.recv(timeout=5))["zoom"] == 1.0
+        seen: list = []
+        reply = command(control, {"type": "preset", "stream": "cam0", "action": "recall", "name": "home"}, seen=seen)
+        assert reply["ok"] and reply["command"] == "preset" and reply["result"]["zoom"] == 1.0, reply
+        if not any(m["type"] == "ptz" for m in seen):
+            event(control, "ptz", camera="cam0")
+        assert httpx.get(f"{again.url}/api/cameras/cam0/ptz").json()["zoom"] == 1.0
+        missing = command(control, "preset cam0 recall nope", "r2")
+        assert not missing["ok"] and missing["code"] == "not_found" and "nope" in missing["error"], missing

@@ -358,7 +358,7 @@ def test_a_full_disk_ends_the_recording_in_error_while_viewers_keep_their_frame_
     for segment in closed[:-1]:  # earlier segments intact (the last one is the one the disk ran out on)
         times, keys, error = decoded_timecodes(segment["path"])
         assert error is None and keys[0] and ffprobe_frames(segment["path"]) == len(times) == segment["frames"]
-    assert command(server, "record stop")["code"] == "command_error"  # it is not recording any more
+    assert command(server, "record stop")["code"] == "conflict"  # it is not recording any more
     for path in tiny_disk.glob("*.mp4"):
         path.unlink()
     again = command(server, "record")  # space again: a new recording starts

@@ -89,7 +89,9 @@ def test_linked_moves_and_vergence_move_the_eyes_together_and_apart(vergence_ser
     assert shift > 0 and right0[0] - right1[0] == shift  # opposite directions, by the same amount
     assert abs(shift - 0.1 * left0[2]) <= 2  # each eye takes half of 0.2 crop widths
     assert httpx.get(f"{server.url}/api/cameras/cam1/ptz").json()["crop"] == right1
-    assert httpx.put(f"{server.url}/api/stereo", json={"vergence": 0.9}).status_code == 422
+    too_far = httpx.put(f"{server.url}/api/stereo", json={"vergence": 0.9})
+    assert too_far.status_code == 422 and too_far.json()["code"] == "invalid", too_far.text
+    assert too_far.json()["command"] == "stereo" and "vergence" in too_far.json()["error"]
     # One eye moved alone stays where it is when only the vergence changes (it is not pulled back to the other's pan).
     httpx.put(f"{server.url}/api/cameras/cam1/ptz", json={"pan": 0.4}).raise_for_status()
     alone = httpx.put(f"{server.url}/api/stereo", json={"vergence": 0.2}).json()
@@ -105,6 +107,13 @@ def test_stereo_api_says_when_stereo_is_off(vergence_server):
     server = vergence_server("--size", "320x240")
     response = httpx.get(f"{server.url}/api/stereo")
     assert response.status_code == 404 and "stereo is not enabled" in response.json()["detail"]
+    assert response.json()["code"] == "not_found"
+    response = httpx.put(f"{server.url}/api/stereo", json={"vergence": 0.1})
+    assert response.status_code == 404 and response.json()["code"] == "not_found", response.text
+    assert "stereo is not enabled" in response.json()["error"]
+    response = httpx.post(f"{server.url}/api/commands", content="stereo 0.1", headers={"Content-Type": "text/plain"})
+    assert response.status_code == 404 and response.json()["code"] == "not_found", response.text
+    assert response.json()["command"] == "stereo"
 
 
 def test_the_depth_stream_plays_and_measures_the_eyes_offset(vergence_server, tmp_path):

@@ -238,6 +238,7 @@ def test_bitrate_and_destination_commands_take_effect_without_touching_an_mjpeg_
 
         bad = command(server, {"type": "destination", "host": "a" * 64 + ".example"})
         assert bad.status_code == 409 and "does not resolve" in bad.json()["error"], bad.text
+        assert (bad.json()["ok"], bad.json()["command"], bad.json()["code"]) == (False, "destination", "conflict")
         assert output(server)["port"] == new_port and output(server)["host"] == "127.0.0.1"
 
         gap = viewer.max_gap(watch_from, time.monotonic())

@@ -19,6 +19,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from tests.aio import run
 from tests.conftest import ServerProcess, start_server
+from tests.controlws import envelope
 from vergence.client.webrtc import WebRtcClient, WebRtcClientError
 from vergence.media import timecode
 from vergence.outputs.webrtc import PLAYOUT_DELAY
@@ -304,19 +305,51 @@ def test_a_receivers_pli_reaches_the_encoder_and_a_keyframe_follows(server: Serv
     run(main())
 
 
+async def channel_command(
+    client: WebRtcClient, command: dict[str, Any] | str, command_id: int, seen: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Send one command on the data channel and return the reply carrying its id; other messages go to `seen`."""
+    await client.send(envelope(command, command_id))
+    return await channel_message(client, lambda m: m.get("type") == "reply" and m.get("id") == command_id, seen)
+
+
+async def channel_message(
+    client: WebRtcClient, match: Callable[[dict[str, Any]], bool], seen: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The first control message on the data channel `match` accepts; others go to `seen`."""
+    async with asyncio.timeout(10):
+        while True:
+            message = await client.messages.get()
+            if match(message):
+                return message
+            if seen is not None:
+                seen.append(message)
+
+
 def test_ptz_and_ping_over_the_data_channel(server: ServerProcess) -> None:
     async def main() -> None:
         async with WebRtcClient(server.url, "cam0") as client:
             pong = await client.request({"type": "ping", "t": 42.5})
             assert pong["type"] == "pong" and pong["t"] == 42.5 and abs(pong["server_ns"] - time.time_ns()) < 1e9
             zoom = 1.5 if (await get_json(server, "/api/cameras/cam0/ptz"))["zoom"] != 1.5 else 2.5
-            event = await client.request({"type": "ptz", "camera": "cam0", "zoom": zoom, "pan": 0.4})
-            assert event["type"] == "ptz" and event["zoom"] == zoom, event
+            seen: list[dict[str, Any]] = []
+            done = await channel_command(client, {"type": "ptz", "stream": "cam0", "zoom": zoom, "pan": 0.4}, 1, seen)
+            assert done["ok"] and done["command"] == "ptz" and done["result"]["zoom"] == zoom, done
+            # The state event every controller hears comes on the channel too, before or after the reply.
+            event = next((m for m in seen if m.get("type") == "ptz"), None) or await channel_message(
+                client, lambda m: m.get("type") == "ptz"
+            )
+            assert event["type"] == "ptz" and event["camera"] == "cam0" and event["zoom"] == zoom, event
             ptz = await get_json(server, "/api/cameras/cam0/ptz")
             assert ptz["zoom"] == zoom and ptz["pan"] == pytest.approx(0.4, abs=0.01)
-            bad = await client.request({"type": "ptz", "camera": "cam0", "zoom": "lots"})
-            assert bad["type"] == "error", bad
-            reply = await client.request({"type": "command", "command": {"type": "ptz", "camera": "cam0", "zoom": 1}})
+            bad = await channel_command(client, {"type": "ptz", "stream": "cam0", "zoom": "lots"}, 2)
+            assert not bad["ok"] and bad["code"] == "invalid" and "zoom" in bad["error"], bad
+            text = await channel_command(client, "zoom cam0 9000", 3)
+            assert not text["ok"] and text["code"] == "invalid", text
+            legacy = await client.request({"type": "ptz", "camera": "cam0", "zoom": 1}, "error")
+            assert legacy["type"] == "error" and legacy["code"] == "unknown_message", legacy
+            assert (await get_json(server, "/api/cameras/cam0/ptz"))["zoom"] == zoom  # nothing refused moved it
+            reply = await channel_command(client, {"type": "ptz", "camera": "cam0", "zoom": 1}, 4)  # the older key
             assert reply["type"] == "reply" and reply["ok"], reply
             assert (await get_json(server, "/api/cameras/cam0/ptz"))["zoom"] == 1
 

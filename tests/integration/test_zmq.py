@@ -143,13 +143,13 @@ def test_a_stalled_subscriber_costs_the_others_no_frame(two_cameras):
 def test_commands_on_rep_move_the_camera_json_and_text(two_cameras):
     server, _, rep = two_cameras
     reply = zmq_command(rep, {"type": "zoom", "value": 2, "id": "z1"}, timeout_s=TIMEOUT_S)
-    assert reply["ok"] is True and reply["id"] == "z1" and reply["type"] == "zoom", reply
+    assert reply["ok"] is True and reply["id"] == "z1" and reply["command"] == "zoom", reply
     assert reply["result"]["zoom"] == 2
     assert ptz_zoom(server) == 2
 
     assert httpx.put(f"{server.url}/api/cameras/cam0/ptz", json={"zoom": 1}).json()["zoom"] == 1
     reply = zmq_command(rep, "zoom 2", timeout_s=TIMEOUT_S)
-    assert reply["ok"] is True and reply["type"] == "zoom" and "id" not in reply, reply
+    assert reply["ok"] is True and reply["command"] == "zoom" and "id" not in reply, reply
     assert ptz_zoom(server) == 2
 
 
@@ -157,12 +157,12 @@ def test_bad_requests_get_error_replies_and_the_socket_keeps_answering(two_camer
     server, _, rep = two_cameras
     # (request, expected code or None for any, a word the error must contain)
     bad = [
-        (b"{not json", None, "JSON"),
-        (b"\xff\xfe\x00", None, "UTF-8"),
+        (b"{not json", "bad_request", "JSON"),
+        (b"\xff\xfe\x00", "bad_request", "UTF-8"),
         ("warp 9", "unknown_command", "warp"),
         ({"type": "zoom", "value": 100, "id": 7}, "invalid", "value"),
         ({"type": "pan"}, "invalid", "value"),
-        ("   ", None, "empty"),
+        ("   ", "invalid", "empty"),
     ]
     with ZmqControl(rep, timeout_s=TIMEOUT_S) as control:
         for request, code, word in bad:

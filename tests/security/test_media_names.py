@@ -55,7 +55,7 @@ def test_a_name_the_api_could_not_list_is_refused_by_every_command_and_transport
     for name in BAD_NAMES:
         for kind in ("photo", "record", "clip"):
             response = post(server, {"type": kind, "name": name})
-            assert response.status_code == 400, (kind, name, response.text)
+            assert response.status_code == 422, (kind, name, response.text)
             reply = response.json()
             assert reply["ok"] is False and reply["code"] == "invalid", (kind, name, reply)
             assert reply["error"].startswith("name: "), reply  # says which field, and why
@@ -64,8 +64,8 @@ def test_a_name_the_api_could_not_list_is_refused_by_every_command_and_transport
     # The text form (REST text/plain, vergence ctl, the FIFO, the SQLite inbox) parses into the same command.
     for line in ("photo .hidden", "record ..", "record .hidden", "take_photo ..."):
         response = post(server, line)
-        assert response.status_code == 400, (line, response.text)
-        assert "is not a media name" in response.json()["error"], response.text
+        assert response.status_code == 422, (line, response.text)
+        assert response.json()["code"] == "invalid" and "is not a media name" in response.json()["error"], response.text
 
     fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
     os.write(fd, b"photo .hidden\nrecord ..\n")

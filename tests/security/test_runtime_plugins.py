@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from websockets.sync.client import connect
+
+from tests.controlws import command
 
 PLUGIN = """
 import pathlib
@@ -40,9 +43,24 @@ def test_a_plugin_file_from_anywhere_is_refused_by_default_and_never_runs(vergen
     shared.chmod(0o1777)
     response = add(server, {"path": str(path)})
     assert response.status_code == 403, response.text
-    assert "plugin_dir" in response.json()["detail"]
+    refused = response.json()
+    assert (refused["ok"], refused["command"], refused["code"]) == (False, "plugin", "forbidden"), refused
+    assert "plugin_dir" in refused["detail"] and refused["error"] == refused["detail"]
     assert not marker.exists()
     assert add(server, {"module": "json"}).status_code == 403  # any importable module: refused too
+    # The same command from the other transports: a text line over REST, and the control WebSocket.
+    line = f"plugin cam0 add evil path={path}"
+    response = httpx.post(f"{server.url}/api/commands", content=line, headers={"Content-Type": "text/plain"})
+    assert response.status_code == 403 and response.json()["code"] == "forbidden", response.text
+    with connect(f"{server.ws_url}/ws/control", open_timeout=10) as control:
+        control.recv(timeout=10)  # the state
+        reply = command(control, {"type": "plugin", "stream": "cam0", "action": "add", "path": str(path)})
+        assert (reply["ok"], reply["code"]) == (False, "forbidden") and "plugin_dir" in reply["error"], reply
+        reply = command(control, "plugin add sneaky module=json", "m")
+        assert (reply["ok"], reply["code"]) == (False, "forbidden"), reply
+    assert not marker.exists()
+    names = {plugin["name"] for plugin in httpx.get(f"{server.url}/api/cameras/cam0/plugins").json()}
+    assert names.isdisjoint({"evil", "json", "sneaky"}), names
     assert add(server, {"module": "vergence.plugins.edges"}).status_code == 201  # vergence's own: allowed
 
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from vergence.control.commands import as_object
+from vergence.control.parsing import as_object
 from vergence.errors import ConfigError
 from vergence.media.frame import EncodedPacket
 from vergence.outputs.base import FrameGate

@@ -89,7 +89,7 @@ def parse_command(raw: Any) -> AnyCommand:
 def validate(fields: dict[str, Any]) -> AnyCommand:
     """Validate a command's fields (its `type` among them)."""
     kind = fields.get("type")
-    if kind not in BY_TYPE:
+    if not isinstance(kind, str) or kind not in BY_TYPE:  # a list or an object is no type (and not hashable)
         raise CommandError(f"unknown command {kind!r}; commands: {', '.join(COMMAND_TYPES)}", code="unknown_command")
     try:
         return ANY_COMMAND.validate_python(fields)
@@ -97,11 +97,12 @@ def validate(fields: dict[str, Any]) -> AnyCommand:
         raise InvalidCommand(describe_validation(err)) from None
 
 
-def describe_validation(err: ValidationError) -> str:
-    """One line per problem, naming the field."""
+def describe_validation(err: ValidationError, union: bool = True) -> str:
+    """One line per problem, naming the field (`union`: the error is of the command union, whose first location
+    element is the tag, not a field)."""
     parts = []
     for error in err.errors():
-        loc = [str(part) for part in error["loc"][1:]]  # the first element is the union tag
+        loc = [str(part) for part in error["loc"][1 if union else 0 :]]
         message = error["msg"].removeprefix("Value error, ")
         parts.append(f"{'.'.join(loc)}: {message}" if loc else message)
     return "; ".join(parts)

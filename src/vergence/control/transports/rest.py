@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from vergence.auth import principal_of
 from vergence.control import json_text
@@ -30,8 +30,9 @@ from vergence.control.commands import (
     fields_of,
 )
 from vergence.control.controller import CameraController
+from vergence.control.parsing import describe_validation
 from vergence.control.processing import ProcessingController
-from vergence.errors import CommandError, VergenceError, http_status
+from vergence.errors import CommandError, InvalidCommand, VergenceError, http_status
 
 router = APIRouter()
 MAX_COMMAND_BYTES = 64 * 1024
@@ -106,7 +107,7 @@ async def _run(request: Request, kind: str, path: dict[str, Any], body: dict[str
 
 def _with_body(model: type[Any], description: str = "") -> dict[str, Any]:
     """The OpenAPI request body of a route that carries a command's fields."""
-    schema = fields_of(model)
+    schema = _resolved(fields_of(model))
     return {
         "requestBody": {
             "required": False,
@@ -116,11 +117,29 @@ def _with_body(model: type[Any], description: str = "") -> dict[str, Any]:
     }
 
 
+def _resolved(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON Schema with every `#/$defs/…` reference replaced by its definition (and no `$defs`): a route that reads its
+    body itself tells OpenAPI the body's shape in `openapi_extra`, where such a reference would be looked up in the
+    whole document and not found (an overlay's `texts`, a command union's members)."""
+    defs = schema.get("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items() if key != "$defs"}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    return resolve(schema)  # type: ignore[no-any-return]
+
+
 def _inline(schema: dict[str, Any]) -> dict[str, Any]:
-    """The JSON Schema of the command union with its `$defs` inlined: the route reads its body itself, so OpenAPI
-    learns the body's shape only from `openapi_extra`, where `$defs` references do not resolve."""
-    defs = schema["$defs"]
-    return {"oneOf": [defs[choice["$ref"].rsplit("/", 1)[-1]] for choice in schema["oneOf"]]}
+    """The JSON Schema of the command union with its `$defs` inlined (see `_resolved`); the discriminator's mapping
+    names `$defs` too, so it is left out (each member's `type` const tells them apart)."""
+    return {"oneOf": _resolved(schema)["oneOf"]}
 
 
 _COMMAND_BODY = {
@@ -330,9 +349,27 @@ class EnabledRequest(BaseModel):
     enabled: bool
 
 
-@router.put("/api/cameras/{camera}/plugins/{name}", tags=["processing"], responses=REFUSED)
-async def put_plugin(request: Request, camera: str, name: str, body: EnabledRequest) -> Any:
+@router.put(
+    "/api/cameras/{camera}/plugins/{name}",
+    tags=["processing"],
+    responses=REFUSED,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": EnabledRequest.model_json_schema()}},
+        }
+    },
+)
+async def put_plugin(request: Request, camera: str, name: str) -> Any:
     """Turn a plugin on or off (on again clears its error)."""
+    # The body is read here, as every other route reads its own: FastAPI's model would answer a body it cannot parse
+    # with its own 400 (`{"detail": …}`), not the refusal every other route gives.
+    try:
+        body = EnabledRequest.model_validate(await _body(request))
+    except ValidationError as err:
+        return refused(InvalidCommand(describe_validation(err, union=False)), "plugin")
+    except VergenceError as err:
+        return refused(err, "plugin")
     action = "enable" if body.enabled else "disable"
     return await _run(request, "plugin", {"stream": camera, "action": action, "name": name}, body={})
 

@@ -107,7 +107,7 @@ async def answer_control(message: Any, client_id: int, vergence: Any, principal:
         try:
             report = PlayerReport.model_validate({k: v for k, v in message.items() if k in PlayerReport.model_fields})
         except ValidationError as err:
-            return {"type": "error", "code": "invalid", "error": describe_validation(err)}
+            return {"type": "error", "code": "invalid", "error": describe_validation(err, union=False)}
         vergence.report(client_id, report.model_dump())
         return None
     if kind != "command":
