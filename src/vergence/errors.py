@@ -85,6 +85,8 @@ HTTP_STATUS = {
     "conflict": 409,
     "too_large": 413,
     "unavailable": 503,
+    "low_disk_space": 507,  # a recording refused: less free space than [recording] min_free_mb
+    "disk_full": 507,
     "io_error": 500,
     "internal_error": 500,
 }

@@ -408,7 +408,7 @@ BAD: tuple[Bad, ...] = (
         {"type": "plugin", "stream": "cam0", "action": "add", "name": "evil", "module": "os"},
         "plugin cam0 add evil module=os",
     ),
-    Bad("unknown_command", "warp", {"type": "warp", "value": 9}, "warp 9"),
+    Bad("unknown_command", None, {"type": "warp", "value": 9}, "warp 9"),
     Bad("bad_request", None, None, "{not json"),
 )
 

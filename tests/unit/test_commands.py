@@ -144,7 +144,7 @@ def test_json_text_and_objects_are_the_same_command() -> None:
         ("destination 10.0.0.2", "invalid", "HOST:PORT"),
         ("port 70000", "invalid", "port"),
         ("protocol webrtc", "invalid", "protocol"),
-        ("stabilize maybe", "invalid", "enabled: Input should be a valid boolean"),
+        ("stabilize cam0 maybe", "invalid", "enabled: Input should be a valid boolean"),
         ({"type": "zoom"}, "invalid", "give either value"),
         ({"type": "zoom", "value": 2, "speed": 3}, "invalid", "speed"),
         ({"type": "destination"}, "invalid", "host, port or both"),

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 from tests.aio import run
 from vergence.config import MqttSettings, Settings
+from vergence.events import EventBus
 from vergence.hub import Channel, Hub
 from vergence.media.frame import EncodedPacket
 from vergence.outputs.mqtt import STOP_TIMEOUT_S, MqttBridge
@@ -61,6 +62,7 @@ async def offer_frames_to_a_stalled_broker() -> tuple[MqttBridge, list[int], flo
         hub=hub,
         streams={"cam0": SimpleNamespace(info=SourceInfo(320, 240, 60.0))},
         controllers=None,
+        events=EventBus(),
     )
     bridge = MqttBridge(MqttSettings(enabled=True, port=broker.port, fps=60, topic="slow"), vergence)  # type: ignore[arg-type]
     await bridge.start()

@@ -82,7 +82,7 @@ class Commander:
         command_id = raw.get("id") if isinstance(raw, dict) else None
         kind = command_type(raw)
         try:
-            command = parse_command(raw)
+            command = parse_command(raw, self.targets())
             command_id, kind = command.id, command.type
             result = await self.execute(command)
         except VergenceError as err:
@@ -168,6 +168,13 @@ class Commander:
         }
 
     # ---- what a command names
+
+    def targets(self) -> dict[str, list[str]]:
+        """The stream and output ids commands may name."""
+        vergence = self._vergence
+        if vergence is None:  # a commander that only refuses (unit tests)
+            return {}
+        return {"stream": list(vergence.streams), "output": list(vergence.outputs)}
 
     @property
     def controllers(self) -> Controllers:

@@ -7,6 +7,7 @@ Both spellings give the same validated command, and whatever is wrong gives one 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -46,27 +47,29 @@ def as_object(raw: Any) -> Any:
 
 
 def command_type(raw: Any) -> str | None:
-    """The type a command names, read before it is validated, so that a refusal says which command it refuses whatever
-    the spelling: an object's `type`, or a text line's first word (an alias read as the type it stands for)."""
+    """The command type a message names, read before it is validated, so that a refusal says which command it refuses
+    whatever the spelling: an object's `type`, or a text line's first word (an alias read as the type it stands for);
+    None when that is no command type."""
     if isinstance(raw, dict):
         kind = raw.get("type")
-        return kind if isinstance(kind, str) else None
-    if isinstance(raw, bytes):
-        try:
-            raw = raw.decode()
-        except UnicodeDecodeError:
+    else:
+        if isinstance(raw, bytes):
+            try:
+                raw = raw.decode()
+            except UnicodeDecodeError:
+                return None
+        if not isinstance(raw, str) or raw.lstrip().startswith("{"):
             return None
-    if not isinstance(raw, str) or raw.lstrip().startswith("{"):
-        return None
-    words = raw.split(maxsplit=1)
-    if not words:
-        return None
-    word = words[0].lower()
-    return _ALIASES[word][0] if word in _ALIASES else word
+        words = raw.split(maxsplit=1)
+        word = words[0].lower() if words else ""
+        kind = _ALIASES[word][0] if word in _ALIASES else word
+    return kind if isinstance(kind, str) and kind in BY_TYPE else None
 
 
-def parse_command(raw: Any) -> AnyCommand:
-    """Turn a JSON object, JSON text or a text line into a command; raise CommandError saying what is wrong."""
+def parse_command(raw: Any, targets: Mapping[str, Collection[str]] | None = None) -> AnyCommand:
+    """Turn a JSON object, JSON text or a text line into a command; raise CommandError saying what is wrong.
+
+    `targets` are the ids a text line's first word may name, by kind (`{"stream": …, "output": …}`: `pause cam1`)."""
     if isinstance(raw, bytes):
         try:
             raw = raw.decode()
@@ -80,7 +83,7 @@ def parse_command(raw: Any) -> AnyCommand:
             except ValueError as err:
                 raise CommandError(f"invalid JSON: {err}", code="bad_request") from None
         else:
-            raw = parse_text(text)
+            raw = parse_text(text, targets)
     if not isinstance(raw, dict):
         raise CommandError("a command is a JSON object with a type, or a `<type> <value>` line", code="bad_request")
     return validate(raw)
@@ -108,13 +111,12 @@ def describe_validation(err: ValidationError, union: bool = True) -> str:
     return "; ".join(parts)
 
 
-def parse_text(line: str) -> dict[str, Any]:
-    """Read `<type> [target] <values…> [key=value…]` into a command's fields.
+def parse_text(line: str, targets: Mapping[str, Collection[str]] | None = None) -> dict[str, Any]:
+    """Read `<type> [target] <values…> [key=value…]` into a command's fields (not yet validated).
 
     The values fill the fields the command's text form names, in order. The first word names the stream (or the output)
-    when there is one word more than those, or when the line makes a valid command only that way: `zoom 2`, `zoom cam1
-    2`, `flip cam1 h`, `pause cam1`, `ptz cam1 0.3`, `roi cam0 delete door`, `output gcs stop`. A word that fits as the
-    value is the value (`photo cam1` names the photo), so such a line names its stream with `stream=`.
+    when there is one word more than those, or when it is one of `targets` (the ids the server has): `zoom 2`, `zoom
+    cam1 2`, `flip cam1 h`, `pause cam1`, `photo cam1`, `roi cam0 delete door`, `output gcs stop`.
     """
     words = line.split()
     if not words:
@@ -140,21 +142,10 @@ def parse_text(line: str) -> dict[str, Any]:
             raise InvalidCommand(f"{words[0]} takes one value")
         return {"type": kind, alias_key: values[0], **extras}
     target = model.target
-    if target is None or not values or target in extras:
-        return _read(model, kind, values, extras)
-    if len(values) > len(model.words):
+    known = (targets or {}).get(target or "", ())
+    if target is not None and values and (len(values) > len(model.words) or values[0] in known):
         return _read(model, kind, values[1:], {target: values[0], **extras})
-    try:
-        fields = _read(model, kind, values, extras)
-        validate(fields)
-        return fields
-    except InvalidCommand as plain:
-        try:
-            fields = _read(model, kind, values[1:], {target: values[0], **extras})
-            validate(fields)
-        except InvalidCommand:
-            raise plain from None
-        return fields
+    return _read(model, kind, values, extras)
 
 
 def _read(model: type[Any], kind: str, values: list[str], extras: dict[str, Any]) -> dict[str, Any]:
