@@ -747,7 +747,7 @@ class Inbox:
         finished = poll(lambda: self._finished(row_id), f"the inbox to run {message!r}", TIMEOUT_S)
         assert finished is not None
         status, meta = finished
-        command = kind if kind.isidentifier() else None
+        command = kind if kind in COMMAND_TYPES else None  # the table keeps no reply: named as the others name it
         if status == "completed":
             try:
                 result = json.loads(meta)
