@@ -92,9 +92,10 @@ class Vergence:
         self.outputs = build_outputs(self)
         self.services = build_services(self)
         if self.settings.webrtc.enabled:
+            from vergence.control.transports.datachannel import DataChannelControl
             from vergence.outputs.webrtc import WebRtcPeers  # ConfigError naming aiortc when it is missing
 
-            self.webrtc = WebRtcPeers(self.settings.webrtc, self)
+            self.webrtc = WebRtcPeers(self.settings.webrtc, DataChannelControl(self).attach)
 
     async def start_outputs(self) -> None:
         """Start the enabled outputs and every service; one that fails to start is logged, the rest go on."""
@@ -197,13 +198,17 @@ def build_services(vergence: Vergence) -> list[Service]:
     settings = vergence.settings
     services: list[Service] = []
     if settings.zmq.enabled:
+        from vergence.control.transports.zmq import ZmqCommands
         from vergence.outputs.zmq import ZmqService
 
-        services.append(ZmqService(settings.zmq, vergence))
+        services.append(ZmqService(settings.zmq, vergence, ZmqCommands(vergence.commander).answer))
     if settings.mqtt.enabled:
+        from vergence.control.transports.mqtt import MqttCommands
         from vergence.outputs.mqtt import MqttBridge
 
-        services.append(MqttBridge(settings.mqtt, vergence))
+        services.append(
+            MqttBridge(settings.mqtt, vergence, MqttCommands(vergence.commander, settings.mqtt.topic).answer)
+        )
     if settings.tcp.enabled:
         from vergence.outputs.tcp import TcpFeed
 

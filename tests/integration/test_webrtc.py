@@ -508,7 +508,7 @@ def test_no_outside_stun_server_is_asked(
     from vergence.config import WebRtcSettings
     from vergence.outputs.webrtc import WebRtcPeers
 
-    ours = RTCIceGatherer(WebRtcPeers(WebRtcSettings(), vergence=None)._configuration().iceServers)._connection
+    ours = RTCIceGatherer(WebRtcPeers(WebRtcSettings())._configuration().iceServers)._connection
     assert (ours.stun_server, ours.turn_server) == (None, None)
     aiortc_default = RTCIceGatherer(RTCConfiguration().iceServers)._connection
     assert aiortc_default.stun_server == ("stun.l.google.com", 19302)

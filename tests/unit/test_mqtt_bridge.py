@@ -8,8 +8,9 @@ import sys
 import numpy as np
 import pytest
 
+from vergence.control.transports.mqtt import REPLY_SUFFIX_MAX_BYTES, reply_topic_for, split_reply_to
 from vergence.errors import CommandError, ConfigError
-from vergence.outputs.mqtt import REPLY_SUFFIX_MAX_BYTES, import_paho, reply_topic_for, split_reply_to, to_json
+from vergence.outputs.mqtt import import_paho, to_json
 
 
 def test_reply_to_is_taken_out_of_a_json_command():

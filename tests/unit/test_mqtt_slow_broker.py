@@ -53,6 +53,10 @@ def queued_bytes(bridge: MqttBridge) -> int:
     return sum(len(packet["packet"]) - packet["pos"] for packet in list(bridge._client._out_packet))
 
 
+async def refuse_every_command(payload: bytes) -> tuple[str, dict[str, object]]:
+    raise AssertionError(f"the stalled broker sent a command: {payload!r}")
+
+
 async def offer_frames_to_a_stalled_broker() -> tuple[MqttBridge, list[int], float]:
     broker = StalledBroker()
     hub = Hub()
@@ -64,7 +68,8 @@ async def offer_frames_to_a_stalled_broker() -> tuple[MqttBridge, list[int], flo
         controllers=None,
         events=EventBus(),
     )
-    bridge = MqttBridge(MqttSettings(enabled=True, port=broker.port, fps=60, topic="slow"), vergence)  # type: ignore[arg-type]
+    settings = MqttSettings(enabled=True, port=broker.port, fps=60, topic="slow")
+    bridge = MqttBridge(settings, vergence, answer=refuse_every_command)  # type: ignore[arg-type]
     await bridge.start()
     samples = []
     try:

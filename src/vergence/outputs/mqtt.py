@@ -27,16 +27,13 @@ import logging
 import socket
 import threading
 import time
-import unicodedata
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vergence import __version__
-from vergence.control.commander import error_reply
-from vergence.control.parsing import as_object
-from vergence.errors import CommandError, ConfigError
+from vergence.errors import ConfigError
 from vergence.events import EventSubscription
 from vergence.hub import Channel
 from vergence.media.frame import EncodedPacket
@@ -47,6 +44,8 @@ if TYPE_CHECKING:
     from vergence.config import MqttSettings
 
 log = logging.getLogger(__name__)
+
+CommandAnswer = Callable[[bytes], Awaitable[tuple[str, dict[str, Any]]]]
 paho_log = logging.getLogger(f"{__name__}.paho")
 
 META_VERSION = 1
@@ -59,8 +58,6 @@ RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 30
 #: How long a clean stop waits for the broker to acknowledge the offline status.
 STOP_TIMEOUT_S = 2.0
-#: Longest part of a command's `reply_to` after `T/reply/`: room for a client id and a request path, no more.
-REPLY_SUFFIX_MAX_BYTES = 128
 
 
 def import_paho() -> Any:
@@ -72,35 +69,6 @@ def import_paho() -> Any:
     if not hasattr(mqtt, "CallbackAPIVersion"):
         raise ConfigError("[mqtt] needs paho-mqtt 2 or newer: pip install -U paho-mqtt")
     return mqtt
-
-
-def reply_topic_for(reply_to: Any, reply_topic: str) -> str:
-    """Return the topic a command's `reply_to` names, or raise CommandError: it must be `<reply_topic>/<suffix>`, the
-    suffix one or more non-empty levels without wildcards or control characters, at most REPLY_SUFFIX_MAX_BYTES.
-
-    Confined to the reply namespace because vergence publishes with its own broker rights: whoever may publish a
-    command must not be able to make it write on any other topic (its status, another device's commands)."""
-    prefix = f"{reply_topic}/"
-    if not isinstance(reply_to, str) or not reply_to.startswith(prefix):
-        raise CommandError(f"reply_to must be a topic under {prefix} (such as {prefix}my-client)", code="invalid")
-    suffix = reply_to.removeprefix(prefix)
-    if not suffix or len(suffix.encode()) > REPLY_SUFFIX_MAX_BYTES:
-        raise CommandError(
-            f"reply_to: the part after {prefix} must be 1 to {REPLY_SUFFIX_MAX_BYTES} bytes", code="invalid"
-        )
-    if "" in suffix.split("/"):
-        raise CommandError("reply_to may not have empty levels (// or a trailing /)", code="invalid")
-    if any(char in "+#" or unicodedata.category(char) == "Cc" for char in suffix):
-        raise CommandError("reply_to may not hold wildcards (+ #) or control characters", code="invalid")
-    return reply_to
-
-
-def split_reply_to(payload: bytes) -> tuple[Any, Any]:
-    """Split a command payload into (command for the commander, `reply_to` or None); text and bad JSON pass unchanged."""
-    command = as_object(payload)
-    if not isinstance(command, dict):
-        return command, None
-    return command, command.pop("reply_to", None)
 
 
 def to_json(value: Any) -> bytes:
@@ -123,14 +91,14 @@ class MqttBridge:
 
     name = "mqtt"
 
-    def __init__(self, settings: MqttSettings, vergence: Vergence) -> None:
+    def __init__(self, settings: MqttSettings, vergence: Vergence, answer: CommandAnswer) -> None:
         self._mqtt = import_paho()
         self.settings = settings
         self._vergence = vergence
+        self._answer = answer  # a command payload → (reply topic, reply): control.transports.mqtt
         topic = settings.topic.rstrip("/")
         self.status_topic = f"{topic}/status"
         self.command_topic = f"{topic}/cmd"
-        self.reply_topic = f"{topic}/reply"
         self._topic = topic
         self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -256,16 +224,7 @@ class MqttBridge:
 
     async def _run_command(self, payload: bytes) -> None:
         self.commands += 1
-        command, reply_to = split_reply_to(payload)
-        topic = self.reply_topic
-        try:
-            if reply_to is not None:
-                topic = reply_topic_for(reply_to, self.reply_topic)
-        except CommandError as err:  # refused, and not run: answered where replies go by default
-            command_id = command.get("id") if isinstance(command, dict) else None
-            reply = error_reply(command_id, err)
-        else:
-            reply = await self._vergence.commander.handle(command, source="mqtt")
+        topic, reply = await self._answer(payload)
         client = self._client
         if client is not None:  # None once stopped
             client.publish(topic, to_json(reply), qos=1)

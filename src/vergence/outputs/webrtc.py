@@ -24,9 +24,7 @@ from typing import Any
 
 from vergence.auth import Principal
 from vergence.config import WebRtcSettings
-from vergence.control import json_text
 from vergence.errors import ConfigError, VergenceError
-from vergence.events import EventSubscription
 from vergence.hub import Channel, Subscription, SubscriptionClosed
 from vergence.media.frame import EncodedPacket
 from vergence.stream import Stream
@@ -49,6 +47,9 @@ except ImportError as err:  # pragma: no cover - exercised only where aiortc is 
     raise ConfigError(f"WebRTC needs the aiortc package ({err}); install it: pip install aiortc") from err
 
 log = logging.getLogger(__name__)
+
+# A peer's data channel given to whoever speaks control on it; returns what to call when the peer closes.
+ControlChannel = Callable[["Peer", "RTCDataChannel"], Callable[[], None]]
 
 VIDEO_CLOCK = Fraction(1, 90_000)  # RTP's clock for video
 MAX_QUEUED_PACKETS = 60  # per peer: a peer whose sender falls this far behind resumes at the next keyframe
@@ -140,12 +141,11 @@ class Peer:
     client: str
     pc: RTCPeerConnection
     track: PassthroughTrack
-    client_id: int
     principal: Principal
     created: float = field(default_factory=time.monotonic)
     connected_at: float | None = None
     control: RTCDataChannel | None = None
-    events: EventSubscription | None = None
+    closers: list[Callable[[], None]] = field(default_factory=list)  # what the data channel's controller ends
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     closing: bool = False
 
@@ -168,11 +168,14 @@ class Peer:
 
 
 class WebRtcPeers:
-    """Answers offers and keeps the peers: each one's track, data channel, and a watchdog that drops the dead."""
+    """Answers offers and keeps the peers: each one's track, data channel, and a watchdog that drops the dead.
 
-    def __init__(self, settings: WebRtcSettings, vergence: Any) -> None:
+    `on_control` serves a peer's data channel (control.transports.datachannel) and returns what ends it; None: no
+    data channel is taken."""
+
+    def __init__(self, settings: WebRtcSettings, on_control: ControlChannel | None = None) -> None:
         self.settings = settings
-        self.vergence = vergence
+        self._on_control = on_control
         self.peers: dict[str, Peer] = {}
         self._by_resource: dict[str, Peer] = {}
         self.answered = 0
@@ -205,13 +208,11 @@ class WebRtcPeers:
             raise WebRtcError("the offer has no video m-line: offer to receive video (recvonly)")
         if not _H264_IN_OFFER.search(offer_sdp):
             raise WebRtcError("the offer has no H.264 codec; vergence sends the camera's H.264 as it is", 415)
-        from vergence.control.transports.websocket import new_client_id
-
         peer_id, resource = secrets.token_urlsafe(6), secrets.token_urlsafe(24)
         client = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
         pc = RTCPeerConnection(self._configuration())
         track = PassthroughTrack(stream.h264, f"webrtc {client} {peer_id}", lambda pts, item: None)
-        peer = Peer(peer_id, resource, stream.id, address, client, pc, track, new_client_id(), principal)
+        peer = Peer(peer_id, resource, stream.id, address, client, pc, track, principal)
         track.on_sent = lambda pts, item: self._send_frame_time(peer, pts, item)
         try:
             sender = self._add_video(pc, track)  # before the offer: aiortc picks the codecs while it reads the offer
@@ -275,36 +276,12 @@ class WebRtcPeers:
                 return
 
     def _open_control(self, peer: Peer, channel: RTCDataChannel) -> None:
-        """A data channel from the peer: the control protocol both ways, plus frame capture times from us."""
-        from vergence.control.transports.websocket import answer_control
-
-        controllers = self.vergence.controllers
-        if peer.control is not None or controllers is None:
+        """A data channel from the peer: the control protocol (served by `on_control`) and frame capture times."""
+        if peer.control is not None or self._on_control is None:
             channel.close()
             return
         peer.control = channel
-        events = peer.events = self.vergence.events.subscribe(f"data channel {peer.client}")
-
-        async def forward() -> None:
-            _send_json(channel, controllers.snapshot())
-            async for event in events:
-                _send_json(channel, event)
-
-        async def answer(text: str) -> None:
-            try:
-                message = json_text.loads(text)
-            except ValueError as err:
-                _send_json(channel, {"type": "error", "code": "bad_json", "error": f"messages must be JSON: {err}"})
-                return
-            reply = await answer_control(message, peer.client_id, self.vergence, peer.principal)
-            if reply is not None:
-                _send_json(channel, reply)
-
-        channel.on("message", lambda text: peer.spawn(answer(text)) if isinstance(text, str) else None)
-        if channel.readyState == "open":
-            peer.spawn(forward())
-        else:
-            channel.on("open", lambda: peer.spawn(forward()))
+        peer.closers.append(self._on_control(peer, channel))
 
     def _send_frame_time(self, peer: Peer, pts: int, packet: EncodedPacket) -> None:
         channel = peer.control
@@ -334,9 +311,8 @@ class WebRtcPeers:
         peer.closing = True
         self.closed_reasons[reason] = self.closed_reasons.get(reason, 0) + 1
         log.info("WebRTC peer %s closed: %s", peer.id, reason)
-        if peer.events is not None:
-            peer.events.close()
-        self.vergence.client_reports.pop(peer.client_id, None)
+        for close in peer.closers:
+            close()
         peer.track.stop()
         await peer.pc.close()
         _fail_pending_ice(peer.pc)

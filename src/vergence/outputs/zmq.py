@@ -20,12 +20,11 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vergence.control.commander import error_reply
-from vergence.errors import CommandError, ConfigError, OutputError
+from vergence.errors import ConfigError, OutputError
 from vergence.hub import Channel
 from vergence.media.frame import EncodedPacket
 from vergence.outputs.base import FrameGate
@@ -38,6 +37,8 @@ if TYPE_CHECKING:
     from vergence.config import ZmqSettings
 
 log = logging.getLogger(__name__)
+
+CommandAnswer = Callable[[list[bytes]], Awaitable[dict[str, Any]]]
 
 METADATA_VERSION = 1
 #: Largest command accepted on the REP socket; a peer sending more is disconnected by libzmq, not read into memory.
@@ -83,10 +84,11 @@ class ZmqService:
 
     name = "zmq"
 
-    def __init__(self, settings: ZmqSettings, vergence: Vergence) -> None:
+    def __init__(self, settings: ZmqSettings, vergence: Vergence, answer: CommandAnswer) -> None:
         self._zmq = import_zmq()
         self.settings = settings
         self._vergence = vergence
+        self._answer = answer  # a request → its reply: control.transports.zmq
         self._context: zmq.asyncio.Context | None = None
         self._pub: zmq.Socket[bytes] | None = None
         self._rep: zmq.asyncio.Socket | None = None
@@ -223,17 +225,8 @@ class ZmqService:
         while True:
             parts = await rep.recv_multipart()
             self.requests += 1
-            reply = await self._run(parts)
+            reply = await self._answer(parts)
             await rep.send(json.dumps(reply, default=str).encode())
-
-    async def _run(self, parts: list[bytes]) -> dict[str, Any]:
-        if len(parts) != 1:
-            return error_reply(None, CommandError(f"a request is one message part, not {len(parts)}", code="invalid"))
-        try:
-            return await self._vergence.commander.handle(parts[0], source="zmq")
-        except Exception as err:  # the commander never raises; if it did, the socket must still answer
-            log.exception("ZeroMQ command failed")
-            return error_reply(None, CommandError(f"internal error: {err}", code="internal_error"))
 
     async def stop(self) -> None:
         """Stop publishing and answering; close the sockets without waiting for any peer. Safe to call twice."""
