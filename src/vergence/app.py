@@ -6,16 +6,13 @@ import asyncio
 import functools
 import gc
 import logging
-import os
-import resource
-import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -23,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from vergence import __version__
 from vergence.auth import Authenticator, AuthMiddleware
 from vergence.config import Settings
+from vergence.context import install
 from vergence.control.commander import Commander
 from vergence.control.controller import Controllers
 from vergence.control.state import StateStore
@@ -32,12 +30,17 @@ from vergence.http.refusal import refuse_error, refuse_invalid_request
 from vergence.http_limits import BodyLimitMiddleware
 from vergence.hub import Hub
 from vergence.media.exif import Position
+from vergence.metrics import process_stats
 from vergence.outputs.base import Output, Service
 from vergence.pipeline.depth_stream import DepthStream
 from vergence.pipeline.stereo import StereoStream
 from vergence.recording.recordings import Recordings
 from vergence.sessions import SERVER_ID_FILE, load_server_id
 from vergence.stream import Stream
+from vergence.streams import Streams
+
+if TYPE_CHECKING:
+    from vergence.outputs.webrtc import WebRtcPeers
 
 log = logging.getLogger(__name__)
 
@@ -45,57 +48,54 @@ CLIENT_REPORT_TTL_S = 30.0
 
 
 class Vergence:
-    """The running server: streams by id, the hub, and what players reported."""
+    """The running server, built in one phase once the event loop runs: streams, their controllers, the commander,
+    recordings, outputs and services, each given what it uses; `start` and `stop` run them in order."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, loop: asyncio.AbstractEventLoop, auth: Authenticator, connections: Any = None
+    ) -> None:
         self.settings = settings
+        self.auth = auth  # one for every door that takes credentials: failed logins count at all of them
+        self.connections = connections  # connections.ConnectionGuard under `vergence serve`
+        self.events = EventBus(loop)  # every state change, for everyone who tells others about changes
         self.hub = Hub()
-        self.streams: dict[str, Stream] = {}
         self.client_reports: dict[int, tuple[float, dict[str, Any]]] = {}
-        self.events = EventBus()  # every state change, for everyone who tells others about changes
-        self.controllers: Controllers | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.commander = Commander(self)
-        self.outputs: dict[str, Output] = {}  # [[udp]] and [[restream]] by id
-        self.services: list[Service] = []  # ZeroMQ, MQTT, TCP feed, command inboxes
-        self.recordings = Recordings(self)
         self.position: Position | None = None  # from the last `gps` command, for the EXIF of photos
-        self.webrtc: Any = None  # outputs.webrtc.WebRtcPeers when [webrtc] enabled
-        self.connections: Any = None  # connections.ConnectionGuard under `vergence serve`
-        # One for every door that takes credentials (HTTP, the TCP feed): a client's failed logins count at all of them.
-        server_id_file = settings.state.path.expanduser().parent / SERVER_ID_FILE
-        self.auth = Authenticator(settings.auth, server_id=functools.partial(load_server_id, server_id_file))
-
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.events.bind(loop)
-        for camera in self.settings.cameras:
-            stream = Stream(camera, self.settings, self.hub, loop)
+        self.streams = Streams()
+        for camera in settings.cameras:
+            stream = Stream(camera, settings, self.hub, loop)
             self.streams[stream.id] = stream
             log.info("stream %s: %s %dx%d@%g", stream.id, camera.source, camera.width, camera.height, camera.fps)
-        # Controllers first: the saved view is set before the first frame is captured.
-        self.controllers = Controllers(self.streams, StateStore(self.settings.state.path), self.events)
-        if self.settings.stereo.enabled:
-            stereo = self.settings.stereo
+        # Controllers before the first frame: the saved view is set before anything is captured.
+        self.controllers = Controllers(self.streams, StateStore(settings.state.path), self.events)
+        if settings.stereo.enabled:
+            stereo = settings.stereo
             self.controllers.add_rig(
                 stereo.left, stereo.right, (stereo.left_offset_px, stereo.right_offset_px), stereo.id
             )
-            pair = StereoStream(self.streams[stereo.left], self.streams[stereo.right], self.settings, self.hub, loop)
+            pair = StereoStream(self.streams[stereo.left], self.streams[stereo.right], settings, self.hub, loop)
             self.streams[stereo.id] = pair
             if stereo.depth:
-                self.streams[stereo.depth_id] = DepthStream(pair, self.settings, self.hub, loop)
+                self.streams[stereo.depth_id] = DepthStream(pair, settings, self.hub, loop)
+        processing = settings.processing
         for stream in self.streams.values():
-            processing = self.settings.processing
             self.controllers.add_processing(stream, processing.plugin_budget_ms, processing.plugin_dir)
-        for stream in self.streams.values():
-            stream.start()
-        self.outputs = build_outputs(self)
-        self.services = build_services(self)
-        if self.settings.webrtc.enabled:
+        self.recordings = Recordings(self)
+        self.outputs: dict[str, Output] = build_outputs(self)  # [[udp]] and [[restream]] by id
+        self.commander = Commander(self)
+        self.services: list[Service] = build_services(self)  # ZeroMQ, MQTT, TCP feed, command inboxes
+        self.webrtc: WebRtcPeers | None = None
+        if settings.webrtc.enabled:
             from vergence.control.transports.datachannel import DataChannelControl
             from vergence.outputs.webrtc import WebRtcPeers  # ConfigError naming aiortc when it is missing
 
-            self.webrtc = WebRtcPeers(self.settings.webrtc, DataChannelControl(self).attach)
+            self.webrtc = WebRtcPeers(settings.webrtc, DataChannelControl(self).attach)
+
+    async def start(self) -> None:
+        """Start the sources, then the recordings, the enabled outputs and every service."""
+        for stream in self.streams.values():
+            stream.start()
+        await self.start_outputs()
 
     async def start_outputs(self) -> None:
         """Start the enabled outputs and every service; one that fails to start is logged, the rest go on."""
@@ -125,16 +125,12 @@ class Vergence:
             await output.stop()
         await self.recordings.close()
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """Stop outputs and services, save the control state, then stop the sources."""
+        await self.stop_outputs()
+        await self.controllers.flush()
         for stream in self.streams.values():
             stream.stop()
-
-    def stream(self, stream_id: str) -> Stream:
-        """Return a stream or raise 404."""
-        stream = self.streams.get(stream_id)
-        if stream is None:
-            raise HTTPException(404, f"unknown stream {stream_id!r}; streams: {', '.join(self.streams)}")
-        return stream
 
     def report(self, client_id: int, report: dict[str, Any]) -> None:
         self.client_reports[client_id] = (time.monotonic(), report)
@@ -152,28 +148,6 @@ class Vergence:
             "process": process_stats(),
             "connections": self.connections.describe() if self.connections is not None else None,
         }
-
-
-# Worker threads of the event loop's default executor (asyncio_N, or uvloop_N under uvloop): started on demand up to
-# min(32, cpus + 4) and then kept, so they are counted apart from the threads vergence starts and stops itself.
-_POOL_PREFIXES = ("asyncio_", "uvloop_", "ThreadPoolExecutor-")
-
-
-def process_stats() -> dict[str, int]:
-    """What the server holds: open file descriptors (and the limit), threads, asyncio tasks (a leak shows here first)."""
-    try:
-        fds = len(os.listdir("/proc/self/fd"))
-    except OSError:  # not Linux
-        fds = -1
-    threads = threading.enumerate()
-    pool = sum(1 for thread in threads if thread.name.startswith(_POOL_PREFIXES))
-    return {
-        "fds": fds,
-        "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
-        "threads": len(threads) - pool,
-        "pool_threads": pool,
-        "tasks": len(asyncio.all_tasks()),
-    }
 
 
 def build_outputs(vergence: Vergence) -> dict[str, Output]:
@@ -225,24 +199,28 @@ def build_services(vergence: Vergence) -> list[Service]:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """Build the FastAPI application for `settings`; streams start with the server and stop with it."""
-    vergence = Vergence(settings)
+    """Build the FastAPI application for `settings`; the server is built and started with it, and stops with it.
+
+    `app.state.connections` may hold the ConnectionGuard the HTTP server admits connections with (its counts show in
+    /api/stats)."""
+    # One for every door that takes credentials (HTTP, the TCP feed): a client's failed logins count at all of them.
+    server_id_file = settings.state.path.expanduser().parent / SERVER_ID_FILE
+    auth = Authenticator(settings.auth, server_id=functools.partial(load_server_id, server_id_file))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        vergence.start(asyncio.get_running_loop())
+        connections = getattr(app.state, "connections", None)
+        vergence = Vergence(settings, asyncio.get_running_loop(), auth, connections)
+        install(app, vergence)  # routes reach it through vergence.context.Server
         try:
-            await vergence.start_outputs()
+            await vergence.start()
             # What start-up made (modules, settings, the app's routes: hundreds of thousands of objects) lives as long
             # as the process: out of the collector's sight, a full collection takes milliseconds instead of the
             # ~150 ms that stalled every viewer's picture after a burst of connections.
             gc.freeze()
             yield
         finally:
-            await vergence.stop_outputs()
-            if vergence.controllers is not None:
-                await vergence.controllers.flush()
-            vergence.stop()
+            await vergence.stop()
 
     app = FastAPI(
         title="vergence",
@@ -250,8 +228,7 @@ def create_app(settings: Settings) -> FastAPI:
         description="Low-latency camera streaming. Wire formats: docs/protocol.md.",
         lifespan=lifespan,
     )
-    app.state.vergence = vergence
-    app.add_middleware(AuthMiddleware, auth=vergence.auth)
+    app.add_middleware(AuthMiddleware, auth=auth)
     # Outermost: a body too large is refused before anything else looks at the request.
     server = settings.server
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=server.max_body_kb * 1024, timeout_s=server.body_timeout_s)

@@ -119,7 +119,7 @@ def serve(
     server_config.load()
     guard = ConnectionGuard(settings.server, settings.auth.trusted_proxies, raise_file_limit())
     server_config.http_protocol_class = guarded(server_config.http_protocol_class, guard)
-    app.state.vergence.connections = guard
+    app.state.connections = guard
     try:
         sock = listen_socket(settings.server.host, settings.server.port, settings.server.send_buffer_bytes)
     except OSError as err:

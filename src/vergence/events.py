@@ -57,14 +57,10 @@ class EventBus:
     """Publish state events to every subscriber. `publish` runs on the event loop; other threads use
     `publish_threadsafe`, which is the one door from a capture or plugin thread to the subscribers."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        self._loop = loop
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop  # where `publish_threadsafe` hands events to: the server's
         self._subscriptions: set[EventSubscription] = set()
         self.published = 0
-
-    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The loop `publish_threadsafe` hands events to (the server's, once it runs)."""
-        self._loop = loop
 
     def subscribe(self, name: str, maxsize: int = QUEUE_SIZE) -> EventSubscription:
         """A new subscriber, receiving every event published from now on."""
@@ -84,7 +80,7 @@ class EventBus:
     def publish_threadsafe(self, event: Event) -> None:
         """Publish from any thread (a capture thread, a plugin's): the event reaches subscribers through the loop."""
         loop = self._loop
-        if loop is None or loop.is_closed():
+        if loop.is_closed():
             return
         try:
             loop.call_soon_threadsafe(self.publish, event)

@@ -3,8 +3,12 @@ format they are scraped in. Each is written by one thread and read by another.""
 
 from __future__ import annotations
 
+import asyncio
 import math
+import os
 import re
+import resource
+import threading
 import time
 from bisect import bisect_left
 from collections import deque
@@ -250,3 +254,25 @@ def _number(value: float) -> str:
     if value.is_integer() and abs(value) < 2**53:
         return str(int(value))
     return repr(value)
+
+
+# Worker threads of the event loop's default executor (asyncio_N, or uvloop_N under uvloop): started on demand up to
+# min(32, cpus + 4) and then kept, so they are counted apart from the threads vergence starts and stops itself.
+_POOL_PREFIXES = ("asyncio_", "uvloop_", "ThreadPoolExecutor-")
+
+
+def process_stats() -> dict[str, int]:
+    """What the server holds: open file descriptors (and the limit), threads, asyncio tasks (a leak shows here first)."""
+    try:
+        fds = len(os.listdir("/proc/self/fd"))
+    except OSError:  # not Linux
+        fds = -1
+    threads = threading.enumerate()
+    pool = sum(1 for thread in threads if thread.name.startswith(_POOL_PREFIXES))
+    return {
+        "fds": fds,
+        "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        "threads": len(threads) - pool,
+        "pool_threads": pool,
+        "tasks": len(asyncio.all_tasks()),
+    }

@@ -11,12 +11,12 @@ import re
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 
 from vergence import __version__
-from vergence.app import Vergence, process_stats
+from vergence.context import Server, ServerContext
 from vergence.encoders.base import Encoder
-from vergence.metrics import CONTENT_TYPE, Exposition, TimingMs
+from vergence.metrics import CONTENT_TYPE, Exposition, TimingMs, process_stats
 
 if TYPE_CHECKING:
     from vergence.outputs.base import Output
@@ -42,12 +42,12 @@ OUTPUT_TOTALS = {
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request) -> Response:
+async def metrics(server: Server) -> Response:
     """Every vergence metric in the Prometheus text exposition format 0.0.4."""
-    return Response(collect(request.app.state.vergence).render(), media_type=CONTENT_TYPE)
+    return Response(collect(server).render(), media_type=CONTENT_TYPE)
 
 
-def collect(vergence: Vergence) -> Exposition:
+def collect(vergence: ServerContext) -> Exposition:
     """Read the server's counters into one scrape's metric families (call on the event loop)."""
     exposition = Exposition()
     exposition.gauge("vergence_build_info", "the running vergence version (always 1)", 1, version=__version__)

@@ -66,7 +66,7 @@ async def offer_frames_to_a_stalled_broker() -> tuple[MqttBridge, list[int], flo
         hub=hub,
         streams={"cam0": SimpleNamespace(info=SourceInfo(320, 240, 60.0))},
         controllers=None,
-        events=EventBus(),
+        events=EventBus(asyncio.get_running_loop()),
     )
     settings = MqttSettings(enabled=True, port=broker.port, fps=60, topic="slow")
     bridge = MqttBridge(settings, vergence, answer=refuse_every_command)  # type: ignore[arg-type]

@@ -178,18 +178,11 @@ class Commander:
 
     @property
     def controllers(self) -> Controllers:
-        controllers = self._vergence.controllers
-        if controllers is None:
-            raise CommandError("the server is still starting", code="unavailable")
-        return controllers
+        return self._vergence.controllers
 
     def stream(self, stream_id: str | None) -> Stream:
         """A stream by id (None: the first); NotFound names the streams there are."""
-        streams = self._vergence.streams
-        stream = streams.get(stream_id or next(iter(streams)))
-        if stream is None:
-            raise NotFound(f"unknown stream {stream_id!r}; streams: {', '.join(streams)}")
-        return stream
+        return self._vergence.streams.find(stream_id)
 
     def _camera(self, stream_id: str | None) -> CameraController:
         controllers = self.controllers

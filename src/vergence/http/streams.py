@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from vergence.auth import may_command, principal_of
+from vergence.context import Server
 
 router = APIRouter()
 
@@ -29,13 +30,13 @@ class StreamInfo(BaseModel):
 
 
 @router.get("/api/streams", response_model=list[StreamInfo], tags=["streams"])
-async def list_streams(request: Request) -> list[dict[str, Any]]:
+async def list_streams(server: Server) -> list[dict[str, Any]]:
     """List the streams with size, frame rate and H.264 codec string."""
-    return [stream.describe() for stream in request.app.state.vergence.streams.values()]
+    return [stream.describe() for stream in server.streams.values()]
 
 
 @router.get("/api/stats", tags=["streams"])
-async def stats(request: Request) -> dict[str, Any]:
+async def stats(request: Request, server: Server) -> dict[str, Any]:
     """Frame rates, bitrates, viewers, drops, per-stage timings, and the latency players reported (WebRTC peers one by
     one for operators only)."""
-    return request.app.state.vergence.stats(operator=may_command(principal_of(request.scope)))  # type: ignore[no-any-return]
+    return server.stats(operator=may_command(principal_of(request.scope)))

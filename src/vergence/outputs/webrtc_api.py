@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from vergence.auth import client_address_of, may_command, principal_of
+from vergence.context import server_context
 from vergence.control import json_text
 
 router = APIRouter()
@@ -53,7 +54,7 @@ _ANSWER: dict[int | str, dict[str, Any]] = {
 
 
 def _peers(request: Request) -> Any:
-    peers = request.app.state.vergence.webrtc
+    peers = server_context(request).webrtc
     if peers is None:
         raise HTTPException(404, "WebRTC is disabled ([webrtc] enabled = false)")
     return peers
@@ -77,7 +78,7 @@ async def offer(request: Request, stream_id: str) -> Response:
     from vergence.outputs.webrtc import WebRtcError
 
     peers = _peers(request)
-    stream = request.app.state.vergence.stream(stream_id)
+    stream = server_context(request).streams.find(stream_id)
     body = await request.body()
     if len(body) > MAX_OFFER_BYTES:
         raise HTTPException(413, f"an SDP offer is at most {MAX_OFFER_BYTES // 1024} KiB")

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
+from vergence.context import ServerContext, server_context
 from vergence.media.names import MediaNameError
 from vergence.recording.library import MEDIA_TYPES, MediaLibrary, media_path, media_type
 
@@ -19,8 +20,8 @@ router = APIRouter(tags=["recordings"])
 CHUNK_BYTES = 64 * 1024
 
 
-def _vergence(request: Request) -> Any:
-    return request.app.state.vergence
+def _vergence(request: Request) -> ServerContext:
+    return server_context(request)
 
 
 def _library(request: Request) -> MediaLibrary:

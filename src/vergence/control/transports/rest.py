@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from vergence.auth import principal_of
+from vergence.context import server_context
 from vergence.control import json_text
 from vergence.control.commander import Commander, error_reply
 from vergence.control.commands import (
@@ -77,7 +78,7 @@ def refused(err: VergenceError, kind: str | None = None, command_id: Any = None)
 
 
 def _commander(request: Request) -> Commander:
-    return request.app.state.vergence.commander  # type: ignore[no-any-return]
+    return server_context(request).commander
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -386,7 +387,7 @@ async def delete_plugin(request: Request, camera: str, name: str) -> Any:
 @router.get("/api/outputs", tags=["outputs"])
 async def list_outputs(request: Request) -> list[dict[str, Any]]:
     """The UDP (RTP / MPEG-TS) and restream outputs with their destination, state and counters."""
-    return [output.describe() for output in request.app.state.vergence.outputs.values()]
+    return [output.describe() for output in server_context(request).outputs.values()]
 
 
 @router.get(

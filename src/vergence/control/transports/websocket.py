@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from vergence.auth import Principal, may_command, principal_of
+from vergence.context import Server, ServerContext
 from vergence.control import json_text
 from vergence.control.parsing import command_type, describe_validation
 from vergence.events import EventSubscription
@@ -43,10 +44,9 @@ class PlayerReport(BaseModel):
 
 
 @router.websocket("/ws/control")
-async def control(websocket: WebSocket) -> None:
+async def control(websocket: WebSocket, vergence: Server) -> None:
     """JSON both ways: the current state on connect, then every change by anyone; ping → pong; commands → replies."""
     await websocket.accept()
-    vergence = websocket.app.state.vergence
     controllers = vergence.commander.controllers
     principal = principal_of(websocket.scope)
     client_id = new_client_id()
@@ -95,7 +95,9 @@ def new_client_id() -> int:
     return next(_client_ids)
 
 
-async def answer_control(message: Any, client_id: int, vergence: Any, principal: Principal) -> dict[str, Any] | None:
+async def answer_control(
+    message: Any, client_id: int, vergence: ServerContext, principal: Principal
+) -> dict[str, Any] | None:
     """Answer one message of the control protocol, from a control WebSocket or a WebRTC data channel.
 
     Anyone who may watch may ping and report; a command changes something and needs an operator.

@@ -1,0 +1,52 @@
+"""What HTTP routes and the control transports use of the running server, as one typed FastAPI dependency.
+
+`Server` is the only door from a route to the server the composition root built (`app.state.vergence`); routes name
+it as a parameter (`server: Server`) and see this interface, never the composition root itself.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
+
+from fastapi import Depends
+from starlette.applications import Starlette
+from starlette.requests import HTTPConnection
+
+if TYPE_CHECKING:
+    from vergence.config import Settings
+    from vergence.control.commander import Commander
+    from vergence.events import EventBus
+    from vergence.outputs.base import Output
+    from vergence.outputs.webrtc import WebRtcPeers
+    from vergence.recording.recordings import Recordings
+    from vergence.streams import Streams
+
+
+class ServerContext(Protocol):
+    """The running server as routes see it."""
+
+    settings: Settings
+    streams: Streams
+    commander: Commander
+    events: EventBus
+    outputs: dict[str, Output]
+    recordings: Recordings
+    webrtc: WebRtcPeers | None
+    client_reports: dict[int, tuple[float, dict[str, Any]]]
+
+    def report(self, client_id: int, report: dict[str, Any]) -> None: ...
+
+    def stats(self, operator: bool = True) -> dict[str, Any]: ...
+
+
+def install(app: Starlette, server: ServerContext) -> None:
+    """Make `server` what routes of `app` reach (the composition root calls this once the server is built)."""
+    app.state.vergence = server
+
+
+def server_context(connection: HTTPConnection) -> ServerContext:
+    """The running server (a FastAPI dependency, for HTTP routes and WebSockets alike)."""
+    return connection.app.state.vergence  # type: ignore[no-any-return]
+
+
+Server = Annotated[ServerContext, Depends(server_context)]
