@@ -29,7 +29,6 @@ from vergence.events import EventBus
 from vergence.http.refusal import refuse_error, refuse_invalid_request
 from vergence.http_limits import BodyLimitMiddleware
 from vergence.hub import Hub
-from vergence.media.exif import Position
 from vergence.metrics import process_stats
 from vergence.outputs.base import Output, Service
 from vergence.pipeline.depth_stream import DepthStream
@@ -60,7 +59,6 @@ class Vergence:
         self.events = EventBus(loop)  # every state change, for everyone who tells others about changes
         self.hub = Hub()
         self.client_reports: dict[int, tuple[float, dict[str, Any]]] = {}
-        self.position: Position | None = None  # from the last `gps` command, for the EXIF of photos
         self.streams = Streams()
         for camera in settings.cameras:
             stream = Stream(camera, settings, self.hub, loop)
@@ -80,10 +78,14 @@ class Vergence:
         processing = settings.processing
         for stream in self.streams.values():
             self.controllers.add_processing(stream, processing.plugin_budget_ms, processing.plugin_dir)
-        self.recordings = Recordings(self)
-        self.outputs: dict[str, Output] = build_outputs(self)  # [[udp]] and [[restream]] by id
-        self.commander = Commander(self)
-        self.services: list[Service] = build_services(self)  # ZeroMQ, MQTT, TCP feed, command inboxes
+        self.recordings = Recordings(settings, self.streams, self.events)
+        self.outputs: dict[str, Output] = build_outputs(settings, self.streams)  # [[udp]] and [[restream]] by id
+        # The commander lists the services in its status; two of them (the inbox, the FIFO) take their commands to it.
+        self.services: list[Service] = []
+        self.commander = Commander(
+            settings, self.streams, self.controllers, self.outputs, self.services, self.recordings
+        )
+        self.services += build_services(settings, self.streams, self.events, self.commander, auth)
         self.webrtc: WebRtcPeers | None = None
         if settings.webrtc.enabled:
             from vergence.control.transports.datachannel import DataChannelControl
@@ -150,51 +152,50 @@ class Vergence:
         }
 
 
-def build_outputs(vergence: Vergence) -> dict[str, Output]:
+def build_outputs(settings: Settings, streams: Streams) -> dict[str, Output]:
     """The configured UDP and restream outputs by id (each module is imported only when used)."""
     outputs: dict[str, Output] = {}
-    settings = vergence.settings
     if settings.udp:
         from vergence.outputs.udp import UdpOutput
 
         for udp in settings.udp:
-            outputs[udp.id] = UdpOutput(udp, vergence)
+            outputs[udp.id] = UdpOutput(udp, streams)
     if settings.restream:
         from vergence.outputs.restream import RestreamOutput
 
         for push in settings.restream:
-            outputs[push.id] = RestreamOutput(push, vergence)
+            outputs[push.id] = RestreamOutput(push, streams)
     return outputs
 
 
-def build_services(vergence: Vergence) -> list[Service]:
+def build_services(
+    settings: Settings, streams: Streams, events: EventBus, commander: Commander, auth: Authenticator
+) -> list[Service]:
     """The enabled server-wide services; an optional package that is missing raises ConfigError naming it."""
-    settings = vergence.settings
     services: list[Service] = []
     if settings.zmq.enabled:
         from vergence.control.transports.zmq import ZmqCommands
         from vergence.outputs.zmq import ZmqService
 
-        services.append(ZmqService(settings.zmq, vergence, ZmqCommands(vergence.commander).answer))
+        services.append(ZmqService(settings.zmq, streams, settings, ZmqCommands(commander).answer))
     if settings.mqtt.enabled:
         from vergence.control.transports.mqtt import MqttCommands
         from vergence.outputs.mqtt import MqttBridge
 
-        services.append(
-            MqttBridge(settings.mqtt, vergence, MqttCommands(vergence.commander, settings.mqtt.topic).answer)
-        )
+        answer = MqttCommands(commander, settings.mqtt.topic).answer
+        services.append(MqttBridge(settings.mqtt, streams, events, settings, answer))
     if settings.tcp.enabled:
         from vergence.outputs.tcp import TcpFeed
 
-        services.append(TcpFeed(settings.tcp, vergence))
+        services.append(TcpFeed(settings.tcp, streams, settings, auth))
     if settings.inbox.enabled:
         from vergence.control.transports.sqlite import SqliteInbox
 
-        services.append(SqliteInbox(settings.inbox, vergence.commander))
+        services.append(SqliteInbox(settings.inbox, commander))
     if settings.fifo.enabled:
         from vergence.control.transports.fifo import FifoInbox
 
-        services.append(FifoInbox(settings.fifo, vergence.commander))
+        services.append(FifoInbox(settings.fifo, commander))
     return services
 
 

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 import simplejpeg
 
 from vergence.errors import CommandError, SourceError
-from vergence.media.exif import StillTags, exif_segment, with_exif
+from vergence.media.exif import Position, StillTags, exif_segment, with_exif
 from vergence.media.frame import full_range_planes, i420_planes
 from vergence.media.names import MediaNameError, media_file_name
 from vergence.sources.base import Still
 
 if TYPE_CHECKING:
-    from vergence.app import Vergence
+    from vergence.config import Settings
     from vergence.stream import Stream
 
 log = logging.getLogger(__name__)
@@ -34,13 +34,13 @@ log = logging.getLogger(__name__)
 STILL_QUALITY = 92
 
 
-async def take_photo(vergence: Vergence, stream: Stream, name: str | None) -> dict[str, Any]:
+async def take_photo(stream: Stream, name: str | None, settings: Settings, position: Position | None) -> dict[str, Any]:
     """Save a still of `stream` as `<media dir>/<name>.jpg`; CommandError when it exists or cannot be written."""
     try:
         still = await stream.still()
     except SourceError as err:
         raise CommandError(f"{stream.id}: {err}", code="unavailable") from None
-    quality = max(STILL_QUALITY, vergence.settings.jpeg.quality)
+    quality = max(STILL_QUALITY, settings.jpeg.quality)
     if still is not None:
         jpeg = await asyncio.to_thread(encode_still, still, quality)
         width, height, capture_ns = still.width, still.height, still.capture_ns
@@ -52,13 +52,13 @@ async def take_photo(vergence: Vergence, stream: Stream, name: str | None) -> di
         width, height = packet.width or stream.info.width, packet.height or stream.info.height
     make, model = stream.camera_names()
     taken = datetime.fromtimestamp(capture_ns / 1e9).astimezone()
-    tags = StillTags(make, model, taken, width, height, vergence.position)
+    tags = StillTags(make, model, taken, width, height, position)
     data = with_exif(jpeg, exif_segment(tags))
     try:
         file_name = media_file_name(name or photo_name(stream.id, taken), ".jpg")
     except MediaNameError as err:  # a stream id vergence cannot name a file by (the command checked `name` already)
         raise CommandError(str(err), code="invalid") from None
-    path = vergence.settings.media.dir.expanduser() / file_name
+    path = settings.media.dir.expanduser() / file_name
     try:
         await asyncio.to_thread(_write_new, path, data)
     except FileExistsError:

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from tests.aio import run
+from vergence.config import Settings
 from vergence.control.commander import Commander, error_reply, reply
 from vergence.control.commands import (
     COMMAND_TYPES,
@@ -19,6 +20,7 @@ from vergence.control.commands import (
 )
 from vergence.control.parsing import parse_command
 from vergence.errors import HTTP_STATUS, CommandError, InvalidCommand, NotFound
+from vergence.streams import Streams
 
 
 @pytest.mark.parametrize(
@@ -202,8 +204,13 @@ def test_replies_have_one_shape() -> None:
     assert (HTTP_STATUS["too_large"], HTTP_STATUS["unavailable"]) == (413, 503)
 
 
+def refusing_commander() -> Commander:
+    """A commander with nothing to command: every command here is refused before it would reach a part."""
+    return Commander(Settings(), Streams(), None, {}, [], None)  # type: ignore[arg-type]
+
+
 def test_a_refused_commands_reply_names_its_command_and_echoes_its_id() -> None:
-    commander = Commander(vergence=None)  # type: ignore[arg-type]  # refused before it reaches a server
+    commander = refusing_commander()
     refused = run(commander.handle({"type": "zoom", "value": 99, "id": "z1"}))
     assert refused["ok"] is False and refused["command"] == "zoom" and refused["code"] == "invalid", refused
     assert refused["id"] == "z1" and "value" in refused["error"]
@@ -217,7 +224,7 @@ def test_a_refused_commands_reply_names_its_command_and_echoes_its_id() -> None:
 
 def test_a_refused_commands_reply_is_json_whatever_its_id_was() -> None:
     """Found by fuzzing: `{"type": "zoom", "id": NaN}` over REST was a 500 (the reply echoed NaN, JSON has none)."""
-    commander = Commander(vergence=None)  # type: ignore[arg-type]  # refused before it reaches a server
+    commander = refusing_commander()
     for raw in ('{"type": "zoom", "id": NaN}', b'{"type": "zoom", "id": 1e999}', '{"type": "zoom", "id": "\\ud800"}'):
         reply = run(commander.handle(raw))  # a fresh thread: Playwright's loop may run in this one
         assert reply["ok"] is False and reply["code"] == "bad_request" and "id" not in reply, reply

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from tests.aio import run
 from vergence.config import MqttSettings, Settings
 from vergence.events import EventBus
-from vergence.hub import Channel, Hub
+from vergence.hub import Channel
 from vergence.media.frame import EncodedPacket
 from vergence.outputs.mqtt import STOP_TIMEOUT_S, MqttBridge
 from vergence.sources.base import SourceInfo
@@ -59,17 +59,11 @@ async def refuse_every_command(payload: bytes) -> tuple[str, dict[str, object]]:
 
 async def offer_frames_to_a_stalled_broker() -> tuple[MqttBridge, list[int], float]:
     broker = StalledBroker()
-    hub = Hub()
-    channel = hub.add(Channel("cam0", "jpeg"))
-    vergence = SimpleNamespace(
-        settings=Settings(),
-        hub=hub,
-        streams={"cam0": SimpleNamespace(info=SourceInfo(320, 240, 60.0))},
-        controllers=None,
-        events=EventBus(asyncio.get_running_loop()),
-    )
+    channel = Channel("cam0", "jpeg")
+    streams = {"cam0": SimpleNamespace(info=SourceInfo(320, 240, 60.0), jpeg=channel)}
     settings = MqttSettings(enabled=True, port=broker.port, fps=60, topic="slow")
-    bridge = MqttBridge(settings, vergence, answer=refuse_every_command)  # type: ignore[arg-type]
+    events = EventBus(asyncio.get_running_loop())
+    bridge = MqttBridge(settings, streams, events, Settings(), answer=refuse_every_command)  # type: ignore[arg-type]
     await bridge.start()
     samples = []
     try:

@@ -124,7 +124,7 @@ def test_start_sends_rtp_from_a_fresh_keyframe_and_writes_the_sdp(tmp_path):
             stream.h264.publish(
                 EncodedPacket(data=data, keyframe=keyframe, config=keyframe, seq=n, pts=n, capture_ns=1)
             )
-        output = UdpOutput(settings(port, sdp_path, pace_mbps=0), vergence)
+        output = UdpOutput(settings(port, sdp_path, pace_mbps=0), vergence.streams)
         assert output.sdp() is None and output.describe()["running"] is False
         with receiver(port) as rtp, receiver(port + 1) as rtcp:
             await output.start()
@@ -163,7 +163,7 @@ def test_destination_change_moves_datagrams_and_rewrites_the_sdp(tmp_path):
         vergence = FakeVergence()
         stream = vergence.streams["cam0"]
         feed = Feed(stream.h264)
-        output = UdpOutput(settings(old_port, sdp_path), vergence)
+        output = UdpOutput(settings(old_port, sdp_path), vergence.streams)
         with receiver(old_port) as old, receiver(new_port) as new:
             await output.start()
             await feed.until(lambda: bool(drain(old)))
@@ -194,7 +194,7 @@ def test_protocol_switch_restarts_only_the_muxer_and_rtp_continues_its_numbering
         vergence = FakeVergence()
         stream = vergence.streams["cam0"]
         feed = Feed(stream.h264)
-        output = UdpOutput(settings(port), vergence)
+        output = UdpOutput(settings(port), vergence.streams)
         with receiver(port) as sock:
             await output.start()
             first: list[bytes] = []
@@ -233,13 +233,13 @@ def test_host_names_resolve_and_one_that_does_not_is_refused_with_the_destinatio
     port = free_udp_port()
 
     async def scenario():
-        output = UdpOutput(settings(port), FakeVergence())
+        output = UdpOutput(settings(port), FakeVergence().streams)
         described = await output.set_destination("localhost", None)  # from /etc/hosts, IPv4 preferred
         assert (described["host"], described["address"], described["port"]) == ("localhost", "127.0.0.1", port)
         with pytest.raises(CommandError, match="does not resolve"):
             await output.set_destination(TOO_LONG, port + 2)
         assert (output.describe()["host"], output.describe()["port"]) == ("localhost", port)
-        bad = UdpOutput(settings(port).model_copy(update={"host": TOO_LONG}), FakeVergence())
+        bad = UdpOutput(settings(port).model_copy(update={"host": TOO_LONG}), FakeVergence().streams)
         with pytest.raises(CommandError, match="does not resolve"):
             await bad.start()
         assert not bad.running and "does not resolve" in bad.describe()["last_error"]

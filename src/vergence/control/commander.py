@@ -45,11 +45,15 @@ from vergence.media.exif import Position
 from vergence.stills import take_photo
 
 if TYPE_CHECKING:
-    from vergence.app import Vergence
+    from collections.abc import Mapping, Sequence
+
+    from vergence.config import Settings
     from vergence.control.controller import CameraController, Controllers, StereoRig
     from vergence.control.processing import ProcessingController
-    from vergence.outputs.base import Output
+    from vergence.outputs.base import Output, Service
+    from vergence.recording.recordings import Recordings
     from vergence.stream import Stream
+    from vergence.streams import Streams
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +77,22 @@ def error_reply(command_id: Any, err: VergenceError, kind: str | None = None) ->
 class Commander:
     """Validates and executes commands on the event loop."""
 
-    def __init__(self, vergence: Vergence) -> None:
-        self._vergence = vergence
+    def __init__(
+        self,
+        settings: Settings,
+        streams: Streams,
+        controllers: Controllers,
+        outputs: Mapping[str, Output],
+        services: Sequence[Service],
+        recordings: Recordings,
+    ) -> None:
+        self._settings = settings
+        self._streams = streams
+        self.controllers = controllers
+        self._outputs = outputs
+        self._services = services
+        self._recordings = recordings
+        self.position: Position | None = None  # from the last `gps` command, for the EXIF of photos
 
     async def handle(self, raw: Any, source: str = "") -> dict[str, Any]:
         """Parse and run one command from any transport; never raises: a failure is an `{"ok": false, …}` reply."""
@@ -129,18 +147,18 @@ class Commander:
                 stream.set_bitrate(command.kbps * 1000)
                 return {"stream": stream.id, "bitrate_bps": stream.bitrate_bps}
             case RecordCommand():
-                recordings = self._vergence.recordings
+                recordings = self._recordings
                 stream = self.stream(command.stream)
                 if command.action == "stop":
                     return await recordings.stop(stream)
                 return await recordings.record(stream, command.name)
             case ClipCommand():
-                return await self._vergence.recordings.clip(self.stream(command.stream), command.post_s, command.name)
+                return await self._recordings.clip(self.stream(command.stream), command.post_s, command.name)
             case PhotoCommand():
-                return await take_photo(self._vergence, self.stream(command.stream), command.name)
+                return await take_photo(self.stream(command.stream), command.name, self._settings, self.position)
             case GpsCommand():
                 position = Position(command.lat, command.lon, command.alt_m, time.time_ns())
-                self._vergence.position = position
+                self.position = position
                 return {"lat": position.lat, "lon": position.lon, "alt_m": position.alt_m}
             case DestinationCommand():
                 return await self._udp(command.output).set_destination(command.host, command.port)
@@ -158,31 +176,23 @@ class Commander:
         """The control state, the streams, the outputs and the recordings."""
         snapshot = self.controllers.snapshot()
         snapshot.pop("type", None)
-        vergence = self._vergence
         return {
             **snapshot,
-            "streams": [stream.describe() for stream in vergence.streams.values()],
-            "outputs": [output.describe() for output in vergence.outputs.values()],
-            "services": {service.name: service.describe() for service in vergence.services},
-            "recordings": vergence.recordings.describe(),
+            "streams": [stream.describe() for stream in self._streams.values()],
+            "outputs": [output.describe() for output in self._outputs.values()],
+            "services": {service.name: service.describe() for service in self._services},
+            "recordings": self._recordings.describe(),
         }
 
     # ---- what a command names
 
     def targets(self) -> dict[str, list[str]]:
         """The stream and output ids commands may name."""
-        vergence = self._vergence
-        if vergence is None:  # a commander that only refuses (unit tests)
-            return {}
-        return {"stream": list(vergence.streams), "output": list(vergence.outputs)}
-
-    @property
-    def controllers(self) -> Controllers:
-        return self._vergence.controllers
+        return {"stream": list(self._streams), "output": list(self._outputs)}
 
     def stream(self, stream_id: str | None) -> Stream:
         """A stream by id (None: the first); NotFound names the streams there are."""
-        return self._vergence.streams.find(stream_id)
+        return self._streams.find(stream_id)
 
     def _camera(self, stream_id: str | None) -> CameraController:
         controllers = self.controllers
@@ -206,7 +216,7 @@ class Commander:
 
     def output(self, output_id: str | None) -> Output:
         """An output by id (None: the first); NotFound names the outputs there are."""
-        outputs = self._vergence.outputs
+        outputs = self._outputs
         if not outputs:
             raise NotFound("no outputs are configured ([[udp]] or [[restream]] in the config)")
         output = outputs.get(output_id or next(iter(outputs)))
@@ -216,7 +226,7 @@ class Commander:
 
     def _udp(self, output_id: str | None) -> Any:
         if output_id is None:
-            udp = [output for output in self._vergence.outputs.values() if output.kind == "udp"]
+            udp = [output for output in self._outputs.values() if output.kind == "udp"]
             if not udp:
                 raise NotFound("no UDP output is configured ([[udp]] in the config)")
             return udp[0]

@@ -34,14 +34,16 @@ from typing import TYPE_CHECKING, Any
 
 from vergence import __version__
 from vergence.errors import ConfigError
-from vergence.events import EventSubscription
+from vergence.events import EventBus, EventSubscription
 from vergence.hub import Channel
 from vergence.media.frame import EncodedPacket
 from vergence.outputs.base import FrameGate
 
 if TYPE_CHECKING:
-    from vergence.app import Vergence
-    from vergence.config import MqttSettings
+    from collections.abc import Mapping
+
+    from vergence.config import MqttSettings, Settings
+    from vergence.stream import Stream
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +93,19 @@ class MqttBridge:
 
     name = "mqtt"
 
-    def __init__(self, settings: MqttSettings, vergence: Vergence, answer: CommandAnswer) -> None:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        streams: Mapping[str, Stream],
+        events: EventBus,
+        server: Settings,
+        answer: CommandAnswer,
+    ) -> None:
         self._mqtt = import_paho()
         self.settings = settings
-        self._vergence = vergence
+        self._streams = streams
+        self._bus = events
+        self._server_settings = server
         self._answer = answer  # a command payload → (reply topic, reply): control.transports.mqtt
         topic = settings.topic.rstrip("/")
         self.status_topic = f"{topic}/status"
@@ -113,15 +124,15 @@ class MqttBridge:
         self.results_skipped = 0
 
     def _channels(self) -> list[Channel]:
-        vergence = self._vergence
         if self.settings.fps == 0:
             return []
-        stream_ids = self.settings.streams or [camera.id for camera in vergence.settings.cameras]
+        stream_ids = self.settings.streams or [camera.id for camera in self._server_settings.cameras]
         channels = []
         for stream_id in stream_ids:
-            channel = vergence.hub.get(stream_id, "jpeg")
+            stream = self._streams.get(stream_id)
+            channel = stream.jpeg if stream is not None else None
             if channel is None:
-                raise ConfigError(f"mqtt.streams: unknown stream {stream_id!r}; streams: {', '.join(vergence.streams)}")
+                raise ConfigError(f"mqtt.streams: unknown stream {stream_id!r}; streams: {', '.join(self._streams)}")
             channels.append(channel)
         return channels
 
@@ -135,7 +146,7 @@ class MqttBridge:
             {
                 "online": True,
                 "version": __version__,
-                "streams": list(self._vergence.streams),
+                "streams": list(self._streams),
                 "frames": [channel.stream_id for channel in channels],
                 "fps": settings.fps,
             }
@@ -163,7 +174,7 @@ class MqttBridge:
         for channel in channels:
             self._counts[channel.stream_id] = _Counts()
             self._spawn(loop, self._publish_frames(channel), f"mqtt frames {channel.stream_id}")
-        self._events = self._vergence.events.subscribe("mqtt results")
+        self._events = self._bus.subscribe("mqtt results")
         self._spawn(loop, self._publish_results(self._events), "mqtt results")
         log.info("MQTT: broker %s:%d, topics %s/…", settings.host, settings.port, self._topic)
 
@@ -203,7 +214,7 @@ class MqttBridge:
         # A small kernel buffer, as for every viewer (architecture.md): else Linux grows it to megabytes for a slow
         # broker, the one-frame bound above never engages, and subscribers get frames seconds old.
         with contextlib.suppress(AttributeError, OSError):  # not a plain socket (a proxy, a WebSocket wrapper)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._vergence.settings.server.send_buffer_bytes)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._server_settings.server.send_buffer_bytes)
 
     def _on_log(self, client: Any, userdata: Any, level: int, text: str) -> None:
         # paho 2.2 reports its loop finding no socket (after a clean disconnect, between reconnect attempts) as an
@@ -256,7 +267,7 @@ class MqttBridge:
         """Publish a frame's metadata and then its JPEG; return the frame's message info, if paho took it."""
         client = self._client
         connection = self._connections
-        info = self._vergence.streams[stream_id].info
+        info = self._streams[stream_id].info
         meta = {
             "v": META_VERSION,
             "stream": stream_id,

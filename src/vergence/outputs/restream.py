@@ -41,7 +41,8 @@ from vergence.metrics import WindowedRate
 from vergence.outputs.base import ThreadedConsumer
 
 if TYPE_CHECKING:
-    from vergence.app import Vergence
+    from collections.abc import Mapping
+
     from vergence.config import RestreamSettings
     from vergence.stream import Stream
 
@@ -240,13 +241,13 @@ class RestreamOutput:
 
     kind = "restream"
 
-    def __init__(self, settings: RestreamSettings, vergence: Vergence) -> None:
+    def __init__(self, settings: RestreamSettings, streams: Mapping[str, Stream]) -> None:
         self.id = settings.id
         self.stream_id = settings.stream
         self.settings = settings
         self.url = redact(settings.url)
         self.format = muxer_for(settings.url)[0]
-        self._vergence = vergence
+        self._streams = streams
         self._enabled = settings.enabled
         self._consumer: ThreadedConsumer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -270,7 +271,7 @@ class RestreamOutput:
         return self._enabled
 
     def _stream(self) -> Stream:
-        stream = self._vergence.streams.get(self.stream_id)
+        stream = self._streams.get(self.stream_id)
         if stream is None:
             raise CommandError(f"output {self.id}: unknown stream {self.stream_id!r}")
         return stream

@@ -31,8 +31,8 @@ from vergence.media.frame import EncodedPacket
 from vergence.outputs.base import FrameGate
 
 if TYPE_CHECKING:
-    from vergence.app import Vergence
-    from vergence.config import TcpFeedSettings
+    from vergence.auth import Authenticator
+    from vergence.config import Settings, TcpFeedSettings
     from vergence.stream import Stream
 
 log = logging.getLogger(__name__)
@@ -279,14 +279,17 @@ class TcpFeed:
 
     name = "tcp"
 
-    def __init__(self, settings: TcpFeedSettings, vergence: Vergence) -> None:
+    def __init__(
+        self, settings: TcpFeedSettings, streams: Mapping[str, Stream], server: Settings, auth: Authenticator
+    ) -> None:
         self.settings = settings
-        self._vergence = vergence
+        self._streams = streams
+        self._server_settings = server
         self._server: asyncio.Server | None = None
         self._clients: set[FeedClient] = set()
         self._variants: dict[tuple[str, int, int, int], Variant] = {}
         self._handlers: set[asyncio.Task[None]] = set()
-        self._auth = vergence.auth
+        self._auth = auth  # the server's: failed logins here count with those over HTTP
         self.refused = 0
 
     async def start(self) -> None:
@@ -296,7 +299,7 @@ class TcpFeed:
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            send_buffer = self._vergence.settings.server.send_buffer_bytes
+            send_buffer = self._server_settings.server.send_buffer_bytes
             if send_buffer:
                 # Inherited by every accepted client: a stalled client's backlog stays one frame in our mailbox instead
                 # of megabytes of stale frames queued in the kernel (architecture.md, "Small kernel send buffers").
@@ -353,7 +356,7 @@ class TcpFeed:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
         try:
             line = await self._handshake(reader)
-            request = parse_request(line, self._shapes(), self._vergence.settings.jpeg.quality)
+            request = parse_request(line, self._shapes(), self._server_settings.jpeg.quality)
             self._check_viewer(line, writer)
         except HandshakeError as err:
             await self._refuse(reader, writer, peer, str(err), err.logged)
@@ -361,7 +364,7 @@ class TcpFeed:
         if len(self._clients) >= self.settings.max_clients:
             await self._refuse(reader, writer, peer, "server full")
             return
-        stream = self._vergence.streams[request.stream]
+        stream = self._streams[request.stream]
         writer.transport.set_write_buffer_limits(high=0)  # drain() waits until the kernel has taken the whole frame
         writer.write(json.dumps(request.reply()).encode() + b"\n")
         client = FeedClient(request, peer, writer, stream.info.fps)
@@ -427,7 +430,7 @@ class TcpFeed:
             raise HandshakeError('a token is needed: add "token" to the handshake ([auth] is on)')
 
     def _shapes(self) -> dict[str, StreamShape]:
-        return {sid: StreamShape(s.info.width, s.info.height, s.info.fps) for sid, s in self._vergence.streams.items()}
+        return {sid: StreamShape(s.info.width, s.info.height, s.info.fps) for sid, s in self._streams.items()}
 
     def _join(self, stream: Stream, request: FeedRequest, client: FeedClient) -> Variant:
         key = (stream.id, request.width, request.height, request.quality)
@@ -436,7 +439,7 @@ class TcpFeed:
             own = (request.width, request.height, request.quality) == (
                 stream.info.width,
                 stream.info.height,
-                self._vergence.settings.jpeg.quality,
+                self._server_settings.jpeg.quality,
             )
             variant = self._variants[key] = Variant(stream, request, asyncio.get_running_loop(), own)
             variant.start()

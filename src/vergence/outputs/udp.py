@@ -28,7 +28,8 @@ from vergence.metrics import RateLimitedLog, WindowedMean, WindowedRate
 from vergence.outputs.base import ThreadedConsumer
 
 if TYPE_CHECKING:
-    from vergence.app import Vergence
+    from collections.abc import Mapping
+
     from vergence.stream import Stream
 
 log = logging.getLogger(__name__)
@@ -179,11 +180,11 @@ class UdpOutput:
 
     kind = "udp"
 
-    def __init__(self, settings: UdpOutputSettings, vergence: Vergence) -> None:
+    def __init__(self, settings: UdpOutputSettings, streams: Mapping[str, Stream]) -> None:
         self.id = settings.id
         self.stream_id = settings.stream
         self.settings = settings
-        self._vergence = vergence
+        self._streams = streams
         self._protocol: str = settings.protocol
         self._host, self._port = settings.host, settings.port
         self._destination: Destination | None = None
@@ -225,7 +226,7 @@ class UdpOutput:
         return self._protocol
 
     def _stream(self) -> Stream:
-        stream = self._vergence.streams.get(self.stream_id)
+        stream = self._streams.get(self.stream_id)
         if stream is None:
             raise CommandError(f"output {self.id}: unknown stream {self.stream_id!r}")
         return stream
@@ -381,7 +382,7 @@ class UdpOutput:
                 self._muxer.close()
                 self._muxer = None
                 if self._loop is not None:
-                    self._loop.call_soon_threadsafe(self._vergence.streams[self.stream_id].h264.request_keyframe)
+                    self._loop.call_soon_threadsafe(self._streams[self.stream_id].h264.request_keyframe)
                 return
             self._send(datagrams)
             self.frames += 1
@@ -389,7 +390,7 @@ class UdpOutput:
                 self._capture_to_wire_ms.add((time.time_ns() - item.capture_ns) / 1e6)
 
     def _open(self) -> Muxer | None:
-        stream = self._vergence.streams[self.stream_id]
+        stream = self._streams[self.stream_id]
         size = (stream.info.width, stream.info.height)
         try:
             return Muxer(self._protocol, size, self.settings.packet_size, self.settings.payload_type, self._rtp)
@@ -398,7 +399,7 @@ class UdpOutput:
             return None
 
     def _send(self, datagrams: list[tuple[bytes, bool]]) -> None:
-        fps = self._vergence.streams[self.stream_id].info.fps or 30.0
+        fps = self._streams[self.stream_id].info.fps or 30.0
         offsets = pacing_offsets([len(data) for data, _ in datagrams], self.settings.pace_mbps * 1e6, PACE_BUDGET / fps)
         started = time.perf_counter()
         sent = 0
@@ -444,7 +445,7 @@ class UdpOutput:
             destination, nals = self._destination, self._parameter_sets
             if destination is None or not nals:
                 return
-            stream = self._vergence.streams.get(self.stream_id)
+            stream = self._streams.get(self.stream_id)
 
             def build(version: int) -> str:
                 return sdp.h264_sdp(

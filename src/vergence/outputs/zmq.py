@@ -30,11 +30,13 @@ from vergence.media.frame import EncodedPacket
 from vergence.outputs.base import FrameGate
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import zmq
     import zmq.asyncio
 
-    from vergence.app import Vergence
-    from vergence.config import ZmqSettings
+    from vergence.config import Settings, ZmqSettings
+    from vergence.stream import Stream
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +86,13 @@ class ZmqService:
 
     name = "zmq"
 
-    def __init__(self, settings: ZmqSettings, vergence: Vergence, answer: CommandAnswer) -> None:
+    def __init__(
+        self, settings: ZmqSettings, streams: Mapping[str, Stream], server: Settings, answer: CommandAnswer
+    ) -> None:
         self._zmq = import_zmq()
         self.settings = settings
-        self._vergence = vergence
+        self._streams = streams
+        self._server_settings = server
         self._answer = answer  # a request → its reply: control.transports.zmq
         self._context: zmq.asyncio.Context | None = None
         self._pub: zmq.Socket[bytes] | None = None
@@ -100,13 +105,13 @@ class ZmqService:
 
     def _channels(self) -> list[Channel]:
         """The channel each published stream is read from; an unknown stream id is a config error."""
-        vergence = self._vergence
-        stream_ids = self.settings.streams or [camera.id for camera in vergence.settings.cameras]
+        stream_ids = self.settings.streams or [camera.id for camera in self._server_settings.cameras]
         channels = []
         for stream_id in stream_ids:
-            channel = vergence.hub.get(stream_id, self.settings.format)
+            stream = self._streams.get(stream_id)
+            channel = None if stream is None else stream.jpeg if self.settings.format == "jpeg" else stream.raw
             if channel is None:
-                raise ConfigError(f"zmq.streams: unknown stream {stream_id!r}; streams: {', '.join(vergence.streams)}")
+                raise ConfigError(f"zmq.streams: unknown stream {stream_id!r}; streams: {', '.join(self._streams)}")
             channels.append(channel)
         return channels
 
@@ -124,7 +129,7 @@ class ZmqService:
                 # in megabytes of socket buffer, out of reach of the HWM, and it resumes with stale frames.
                 pub_options = {
                     zmq.SNDHWM: self.settings.hwm,
-                    zmq.SNDBUF: self._vergence.settings.server.send_buffer_bytes,
+                    zmq.SNDBUF: self._server_settings.server.send_buffer_bytes,
                 }
                 self._pub = self._bind(zmq.PUB, self.settings.pub, "zmq.pub", zmq.Socket, pub_options)
                 for channel in channels:
@@ -206,7 +211,7 @@ class ZmqService:
     def _send(self, stream_id: str, packet: EncodedPacket) -> None:
         zmq = self._zmq
         assert self._pub is not None
-        info = self._vergence.streams[stream_id].info
+        info = self._streams[stream_id].info
         # Packets carry their picture size; the stream's is a fallback for a producer that does not set it.
         width, height = packet.width or info.width, packet.height or info.height
         metadata = frame_metadata(stream_id, self.settings.format, packet, width, height, time.time_ns())

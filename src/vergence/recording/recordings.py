@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vergence.errors import CommandError
-from vergence.events import EventSubscription
+from vergence.events import EventBus, EventSubscription
 from vergence.media.names import MediaNameError, media_file_name
 from vergence.recording.prebuffer import PreEventBuffer
 from vergence.recording.recorder import Recording
 
 if TYPE_CHECKING:
-    from vergence.app import Vergence
+    from collections.abc import Mapping
+
+    from vergence.config import Settings
     from vergence.stream import Stream
 
 log = logging.getLogger(__name__)
@@ -29,9 +31,11 @@ _STAMP_EXAMPLE = "20260101-000000-000-clip-100"  # the longest tail a segment's 
 class Recordings:
     """Start, stop and describe recordings and clips; keep a pre-event buffer per camera when `pre_event_s` > 0."""
 
-    def __init__(self, vergence: Vergence) -> None:
-        self._vergence = vergence
-        self.settings = vergence.settings.recording
+    def __init__(self, settings: Settings, streams: Mapping[str, Stream], events: EventBus) -> None:
+        self._server_settings = settings
+        self._streams = streams
+        self._bus = events
+        self.settings = settings.recording
         self.current: dict[str, Recording] = {}  # per stream: its recording, running or the last one ended
         self.clips: dict[str, Recording] = {}  # per stream: its clip, running or the last one ended
         self.prebuffers: dict[str, PreEventBuffer] = {}
@@ -41,18 +45,18 @@ class Recordings:
 
     @property
     def directory(self) -> Path:
-        return self._vergence.settings.media.dir.expanduser()
+        return self._server_settings.media.dir.expanduser()
 
     def start(self) -> None:
         """On the loop: fill a pre-event buffer per camera, and listen for plugin results that trigger clips."""
         if self.settings.pre_event_s > 0:
-            for camera in self._vergence.settings.cameras:
-                stream = self._vergence.streams[camera.id]
+            for camera in self._server_settings.cameras:
+                stream = self._streams[camera.id]
                 buffer = PreEventBuffer(stream.h264, self.settings.pre_event_s)
                 buffer.start()
                 self.prebuffers[stream.id] = buffer
         if self._triggers:
-            self._events = self._vergence.events.subscribe("clip triggers")
+            self._events = self._bus.subscribe("clip triggers")
             self._watcher = asyncio.get_running_loop().create_task(self._watch(self._events), name="clip triggers")
 
     async def close(self) -> None:
@@ -141,15 +145,13 @@ class Recordings:
         """On the loop: tell every controller, and keep the REC overlay true to what runs."""
         if not recording.active and recording.kind == "recording":
             recording.stream.processing.recording = False
-        self._vergence.events.publish(
-            {"type": "recording", "stream": recording.stream.id, "kind": recording.kind, **event}
-        )
+        self._bus.publish({"type": "recording", "stream": recording.stream.id, "kind": recording.kind, **event})
 
     async def _watch(self, events: EventSubscription) -> None:
         async for event in events:
             if event.get("type") != "plugin_result" or not self._triggered(event):
                 continue
-            stream = self._vergence.streams.get(str(event.get("camera")))
+            stream = self._streams.get(str(event.get("camera")))
             if stream is None:
                 continue
             try:
