@@ -29,8 +29,8 @@ from websockets.sync.client import ClientConnection, connect
 from tests.conftest import ServerProcess
 from tests.fuzz.harness import FUZZ_SETTINGS, INPUTS, assert_survived, log_tail
 from tests.fuzz.strategies import control_frames
-from vergence.control import json_text
 from vergence.control.commands import COMMAND_TYPES
+from vergence.media import json_text
 
 REPLY_TYPES = frozenset({"pong", "reply", "error"})  # everything else the server sends is a state event
 NOT_JSON = object()

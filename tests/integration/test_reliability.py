@@ -152,15 +152,24 @@ def _drain(viewer: VideoClient, stop: threading.Event) -> None:
         viewer.next(timeout=TIMEOUT_S)
 
 
+def _lingering(server: Any) -> list[str]:
+    """Channels whose producer still runs with no viewer: it stops `encoder_linger_s` after its last one left, and its
+    thread is counted until then (a reading taken inside that window saw one or two threads more, at random)."""
+    channels = httpx.get(f"{server.url}/api/stats", timeout=10).json()["streams"]["cam0"]["channels"]
+    return [name for name, channel in channels.items() if channel["running"] and not channel["viewers"]]
+
+
 def _settled(server: Any) -> dict[str, int]:
-    """The process's holdings once every departed connection is gone: polled until two readings agree."""
+    """The process's holdings once every departed connection is gone and no producer lingers for one: polled until two
+    readings agree."""
     deadline = time.monotonic() + TIMEOUT_S
     previous = _process(server)
     while True:
         current = _process(server)
-        if {k: current[k] for k in ("fds", "tasks", "threads")} == {
+        same = {k: current[k] for k in ("fds", "tasks", "threads")} == {
             k: previous[k] for k in ("fds", "tasks", "threads")
-        }:
+        }
+        if same and not _lingering(server):
             return current
         assert time.monotonic() < deadline, f"never settled: {previous} → {current}"
         previous = current

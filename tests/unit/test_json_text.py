@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from vergence.control import json_text
+from vergence.media import json_text
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from vergence.control import json_text
 from vergence.control.commands import ANY_COMMAND, BY_TYPE, COMMAND_TYPES, AnyCommand
 from vergence.errors import CommandError, InvalidCommand
+from vergence.media import json_text
 
 # Other projects' command names (PiStreamer's FIFO and SQLite table), and older names of ours: the type they are, the
 # words they stand for, and the field their value fills when it is not the type's usual one.

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 
 from vergence.auth import client_address_of, may_command, principal_of
 from vergence.context import server_context
-from vergence.control import json_text
+from vergence.media import json_text
 
 router = APIRouter()
 MAX_OFFER_BYTES = 64 * 1024

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,7 +11,6 @@ from typing import Any, ClassVar
 import numpy as np
 
 from vergence.config import CameraSettings
-from vergence.errors import ConfigError
 from vergence.media.frame import Frame
 from vergence.ptz import Rect, SensorGeometry
 
@@ -105,6 +105,14 @@ class Source(ABC):
 
 
 _BACKENDS: dict[str, type[Source]] = {}
+# vergence's own backends by name, each imported the first time a camera names it (as uvicorn picks a protocol by name):
+# this module imports none of them, so each may import it. picamera2's registers without importing the picamera2
+# package: that happens when such a camera is opened.
+BUILTIN_BACKENDS = {
+    "testpattern": "vergence.sources.testpattern",
+    "av": "vergence.sources.av",
+    "picamera2": "vergence.sources.picamera2",
+}
 
 
 def register(kind: str) -> Callable[[type[Source]], type[Source]]:
@@ -120,19 +128,12 @@ def register(kind: str) -> Callable[[type[Source]], type[Source]]:
 
 def backend_for(camera: CameraSettings) -> type[Source]:
     """Return the Source class for a camera: a registered name, else PyAV for a path, URL or device."""
-    _load_builtin_backends()
-    if camera.source in _BACKENDS:
-        return _BACKENDS[camera.source]
-    if "av" not in _BACKENDS:
-        raise ConfigError(f"unknown source {camera.source!r}; known: {', '.join(sorted(_BACKENDS))}")
-    return _BACKENDS["av"]
+    name = camera.source if camera.source in _BACKENDS or camera.source in BUILTIN_BACKENDS else "av"
+    if name not in _BACKENDS:
+        importlib.import_module(BUILTIN_BACKENDS[name])  # the module registers its class
+    return _BACKENDS[name]
 
 
 def create_source(camera: CameraSettings) -> Source:
     """Build the Source a camera's settings ask for."""
     return backend_for(camera)(camera)
-
-
-def _load_builtin_backends() -> None:
-    # picamera2 registers without importing the picamera2 package: that happens when such a camera is opened.
-    from vergence.sources import av, picamera2, testpattern  # noqa: F401  (registration side effect)

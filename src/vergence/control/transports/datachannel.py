@@ -11,8 +11,8 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from vergence.control import json_text
 from vergence.control.transports.websocket import answer_control, new_client_id
+from vergence.media import json_text
 
 if TYPE_CHECKING:
     from aiortc import RTCDataChannel

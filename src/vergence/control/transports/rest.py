@@ -15,7 +15,6 @@ from pydantic import BaseModel, Field, ValidationError
 
 from vergence.auth import principal_of
 from vergence.context import server_context
-from vergence.control import json_text
 from vergence.control.commander import Commander, error_reply
 from vergence.control.commands import (
     FlipCommand,
@@ -34,6 +33,7 @@ from vergence.control.controller import CameraController
 from vergence.control.parsing import describe_validation
 from vergence.control.processing import ProcessingController
 from vergence.errors import CommandError, InvalidCommand, VergenceError, http_status
+from vergence.media import json_text
 
 router = APIRouter()
 MAX_COMMAND_BYTES = 64 * 1024

@@ -19,9 +19,9 @@ from starlette.websockets import WebSocketDisconnect
 
 from vergence.auth import Principal, may_command, principal_of
 from vergence.context import Server, ServerContext
-from vergence.control import json_text
 from vergence.control.parsing import command_type, describe_validation
 from vergence.events import EventSubscription
+from vergence.media import json_text
 
 router = APIRouter()
 _client_ids = itertools.count(1)
