@@ -45,8 +45,13 @@ def install(app: Starlette, server: ServerContext) -> None:
 
 
 def server_context(connection: HTTPConnection) -> ServerContext:
-    """The running server (a FastAPI dependency, for HTTP routes and WebSockets alike)."""
+    """The running server, for code that holds the request."""
     return connection.app.state.vergence  # type: ignore[no-any-return]
 
 
-Server = Annotated[ServerContext, Depends(server_context)]
+async def _server(connection: HTTPConnection) -> ServerContext:
+    # async: FastAPI runs a plain `def` dependency on a worker thread, a thread hop for every request.
+    return server_context(connection)
+
+
+Server = Annotated[ServerContext, Depends(_server)]
