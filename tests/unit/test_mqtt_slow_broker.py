@@ -98,3 +98,27 @@ def test_a_stalled_broker_holds_at_most_one_frame_in_paho():
     # Stopping waits STOP_TIMEOUT_S for the offline status's ack, at most twice that for paho's thread: never the
     # keepalive (30 s) a stalled connection would otherwise take to end.
     assert stop_s < 3 * STOP_TIMEOUT_S + 2, stop_s
+
+
+async def nodelay_of_a_bridge_connection() -> int:
+    broker = StalledBroker()
+    streams = {"cam0": SimpleNamespace(info=SourceInfo(320, 240, 60.0), jpeg=Channel("cam0", "jpeg"))}
+    settings = MqttSettings(enabled=True, port=broker.port, topic="quick")
+    events = EventBus(asyncio.get_running_loop())
+    bridge = MqttBridge(settings, streams, events, Settings(), answer=refuse_every_command)  # type: ignore[arg-type]
+    await bridge.start()
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not bridge.describe()["connected"]:
+            assert time.monotonic() < deadline, "the bridge never connected"
+            await asyncio.sleep(0.01)
+        return int(bridge._client.socket().getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+    finally:
+        await bridge.stop()
+        broker.close()
+
+
+def test_replies_leave_without_waiting_for_the_brokers_ack():
+    """Nagle's algorithm held each small reply until the broker acknowledged the one before: ~44 ms per command reply
+    on loopback. The bridge's socket sends at once."""
+    assert run(nodelay_of_a_bridge_connection()) != 0
