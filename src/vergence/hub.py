@@ -52,11 +52,14 @@ class Subscription:
     nothing now (a full socket) returns False, and the packet is queued under the policy as usual.
     """
 
-    def __init__(self, channel: Channel, policy: Policy, max_packets: int, name: str) -> None:
+    def __init__(self, channel: Channel, policy: Policy, max_packets: int, name: str, kind: str = "other") -> None:
         self.channel = channel
         self.policy = policy
         self.max_packets = 1 if policy == "latest" else max_packets
         self.name = name
+        self.kind = (
+            kind  # what consumes it (ws, mjpeg, webrtc, udp, restream, rec, mqtt, zmq, tcp): metrics count by it
+        )
         self.drops = 0
         self.delivered = 0
         self.peak = 0  # most items ever queued: the bound in action
@@ -251,10 +254,10 @@ class Channel:
         else:  # no keyframe cached or the GOP outgrew the cache: nothing a joiner could decode from
             self._cache = []
 
-    def subscribe(self, policy: Policy, max_packets: int = 90, name: str = "") -> Subscription:
+    def subscribe(self, policy: Policy, max_packets: int = 90, name: str = "", kind: str = "other") -> Subscription:
         """Add a consumer; it first gets the cached keyframe and what followed it, so its first packet decodes. On an
         ended channel it gets the end notice alone, and then its end."""
-        subscription = Subscription(self, policy, max_packets, name or f"{self.name}#{len(self.subscribers)}")
+        subscription = Subscription(self, policy, max_packets, name or f"{self.name}#{len(self.subscribers)}", kind)
         if self.end_notice is not None:
             subscription.offer(self.end_notice)
             subscription.finish()

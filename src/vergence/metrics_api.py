@@ -7,7 +7,6 @@ loop, so hub state is consistent and the data path does no extra work beyond the
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -16,6 +15,7 @@ from fastapi import APIRouter, Response
 from vergence import __version__
 from vergence.context import Server, ServerContext
 from vergence.encoders.base import Encoder
+from vergence.hub import Channel
 from vergence.metrics import CONTENT_TYPE, Exposition, TimingMs, process_stats
 
 if TYPE_CHECKING:
@@ -24,10 +24,8 @@ if TYPE_CHECKING:
 
 router = APIRouter(tags=["metrics"])
 
-# Consumers name their hub subscriptions after what they are ("ws 127.0.0.1:5000", "udp-udp0", "rec-cam0"); the leading
-# word is the viewer kind. Anything else (a nameless subscription) counts as "other".
+# The kinds of consumer a hub subscription declares (`Channel.subscribe(kind=…)`); any other counts as "other".
 VIEWER_KINDS = frozenset({"ws", "mjpeg", "webrtc", "udp", "restream", "rec", "mqtt", "zmq", "tcp"})
-_KIND = re.compile(r"[a-z0-9]+")
 DROPPED_HELP = (
     "frames lost, by reason: slow_subscriber (packets a subscriber's full buffer discarded, counted per subscriber), "
     "encoder_busy (raw frames an encoder skipped while busy)"
@@ -59,11 +57,9 @@ def collect(vergence: ServerContext) -> Exposition:
     return exposition
 
 
-def viewer_kind(subscription_name: str) -> str:
-    """The kind of consumer behind a hub subscription, from the leading word of its name."""
-    match = _KIND.match(subscription_name)
-    kind = match.group() if match else ""
-    return kind if kind in VIEWER_KINDS else "other"
+def viewers_by_kind(channel: Channel) -> dict[str, int]:
+    """A channel's subscribers counted by the kind they declared (one of VIEWER_KINDS, or "other")."""
+    return dict(Counter(sub.kind if sub.kind in VIEWER_KINDS else "other" for sub in channel.subscribers))
 
 
 def add_stream(exposition: Exposition, stream: Stream) -> None:
@@ -125,7 +121,7 @@ def add_stream(exposition: Exposition, stream: Stream) -> None:
             **labels,
             reason="slow_subscriber",
         )
-        for kind, count in sorted(Counter(viewer_kind(sub.name) for sub in channel.subscribers).items()):
+        for kind, count in sorted(viewers_by_kind(channel).items()):
             exposition.gauge(
                 "vergence_viewers",
                 "hub subscribers by kind (a kind without any has no series)",

@@ -58,8 +58,10 @@ class ThreadedConsumer:
         handle: Callable[[Item], None],
         loop: asyncio.AbstractEventLoop,
         max_packets: int = 90,
+        kind: str = "other",
     ) -> None:
         self.channel = channel
+        self.kind = kind
         self.name = name
         self._handle = handle
         self._loop = loop
@@ -79,7 +81,7 @@ class ThreadedConsumer:
         """Subscribe and start the thread; call on the event loop."""
         if self._subscription is not None:
             return
-        self._subscription = self.channel.subscribe("gop", self._max_packets, name=self.name)
+        self._subscription = self.channel.subscribe("gop", self._max_packets, name=self.name, kind=self.kind)
         self._thread = threading.Thread(target=self._run, args=(self._subscription,), name=self.name, daemon=True)
         self._thread.start()
 

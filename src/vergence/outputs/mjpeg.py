@@ -24,7 +24,7 @@ def part(packet: EncodedPacket) -> bytes:
 async def mjpeg_parts(stream: Stream, name: str) -> AsyncIterator[bytes]:
     """Yield multipart parts of the newest JPEGs for as long as the client reads (a slow client skips frames); when the
     stream ends (or the server stops), the closing delimiter, so the client sees a whole response."""
-    subscription = stream.jpeg.subscribe("latest", name=name)
+    subscription = stream.jpeg.subscribe("latest", name=name, kind="mjpeg")
     try:
         async for item in subscription:
             if isinstance(item, EncodedPacket):

@@ -251,7 +251,7 @@ class MqttBridge:
         # paho's MQTTMessageInfo of the last frame (marked published once written to the socket), and the connection
         # it was queued on: paho forgets unwritten packets when it reconnects.
         in_flight: tuple[Any, int] | None = None
-        subscription = channel.subscribe("latest", name="mqtt")
+        subscription = channel.subscribe("latest", name="mqtt", kind="mqtt")
         try:
             async for packet in subscription:
                 if not isinstance(packet, EncodedPacket) or not gate.ready(time.monotonic()):

@@ -290,7 +290,7 @@ class RestreamOutput:
             self._skip_through_seq = latest.seq if latest is not None else -1
             self.state = "connecting"
             handle = partial(self._on_item, generation=self._generation)
-            self._consumer = ThreadedConsumer(stream.h264, f"restream-{self.id}", handle, self._loop)
+            self._consumer = ThreadedConsumer(stream.h264, f"restream-{self.id}", handle, self._loop, kind="restream")
             self._consumer.start()
             # Not the cached GOP (seconds old, it would reach the server's viewers as added delay): a fresh keyframe.
             stream.h264.request_keyframe(force=True)

@@ -223,7 +223,7 @@ class Variant:
 
     def start(self) -> None:
         if self.own:
-            self._subscription = self.stream.jpeg.subscribe("latest", name="tcp")
+            self._subscription = self.stream.jpeg.subscribe("latest", name="tcp", kind="tcp")
             self._pump = self._loop.create_task(self._read(self._subscription), name=f"tcp {self.stream.id} jpeg")
             return
 

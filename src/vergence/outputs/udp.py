@@ -247,7 +247,7 @@ class UdpOutput:
             self._started_ns = time.time_ns()
             self._loop = asyncio.get_running_loop()
             handle = partial(self._on_item, generation=self._generation)
-            self._consumer = ThreadedConsumer(stream.h264, f"udp-{self.id}", handle, self._loop)
+            self._consumer = ThreadedConsumer(stream.h264, f"udp-{self.id}", handle, self._loop, kind="udp")
             self._consumer.start()
             # Not the cached GOP (up to seconds old, sent in a burst it would sit in the receiver's buffer): a fresh
             # keyframe, now.

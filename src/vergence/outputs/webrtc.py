@@ -98,7 +98,7 @@ class PassthroughTrack(MediaStreamTrack):
             # Room for the whole cached GOP, so the joiner's first picture comes from the replay at once; with less
             # room the hub would have to ask the encoder for a fresh keyframe.
             queued = max(MAX_QUEUED_PACKETS, self.channel.max_cached_packets)
-            self.subscription = self.channel.subscribe("gop", queued, name=self.name)
+            self.subscription = self.channel.subscribe("gop", queued, name=self.name, kind="webrtc")
         while True:
             try:
                 item = await self.subscription.get()

@@ -59,7 +59,9 @@ async def serve_channel(websocket: WebSocket, stream: Stream, channel: Channel, 
     """Send one channel to one WebSocket client until either side goes away."""
     await websocket.accept()
     client = websocket.client
-    subscription = channel.subscribe("gop", max_packets, name=f"ws {client.host}:{client.port}" if client else "ws")
+    subscription = channel.subscribe(
+        "gop", max_packets, name=f"ws {client.host}:{client.port}" if client else "ws", kind="ws"
+    )
     viewer = _Viewer(websocket, stream, channel, raw)
     if viewer.direct is not None:
         subscription.sink = viewer.take

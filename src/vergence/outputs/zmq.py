@@ -200,7 +200,7 @@ class ZmqService:
     async def _publish(self, channel: Channel) -> None:
         stream_id = channel.stream_id
         gate = FrameGate(self.settings.fps)
-        subscription = channel.subscribe("latest", name="zmq")
+        subscription = channel.subscribe("latest", name="zmq", kind="zmq")
         try:
             async for item in subscription:
                 if isinstance(item, EncodedPacket) and gate.ready(time.monotonic()):

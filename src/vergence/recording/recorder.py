@@ -91,7 +91,12 @@ class Recording:
     def start(self) -> None:
         """Record from the stream's hub subscription (which starts at the cached keyframe)."""
         self._consumer = ThreadedConsumer(
-            self.stream.h264, f"rec-{self.stream.id}", self._on_item, self._loop, max_packets=BACKLOG_PACKETS
+            self.stream.h264,
+            f"rec-{self.stream.id}",
+            self._on_item,
+            self._loop,
+            max_packets=BACKLOG_PACKETS,
+            kind="rec",
         )
         self._consumer.start()
 
