@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import importlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -20,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from vergence import __version__
 from vergence.auth import Authenticator, AuthMiddleware
 from vergence.config import Settings
-from vergence.context import install
+from vergence.context import Parts, install
 from vergence.control.commander import Commander
 from vergence.control.controller import Controllers
 from vergence.control.state import StateStore
@@ -85,7 +86,7 @@ class Vergence:
         self.commander = Commander(
             settings, self.streams, self.controllers, self.outputs, self.services, self.recordings
         )
-        self.services += build_services(settings, self.streams, self.events, self.commander, auth)
+        self.services += build_services(Parts(settings, self.streams, self.events, self.commander, auth))
         self.webrtc: WebRtcPeers | None = None
         if settings.webrtc.enabled:
             from vergence.control.transports.datachannel import DataChannelControl
@@ -152,51 +153,35 @@ class Vergence:
         }
 
 
+# Outputs by config section (a list of entries each), and services by config section (enabled or not): each module is
+# imported only when its section is used, and makes its part with `create_output(entry, streams)` or
+# `create_service(parts)`. A missing optional package is a ConfigError naming it.
+OUTPUTS = {"udp": "vergence.outputs.udp", "restream": "vergence.outputs.restream"}
+SERVICES = {
+    "zmq": "vergence.control.transports.zmq",
+    "mqtt": "vergence.control.transports.mqtt",
+    "tcp": "vergence.outputs.tcp",
+    "inbox": "vergence.control.transports.sqlite",
+    "fifo": "vergence.control.transports.fifo",
+}
+
+
 def build_outputs(settings: Settings, streams: Streams) -> dict[str, Output]:
-    """The configured UDP and restream outputs by id (each module is imported only when used)."""
+    """The configured outputs by id."""
     outputs: dict[str, Output] = {}
-    if settings.udp:
-        from vergence.outputs.udp import UdpOutput
-
-        for udp in settings.udp:
-            outputs[udp.id] = UdpOutput(udp, streams)
-    if settings.restream:
-        from vergence.outputs.restream import RestreamOutput
-
-        for push in settings.restream:
-            outputs[push.id] = RestreamOutput(push, streams)
+    for section, module in OUTPUTS.items():
+        for entry in getattr(settings, section):
+            outputs[entry.id] = importlib.import_module(module).create_output(entry, streams)
     return outputs
 
 
-def build_services(
-    settings: Settings, streams: Streams, events: EventBus, commander: Commander, auth: Authenticator
-) -> list[Service]:
-    """The enabled server-wide services; an optional package that is missing raises ConfigError naming it."""
-    services: list[Service] = []
-    if settings.zmq.enabled:
-        from vergence.control.transports.zmq import ZmqCommands
-        from vergence.outputs.zmq import ZmqService
-
-        services.append(ZmqService(settings.zmq, streams, settings, ZmqCommands(commander).answer))
-    if settings.mqtt.enabled:
-        from vergence.control.transports.mqtt import MqttCommands
-        from vergence.outputs.mqtt import MqttBridge
-
-        answer = MqttCommands(commander, settings.mqtt.topic).answer
-        services.append(MqttBridge(settings.mqtt, streams, events, settings, answer))
-    if settings.tcp.enabled:
-        from vergence.outputs.tcp import TcpFeed
-
-        services.append(TcpFeed(settings.tcp, streams, settings, auth))
-    if settings.inbox.enabled:
-        from vergence.control.transports.sqlite import SqliteInbox
-
-        services.append(SqliteInbox(settings.inbox, commander))
-    if settings.fifo.enabled:
-        from vergence.control.transports.fifo import FifoInbox
-
-        services.append(FifoInbox(settings.fifo, commander))
-    return services
+def build_services(parts: Parts) -> list[Service]:
+    """The enabled server-wide services, in a fixed order (started in it, stopped in reverse)."""
+    return [
+        importlib.import_module(module).create_service(parts)
+        for section, module in SERVICES.items()
+        if getattr(parts.settings, section).enabled
+    ]
 
 
 def create_app(settings: Settings) -> FastAPI:

@@ -6,6 +6,7 @@ it as a parameter (`server: Server`) and see this interface, never the compositi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 from fastapi import Depends
@@ -13,6 +14,7 @@ from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
 
 if TYPE_CHECKING:
+    from vergence.auth import Authenticator
     from vergence.config import Settings
     from vergence.control.commander import Commander
     from vergence.events import EventBus
@@ -20,6 +22,18 @@ if TYPE_CHECKING:
     from vergence.outputs.webrtc import WebRtcPeers
     from vergence.recording.recordings import Recordings
     from vergence.streams import Streams
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What a service is built from (`create_service(parts)` in its module): the settings, the streams, the event bus,
+    the commander and the authenticator every door that takes credentials shares."""
+
+    settings: Settings
+    streams: Streams
+    events: EventBus
+    commander: Commander
+    auth: Authenticator
 
 
 class ServerContext(Protocol):

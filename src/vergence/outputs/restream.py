@@ -438,3 +438,8 @@ class RestreamOutput:
             delay_s,
             self.failures,
         )
+
+
+def create_output(settings: RestreamSettings, streams: Mapping[str, Stream]) -> RestreamOutput:
+    """The output a `[[restream]]` entry makes (the composition root finds this by the section's name)."""
+    return RestreamOutput(settings, streams)

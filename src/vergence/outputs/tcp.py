@@ -33,6 +33,7 @@ from vergence.outputs.base import FrameGate
 if TYPE_CHECKING:
     from vergence.auth import Authenticator
     from vergence.config import Settings, TcpFeedSettings
+    from vergence.context import Parts
     from vergence.stream import Stream
 
 log = logging.getLogger(__name__)
@@ -458,3 +459,8 @@ async def _read_until_eof(reader: asyncio.StreamReader) -> None:
     """Read and discard until the peer closes: a client says nothing after its handshake."""
     while await reader.read(4096):
         pass
+
+
+def create_service(parts: Parts) -> TcpFeed:
+    """The `[tcp]` service (the composition root finds this by the section's name)."""
+    return TcpFeed(parts.settings.tcp, parts.streams, parts.settings, parts.auth)

@@ -471,3 +471,8 @@ class UdpOutput:
                     write_atomically(self.settings.sdp_path.expanduser(), text, 0o644)
                 except OSError as err:
                     self._fail(f"cannot write {self.settings.sdp_path}: {err}")
+
+
+def create_output(settings: UdpOutputSettings, streams: Mapping[str, Stream]) -> UdpOutput:
+    """The output a `[[udp]]` entry makes (the composition root finds this by the section's name)."""
+    return UdpOutput(settings, streams)

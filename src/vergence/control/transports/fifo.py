@@ -24,11 +24,14 @@ import pwd
 import stat
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vergence.config import FifoSettings
 from vergence.control.commander import Commander
 from vergence.errors import ConfigError
+
+if TYPE_CHECKING:
+    from vergence.context import Parts
 
 log = logging.getLogger(__name__)
 
@@ -216,3 +219,8 @@ def _account(uid: int) -> str:
         return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
     except KeyError:
         return f"uid {uid}"
+
+
+def create_service(parts: Parts) -> FifoInbox:
+    """The `[fifo]` service."""
+    return FifoInbox(parts.settings.fifo, parts.commander)

@@ -5,11 +5,15 @@
 from __future__ import annotations
 
 import unicodedata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vergence.control.commander import Commander, error_reply
 from vergence.control.parsing import as_object
 from vergence.errors import CommandError
+
+if TYPE_CHECKING:
+    from vergence.context import Parts
+    from vergence.outputs.base import Service
 
 #: Longest part of a command's `reply_to` after `T/reply/`: room for a client id and a request path, no more.
 REPLY_SUFFIX_MAX_BYTES = 128
@@ -60,3 +64,12 @@ class MqttCommands:
             command_id = command.get("id") if isinstance(command, dict) else None
             return self.reply_topic, error_reply(command_id, err)
         return topic, await self._commander.handle(command, source="mqtt")
+
+
+def create_service(parts: Parts) -> Service:
+    """The `[mqtt]` service: frames, status and results (outputs.mqtt), this module's commands on `T/cmd`."""
+    from vergence.outputs.mqtt import MqttBridge  # ConfigError naming paho-mqtt when it is missing
+
+    settings = parts.settings
+    answer = MqttCommands(parts.commander, settings.mqtt.topic).answer
+    return MqttBridge(settings.mqtt, parts.streams, parts.events, settings, answer)

@@ -16,11 +16,14 @@ import logging
 import sqlite3
 import time
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vergence.config import InboxSettings
 from vergence.control.commander import Commander
 from vergence.errors import ConfigError
+
+if TYPE_CHECKING:
+    from vergence.context import Parts
 
 log = logging.getLogger(__name__)
 
@@ -159,3 +162,8 @@ class SqliteInbox:
         )
         self._connection.commit()
         return cursor.rowcount
+
+
+def create_service(parts: Parts) -> SqliteInbox:
+    """The `[inbox]` service."""
+    return SqliteInbox(parts.settings.inbox, parts.commander)

@@ -4,10 +4,14 @@ The sockets themselves (REP beside the frames' PUB, CURVE) are `outputs.zmq.ZmqS
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vergence.control.commander import Commander, error_reply
 from vergence.errors import CommandError
+
+if TYPE_CHECKING:
+    from vergence.context import Parts
+    from vergence.outputs.base import Service
 
 log = logging.getLogger(__name__)
 
@@ -27,3 +31,11 @@ class ZmqCommands:
         except Exception as err:  # the commander never raises; if it did, the socket must still answer
             log.exception("ZeroMQ command failed")
             return error_reply(None, CommandError(f"internal error: {err}", code="internal_error"))
+
+
+def create_service(parts: Parts) -> Service:
+    """The `[zmq]` service: frames on PUB (outputs.zmq), this module's commands on REP."""
+    from vergence.outputs.zmq import ZmqService  # ConfigError naming pyzmq when it is missing
+
+    settings = parts.settings
+    return ZmqService(settings.zmq, parts.streams, settings, ZmqCommands(parts.commander).answer)
