@@ -1,4 +1,4 @@
-"""`python -m vergence.bench.stabilize`: speed and shake reduction of the Stabilizer on a synthetic shaken sequence.
+"""`python -m bench.stabilize`: speed and shake reduction of the Stabilizer on a synthetic shaken sequence.
 
 The sequence is a window onto a textured scene twice the frame's size, moved each frame by a seeded random jitter
 (translation and rotation, independent per frame: the white, high-frequency shake a stabilizer is for) plus an optional

@@ -1,4 +1,4 @@
-"""`python -m vergence.bench.rtp`: capture → decoded latency of the UDP output, RTP and MPEG-TS, with ffmpeg as receiver.
+"""`python -m bench.rtp`: capture → decoded latency of the UDP output, RTP and MPEG-TS, with ffmpeg as receiver.
 
 One run starts `vergence serve` (a 640x360@30 test pattern by default) with one `[[udp]]` output to 127.0.0.1, once per
 protocol, and decodes what arrives with the ffmpeg command-line tool: RTP from the SDP file the output writes (nothing
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vergence.bench.latency import _free_port, _get_json, _Server, serve_argv
+from bench.latency import _free_port, _get_json, _Server, serve_argv
 from vergence.media import timecode
 
 FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
@@ -245,7 +245,7 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m vergence.bench.rtp", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.rtp", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per protocol")
     parser.add_argument("--size", default="640x360", help="picture size")
     parser.add_argument("--fps", type=float, default=30.0, help="frames per second")

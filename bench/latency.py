@@ -38,18 +38,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tests.support import chromium
+from tests.support.netns import enter_private_network, private_address
+
 GOALS = {"p50_ms": 8.0, "p95_ms": 16.0, "ratio": 1.5}  # WebCodecs at 1280x720@30, ratio to the floor of the same run
-CHROMIUM = Path(os.environ.get("VERGENCE_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
 FLOOR_SCRIPT = Path(__file__).with_name("floor.py")
 STARTUP_S = 30.0
 
@@ -116,16 +108,14 @@ def run(
     warmup_s: float = 2.0,
 ) -> dict[str, Any]:
     """Measure, print the table, optionally write JSON; return the results. With check, exit 1 when a goal fails."""
-    from vergence.bench.netns import enter_private_network, private_address
-
     # First of all: a namespace holds only the thread that enters it (and what that thread starts afterwards).
     no_network = enter_private_network()
     from playwright.sync_api import sync_playwright
 
     players = [p.strip() for p in players if p.strip()]
     width, height = (int(n) for n in size.lower().split("x"))
-    if not CHROMIUM.exists():
-        raise SystemExit(f"vergence bench: no Chromium at {CHROMIUM} (set VERGENCE_CHROMIUM)")
+    if not chromium.CHROMIUM.exists():
+        raise SystemExit(f"vergence bench: no Chromium at {chromium.CHROMIUM} (set VERGENCE_CHROMIUM)")
     rows: list[dict[str, Any]] = []
     workdir = Path(tempfile.mkdtemp(prefix="vergence-bench-"))
     _say(f"bench: {size} @ {fps:g} fps, {seconds:g} s per mode, logs in {workdir}")
@@ -133,7 +123,7 @@ def run(
     if no_network is not None and "webrtc" in players:
         _say(f"bench: {network}: WebRTC has no address for ICE here, so its row will fail")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = chromium.launch(pw.chromium)
         try:
 
             def measure(url: str, root: str, want: str, label: str) -> dict[str, Any]:
@@ -350,7 +340,7 @@ def _summarise(rows: list[dict[str, Any]], **config: Any) -> dict[str, Any]:
 
 def _compare_encoder_options(fps: float) -> dict[str, Any]:
     """The floor copies vergence's libx264 options as values: say when they have drifted apart."""
-    from vergence.bench import floor as floor_module
+    from bench import floor as floor_module
 
     floor_options = floor_module.libx264_options(fps)
     try:
@@ -491,19 +481,28 @@ def serve_argv(port: int, *args: str) -> list[str]:
 
 
 class _Server:
-    """A server subprocess, ready once `ready_url` answers 200 with a non-empty body (a non-empty list for vergence)."""
+    """A server subprocess, ready once `ready_url` answers 200 with a non-empty body (a non-empty list for vergence).
+
+    `cwd`: where it runs (the checkout's root for `python -m bench.…`)."""
 
     def __init__(
-        self, argv: list[str], ready_url: str, log_path: Path, name: str, env: dict[str, str] | None = None
+        self,
+        argv: list[str],
+        ready_url: str,
+        log_path: Path,
+        name: str,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.argv, self.ready_url, self.log_path, self.name = argv, ready_url, log_path, name
         self.env = {**os.environ, **env} if env else None
+        self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> _Server:
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env
+            self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd
         )
         log.close()
         deadline = time.monotonic() + STARTUP_S
@@ -609,3 +608,33 @@ def _cpu_busy_pct(
 
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m bench.latency [--seconds 10] [--check] ...` from the checkout's root: as `vergence bench latency`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.latency", description="capture → decoded latency per player mode, beside a bare floor"
+    )
+    parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per player mode")
+    parser.add_argument("--size", default="1280x720", help="picture size WIDTHxHEIGHT")
+    parser.add_argument("--fps", type=float, default=30.0, help="frames per second")
+    parser.add_argument("--players", default="webrtc,webcodecs,mse,mjpeg", help="comma-separated player modes")
+    parser.add_argument("--no-floor", action="store_true", help="skip the bare floor pipeline")
+    parser.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a WebCodecs goal fails")
+    args = parser.parse_args(argv)
+    run(
+        seconds=args.seconds,
+        size=args.size,
+        fps=args.fps,
+        players=args.players.split(","),
+        floor=not args.no_floor,
+        json_out=args.json,
+        check=args.check,
+    )
+
+
+if __name__ == "__main__":
+    main()
