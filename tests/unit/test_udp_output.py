@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.rtp import free_udp_port
 from tests.aio import run
 from tests.media import encode_h264
+from tests.support.udp_receiver import free_udp_port
 from vergence.config import UdpOutputSettings
 from vergence.errors import CommandError
 from vergence.hub import Channel
