@@ -41,7 +41,6 @@ WARMUP_S = 3.0
 BASELINE_MAX_S = 10.0
 STALL_TIMEOUT_S = 30.0
 FD_HEADROOM = 256  # descriptors beyond one per viewer: the server's own files, pipes, encoders
-CLIENT_REPLY_TIMEOUT_S = 120.0
 
 
 def _cpu_times(pid: int) -> tuple[float, float]:
