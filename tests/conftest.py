@@ -1,6 +1,6 @@
 """Shared fixtures: a vergence server started as a real subprocess on a free 127.0.0.1 port.
 
-The whole session runs in a network namespace of its own (`vergence.bench.netns`): loopback plus a veth pair, so WebRTC
+The whole session runs in a network namespace of its own (`tests/support/netns.py`): loopback plus a veth pair, so WebRTC
 has a non-loopback address for ICE and no test can reach an outside address.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from vergence.bench.netns import enter_private_network, private_address, why_no_private_network
+from tests.support.netns import enter_private_network, private_address, why_no_private_network
 
 STARTUP_TIMEOUT_S = 20.0
 

@@ -19,7 +19,9 @@ GIL_SWITCH_INTERVAL_S = 0.0005
 CTL_TIMEOUT_S = 10.0
 
 app = typer.Typer(help="Low-latency camera streaming with live digital pan/tilt/zoom.", no_args_is_help=True)
-bench_app = typer.Typer(help="Benchmarks that print tables.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks that print tables (they come with a checkout of vergence: bench/).", no_args_is_help=True
+)
 app.add_typer(bench_app, name="bench")
 
 
@@ -32,6 +34,36 @@ def bench_group() -> None:
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
+
+
+BENCH_NEEDS_CHECKOUT = (
+    "vergence bench: the benchmarks come with a checkout of vergence, not with the installed package: "
+    "git clone vergence's repository, then in it `pip install -e '.[test]'` (or `bash scripts/test.sh`)"
+)
+
+
+def _checkout_root() -> Path | None:
+    """The checkout this vergence runs from (an editable install: src/vergence/ in it), or None when installed."""
+    import vergence
+
+    root = Path(vergence.__file__).resolve().parents[2]
+    if (root / "bench" / "__init__.py").is_file() and (root / "tests" / "support" / "__init__.py").is_file():
+        return root
+    return None
+
+
+def _bench(name: str) -> Any:
+    """`bench.<name>` of the checkout: the benchmarks live outside the package, beside the tests whose fixtures they
+    share (tests/support), so the checkout's root goes first on sys.path. Exit 2 when there is no checkout."""
+    import importlib
+
+    root = _checkout_root()
+    if root is None:
+        typer.echo(BENCH_NEEDS_CHECKOUT, err=True)
+        raise typer.Exit(2)
+    if sys.path[:1] != [str(root)]:
+        sys.path.insert(0, str(root))
+    return importlib.import_module(f"bench.{name}")
 
 
 @app.command()
@@ -378,9 +410,9 @@ def bench_latency(
     ] = False,
 ) -> None:
     """Measure capture→decoded latency per player mode in headless Chromium, beside a bare floor pipeline."""
-    from vergence.bench.latency import run
-
-    run(seconds=seconds, size=size, fps=fps, players=players.split(","), floor=floor, json_out=json_out, check=check)
+    _bench("latency").run(
+        seconds=seconds, size=size, fps=fps, players=players.split(","), floor=floor, json_out=json_out, check=check
+    )
 
 
 @bench_app.command("dual")
@@ -391,9 +423,7 @@ def bench_dual(
     viewers: Annotated[int, typer.Option(help="WebSocket viewers per camera")] = 2,
 ) -> None:
     """Server CPU with two test cameras, PTZ moving on both and several viewers each."""
-    from vergence.bench.dual import run
-
-    run(seconds=seconds, size=size, fps=fps, viewers=viewers)
+    _bench("dual").run(seconds=seconds, size=size, fps=fps, viewers=viewers)
 
 
 @bench_app.command("webrtc")
@@ -406,9 +436,7 @@ def bench_webrtc(
     json_out: Annotated[Path | None, typer.Option("--json", help="write the results as JSON here")] = None,
 ) -> None:
     """Server CPU for N WebRTC peers (the stream's H.264 passed through) against N H.264 encodes of the same frames."""
-    from vergence.bench.webrtc import run
-
-    results = run(seconds=seconds, size=size, fps=fps, peers=peers, decode=decode, json_out=json_out)
+    results = _bench("webrtc").run(seconds=seconds, size=size, fps=fps, peers=peers, decode=decode, json_out=json_out)
     if not results["pass"]:
         raise typer.Exit(1)
 
@@ -436,9 +464,7 @@ def bench_fanout(
     ] = False,
 ) -> None:
     """Server CPU and every viewer's frame rate for N WebSocket viewers of one stream, beside a bare uvicorn fan-out."""
-    from vergence.bench.fanout import run
-
-    results = run(
+    results = _bench("fanout").run(
         viewers=viewers,
         size=size,
         fps=fps,
@@ -466,9 +492,7 @@ def bench_still(
     json_out: Annotated[Path | None, typer.Option("--json", help="write the results as JSON here")] = None,
 ) -> None:
     """Live-stream stall of full-resolution stills from a picamera2 camera (the fake one unless --no-fake)."""
-    from vergence.bench.still import run
-
-    run(stills=stills, size=size, fps=fps, model=model, fake=fake, json_out=json_out)
+    _bench("still").run(stills=stills, size=size, fps=fps, model=model, fake=fake, json_out=json_out)
 
 
 @bench_app.command("soak")
@@ -484,9 +508,7 @@ def bench_soak(
     json_out: Annotated[Path | None, typer.Option("--json", help="write the results as JSON here")] = None,
 ) -> None:
     """A server under steady viewers, PTZ, churn and recordings for minutes: do fds, tasks, threads or RSS grow?"""
-    from vergence.bench.soak import run
-
-    results = run(
+    results = _bench("soak").run(
         minutes=minutes,
         size=size,
         fps=fps,

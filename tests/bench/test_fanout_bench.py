@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from vergence.bench.fanout import run
+from bench.fanout import run
 
 FPS = 30
 

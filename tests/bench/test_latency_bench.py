@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from vergence.bench.latency import run
+from bench.latency import run
 
 
 @pytest.mark.browser

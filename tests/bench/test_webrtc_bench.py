@@ -4,7 +4,7 @@ import json
 
 import aiortc.rtcrtpreceiver
 
-from vergence.bench.webrtc import run
+from bench.webrtc import run
 
 
 def test_a_short_webrtc_bench_measures_peers_and_encodes(tmp_path, capsys, ice_address):

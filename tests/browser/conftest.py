@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from vergence.bench.latency import CHROMIUM, CHROMIUM_ARGS  # one launch recipe for tests and benchmarks
+from tests.support import chromium  # one launch recipe for tests and benchmarks
 
 STATS_JS = """() => {
   const s = window.vergence.stats;
@@ -65,12 +65,12 @@ class PlayerPage:
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     """Launch the system Chromium once for all browser tests."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is not installed: apt-get install chromium")
+    if not chromium.CHROMIUM.exists():
+        pytest.fail(f"{chromium.CHROMIUM} is not installed: apt-get install chromium")
     from playwright import sync_api
 
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = chromium.launch(playwright.chromium)
         yield browser
         browser.close()
 

@@ -13,8 +13,8 @@ from cryptography import x509
 
 from tests.browser.conftest import PlayerPage
 from tests.integration.test_tls import HttpsServer, start_https_server
+from tests.support import chromium
 from vergence import tls
-from vergence.bench.latency import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.browser
 
@@ -34,9 +34,7 @@ def trusting_browser(browser: Any, tls_server: HttpsServer) -> Iterator[Any]:
     certificate error is ignored for any other key."""
     certificate = x509.load_pem_x509_certificate(tls_server.cert_path.read_bytes())
     pin = base64.b64encode(tls.spki_sha256(certificate)).decode()
-    trusting = browser.browser_type.launch(
-        executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={pin}"]
-    )
+    trusting = chromium.launch(browser.browser_type, f"--ignore-certificate-errors-spki-list={pin}")
     yield trusting
     trusting.close()
 

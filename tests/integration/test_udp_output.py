@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from vergence.bench.rtp import FfmpegReceiver, free_udp_port, measure, mpegts_input, rtp_input
+from tests.support.udp_receiver import FfmpegReceiver, free_udp_port, measure, mpegts_input, rtp_input
 
 FPS = 30
 WIDTH, HEIGHT = 640, 360

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import grimp
 
 ROOT = Path(__file__).parents[2]
+DEV_TREES = {"bench", "tests"}  # top-level packages of the checkout, not of the installed package
 
 
 def test_the_layer_contracts_hold() -> None:
@@ -17,6 +19,24 @@ def test_the_layer_contracts_hold() -> None:
     assert lint_imports is not None, "import-linter is a test dependency (pyproject.toml [test])"
     done = subprocess.run([lint_imports], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_installed_package_imports_no_development_tree() -> None:
+    """bench/ and tests/ live in a checkout only: no module of vergence imports them (`vergence bench` finds bench/ at
+    run time, by name, from the checkout of an editable install)."""
+    found = []
+    for path in sorted((ROOT / "src" / "vergence").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            found += [
+                f"{path.relative_to(ROOT)}:{node.lineno} {name}" for name in names if name.split(".")[0] in DEV_TREES
+            ]
+    assert not found, found
 
 
 def test_no_module_imports_itself_back() -> None:

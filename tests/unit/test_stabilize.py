@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vergence.bench.stabilize import WARMUP_FRAMES, MotionMeter, shaken_sequence
+from tests.support.shaken import WARMUP_FRAMES, MotionMeter, shaken_sequence
 from vergence.media.frame import i420_planes
 from vergence.pipeline.stabilize import Stabilizer
 

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from tests.support.netns import private_address
 from vergence import tls
-from vergence.bench.netns import private_address
 from vergence.config import ServerSettings, load_settings
 from vergence.errors import ConfigError
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.aio import run
 from tests.media import encode_h264
-from vergence.bench.rtp import free_udp_port
+from tests.support.udp_receiver import free_udp_port
 from vergence.config import UdpOutputSettings
 from vergence.errors import CommandError
 from vergence.hub import Channel

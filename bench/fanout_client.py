@@ -1,6 +1,6 @@
 """Viewer processes of `vergence bench fanout`: many lightweight WebSocket viewers on one asyncio loop.
 
-Run as `python -m vergence.bench.fanout_client`; the bench drives it with one JSON command per line on stdin and reads one
+Run as `python -m bench.fanout_client` (from the checkout's root); the bench drives it with one JSON command per line on stdin and reads one
 JSON reply per line on stdout:
 
 - `{"cmd": "connect", "url": "ws://127.0.0.1:8000/ws/video/cam0", "count": 125, "deflate": true}`: open `count` reading

@@ -32,15 +32,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vergence.bench.fanout_client import LAG_BIN_MS
-from vergence.bench.latency import _Server, serve_argv
+from bench import ROOT
+from bench.fanout_client import LAG_BIN_MS
+from bench.latency import _Server, serve_argv
 
 GOALS = {"min_fps": 29.0, "server_cpu_percent": 50.0}  # each healthy viewer; of one core, with the stalled viewers
 WARMUP_S = 3.0
 BASELINE_MAX_S = 10.0
 STALL_TIMEOUT_S = 30.0
 FD_HEADROOM = 256  # descriptors beyond one per viewer: the server's own files, pipes, encoders
-CLIENT_REPLY_TIMEOUT_S = 120.0
 
 
 def _cpu_times(pid: int) -> tuple[float, float]:
@@ -97,7 +97,8 @@ class Clients:
         self.compressed = 0  # viewers the server compresses for (it accepted permessage-deflate)
         self.procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "vergence.bench.fanout_client", "--poll-ms", f"{poll_ms:g}"],
+                [sys.executable, "-m", "bench.fanout_client", "--poll-ms", f"{poll_ms:g}"],
+                cwd=ROOT,  # `-m bench.…` finds the package in the working directory
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=(log_dir / f"client{i}.log").open("wb"),
@@ -361,7 +362,7 @@ def _reference_phase(
     argv = [
         sys.executable,
         "-m",
-        "vergence.bench.fanout_reference",
+        "bench.fanout_reference",
         "--port",
         str(port),
         "--size-bytes",
@@ -370,7 +371,8 @@ def _reference_phase(
         f"{fps:g}",
     ]
     _say(f"bare uvicorn: {viewers} viewers, {size_bytes} B messages ({seconds:g} s)")
-    with _Server(argv, f"http://127.0.0.1:{port}/stats", workdir / "reference.log", "reference") as server:
+    ready = f"http://127.0.0.1:{port}/stats"
+    with _Server(argv, ready, workdir / "reference.log", "reference", cwd=ROOT) as server:
         assert server.proc is not None
         clients.connect(f"ws://127.0.0.1:{port}/ws", viewers)
         time.sleep(warmup_s)

@@ -30,7 +30,7 @@ from aiortc.codecs.base import Decoder
 from aiortc.jitterbuffer import JitterFrame
 from av.frame import Frame
 
-from vergence.bench.netns import enter_private_network
+from tests.support.netns import enter_private_network
 
 WARMUP_TIMEOUT_S = 20.0
 PATTERN_SECONDS = 2.0  # distinct test-pattern frames rendered for the encode run (played forth and back)
@@ -224,7 +224,7 @@ def run(
     """Measure and print server CPU for N WebRTC peers against N encodes; PASS when the peers cost less."""
     # First, before any thread: a namespace holds only the thread that enters it and what it starts afterwards.
     why_not = enter_private_network()
-    from vergence.bench.latency import _Server, serve_argv
+    from bench.latency import _Server, serve_argv
 
     width, height = (int(side) for side in size.lower().split("x"))
     with socket.socket() as sock:

@@ -1,4 +1,4 @@
-"""`python -m vergence.bench.still`: how long a full-resolution still stalls the live stream of a picamera2 camera.
+"""`python -m bench.still`: how long a full-resolution still stalls the live stream of a picamera2 camera.
 
 The camera runs as in the server: a picamera2 source under a SourceSupervisor, whose capture thread delivers every frame
 (here to a recorder of arrival times instead of the pipeline). N stills are taken one after another, each once enough
@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import ROOT
 from vergence.config import CameraSettings
 from vergence.errors import ConfigError
 from vergence.media.frame import Frame
@@ -28,7 +29,7 @@ from vergence.sources.base import SourceInfo
 from vergence.sources.supervisor import SourceSupervisor
 from vergence.stills import STILL_QUALITY, encode_still
 
-FAKES_DIR = Path(__file__).resolve().parents[3] / "tests" / "fakes"
+FAKES_DIR = ROOT / "tests" / "fakes"
 SETTLE_FRAMES = 15  # live frames between two stills: the stream is back to its rate before the next one
 TIMEOUT_S = 10.0
 

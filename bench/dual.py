@@ -19,7 +19,8 @@ from typing import Any
 
 from websockets.sync.client import connect
 
-from vergence.bench.latency import _Server, serve_argv
+from bench import ROOT
+from bench.latency import _Server, serve_argv
 
 CONFIG = """
 [[cameras]]
@@ -36,7 +37,7 @@ size = "{size}"
 fps = {fps}
 {options1}
 """
-FAKES_DIR = Path(__file__).resolve().parents[3] / "tests" / "fakes"
+FAKES_DIR = ROOT / "tests" / "fakes"
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -23,7 +23,7 @@ from typing import Any
 
 from websockets.sync.client import connect
 
-from vergence.bench.latency import _Server, serve_argv
+from bench.latency import _Server, serve_argv
 
 FD_BOUND, TASK_BOUND, THREAD_BOUND = 4, 4, 1  # what may be in flight when a sample is taken
 

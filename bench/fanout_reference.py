@@ -1,6 +1,6 @@
 """The bare reference of `vergence bench fanout`: a plain uvicorn WebSocket fan-out with no vergence code.
 
-`python -m vergence.bench.fanout_reference --port P --size-bytes N --fps F`: a raw ASGI app (no Starlette, no middleware)
+`python -m bench.fanout_reference --port P --size-bytes N --fps F`: a raw ASGI app (no Starlette, no middleware)
 served by uvicorn with the same WebSocket implementation, event loop and listening socket as `vergence serve`. A ticker
 makes one message of N bytes per frame interval (vergence's 24-byte frame header with seq and times, then filler) and
 each connection's task sends the newest message with `await send(...)`, as the simplest fan-out would. `GET /stats`

@@ -1,4 +1,4 @@
-"""`python -m vergence.bench.overlay`: what `draw_overlays` costs per frame, with nothing, the time stamp, everything on.
+"""`python -m bench.overlay`: what `draw_overlays` costs per frame, with nothing, the time stamp, everything on.
 
 Each case draws on a fresh copy of a test-pattern frame (the copy is outside the timing), with the capture time
 advancing a frame period each time so the time stamp is re-rendered every frame as it is live.

@@ -1,1 +1,0 @@
-"""Benchmarks behind `vergence bench`: latency per player mode against a bare floor pipeline (see bench/README.md)."""
