@@ -421,9 +421,18 @@ def bench_dual(
     size: Annotated[str, typer.Option(help="picture size of each camera")] = "1280x720",
     fps: Annotated[float, typer.Option(help="frames per second")] = 30.0,
     viewers: Annotated[int, typer.Option(help="WebSocket viewers per camera")] = 2,
+    source: Annotated[str, typer.Option(help="testpattern, or picamera2 (real cameras on a Pi, else the fake)")] = (
+        "testpattern"
+    ),
+    model: Annotated[str, typer.Option(help="the fake libcamera's sensor for picamera2: imx219, imx477, imx708")] = (
+        "imx708"
+    ),
+    fake: Annotated[
+        bool, typer.Option("--fake/--no-fake", help="picamera2 on the fake libcamera (off: real cameras)")
+    ] = (True),
 ) -> None:
-    """Server CPU with two test cameras, PTZ moving on both and several viewers each."""
-    _bench("dual").run(seconds=seconds, size=size, fps=fps, viewers=viewers)
+    """Server CPU with two cameras (test pattern or picamera2), PTZ moving on both and several viewers each."""
+    _bench("dual").run(seconds=seconds, size=size, fps=fps, viewers=viewers, source=source, model=model, fake=fake)
 
 
 @bench_app.command("webrtc")
