@@ -62,7 +62,7 @@ class Vergence:
         self.client_reports: dict[int, tuple[float, dict[str, Any]]] = {}
         self.streams = Streams()
         for camera in settings.cameras:
-            stream = Stream(camera, settings, self.hub, loop)
+            stream = Stream(camera, settings, self.hub, loop, self.events)
             self.streams[stream.id] = stream
             log.info("stream %s: %s %dx%d@%g", stream.id, camera.source, camera.width, camera.height, camera.fps)
         # Controllers before the first frame: the saved view is set before anything is captured.
@@ -72,10 +72,11 @@ class Vergence:
             self.controllers.add_rig(
                 stereo.left, stereo.right, (stereo.left_offset_px, stereo.right_offset_px), stereo.id
             )
-            pair = StereoStream(self.streams[stereo.left], self.streams[stereo.right], settings, self.hub, loop)
+            left, right = self.streams[stereo.left], self.streams[stereo.right]
+            pair = StereoStream(left, right, settings, self.hub, loop, self.events)
             self.streams[stereo.id] = pair
             if stereo.depth:
-                self.streams[stereo.depth_id] = DepthStream(pair, settings, self.hub, loop)
+                self.streams[stereo.depth_id] = DepthStream(pair, settings, self.hub, loop, self.events)
         processing = settings.processing
         for stream in self.streams.values():
             self.controllers.add_processing(stream, processing.plugin_budget_ms, processing.plugin_dir)

@@ -14,6 +14,7 @@ from vergence.encoders.base import Encoder, PacketSink
 from vergence.encoders.h264 import H264Encoder
 from vergence.encoders.jpeg import JpegEncoder, jpeg_packet
 from vergence.encoders.raw import RawEncoder
+from vergence.events import EventBus
 from vergence.hub import Channel, Hub
 from vergence.media.frame import EncodedPacket, Frame
 from vergence.media.i420 import crop_i420
@@ -57,8 +58,16 @@ class _EncoderProducer:
 class Stream:
     """A camera as the rest of vergence sees it: id, picture size, state, and its h264 / jpeg / fmp4 channels."""
 
-    def __init__(self, camera: CameraSettings, settings: Settings, hub: Hub, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        camera: CameraSettings,
+        settings: Settings,
+        hub: Hub,
+        loop: asyncio.AbstractEventLoop,
+        events: EventBus,
+    ) -> None:
         self.id = camera.id
+        self._events = events  # source state changes, for everyone who tells others about changes
         self.camera = camera
         self.settings = settings
         self._loop = loop
@@ -238,6 +247,7 @@ class Stream:
         notice: dict[str, Any] = {"type": "status", "stream": self.id, "state": state}
         if message:
             notice["message"] = message
+        self._events.publish_threadsafe({**notice, "type": "source"})
         if state == "ended":  # for good: every viewer gets the last picture, this notice, and a clean end
             for encoder in self._encoders:
                 encoder.drain(ENCODER_DRAIN_S)  # its last packets go to the loop before the end does

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ServerProcess, start_server
+from tests.media import write_feed
 from tests.mosquitto import Broker, Subscriber, running_mosquitto
 
 TOPIC = "vtest"
@@ -214,5 +215,28 @@ def test_the_bridge_reconnects_when_the_broker_comes_back(tmp_path):
                 status = later.next("vback/status", TIMEOUT_S)
             assert status.retain and json.loads(status.payload)["online"] is True
         assert server.process.poll() is None
+    finally:
+        server.stop()
+
+
+def test_each_sources_state_is_published_retained_and_follows_its_changes(broker, tmp_path):
+    feed = tmp_path / "short.h264"
+    write_feed(feed, frames=30)  # a live feed of one second: it ends, is opened again, and so on
+    config = tmp_path / "vergence.toml"
+    config.write_text(
+        f'[[cameras]]\nid = "cam0"\nsource = "{feed}"\nsize = "320x240"\nfps = 30\n'
+        f'[mqtt]\nenabled = true\nport = {broker.port}\ntopic = "vstate"\nclient_id = "vergence-state"\n'
+    )
+    server = start_server(("--config", str(config)), tmp_path / "server.log")
+    try:
+        with Subscriber(broker, "vstate/cam0/state") as subscriber:
+            states = [json.loads(subscriber.next("vstate/cam0/state", TIMEOUT_S).payload)]
+            while not any(s["state"] == "restarting" for s in states) or states[-1]["state"] != "running":
+                states.append(json.loads(subscriber.next("vstate/cam0/state", TIMEOUT_S).payload))
+        restarting = next(s for s in states if s["state"] == "restarting")
+        assert restarting.get("message"), states  # why it restarts
+        with Subscriber(broker, "vstate/cam0/state") as late:
+            kept = late.next("vstate/cam0/state", TIMEOUT_S)
+        assert kept.retain and json.loads(kept.payload)["state"] in {"running", "restarting", "starting"}, kept
     finally:
         server.stop()

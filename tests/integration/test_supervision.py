@@ -9,6 +9,7 @@ import pytest
 from tests.aio import run
 from vergence.config import CameraSettings, Settings
 from vergence.errors import SourceError, SourceFinished
+from vergence.events import EventBus
 from vergence.hub import Hub, SubscriptionClosed
 from vergence.sources.base import register
 from vergence.sources.supervisor import SourceSupervisor
@@ -60,7 +61,9 @@ def test_supervisor_restarts_a_failing_source_and_reports_each_state():
 def test_viewers_are_told_and_h264_resumes_at_a_keyframe_after_each_failure():
     async def scenario():
         settings = Settings(cameras=[CameraSettings(source="flaky", size="160x120", fps=60)])
-        stream = Stream(settings.cameras[0], settings, Hub(), asyncio.get_running_loop())
+        bus = EventBus(asyncio.get_running_loop())
+        events = bus.subscribe("test", maxsize=1000)
+        stream = Stream(settings.cameras[0], settings, Hub(), asyncio.get_running_loop(), bus)
         stream.supervisor._backoff_min_s = 0.05
         subscription = stream.h264.subscribe("gop", max_packets=1000)
         stream.start()
@@ -83,6 +86,13 @@ def test_viewers_are_told_and_h264_resumes_at_a_keyframe_after_each_failure():
             subscription.close()
             stream.stop()
         assert stream.supervisor.restarts >= 3
+        # Everyone who tells others about changes heard the same: the source's states on the event bus.
+        told = []
+        while len([e for e in told if e["state"] == "restarting"]) < 3:
+            told.append(await asyncio.wait_for(events.get(), 10))
+        assert all(e["type"] == "source" and e["stream"] == "cam0" for e in told), told
+        assert told[0]["state"] == "starting" and "running" in [e["state"] for e in told], told
+        assert all(e["message"] == "simulated sensor timeout" for e in told if e["state"] == "restarting"), told
 
     run(scenario())
 
@@ -107,7 +117,9 @@ class OnceSource(TestPatternSource):
 def test_a_finished_source_ends_the_stream_after_its_last_picture_and_is_not_restarted():
     async def scenario():
         settings = Settings(cameras=[CameraSettings(source="once", size="160x120", fps=60)])
-        stream = Stream(settings.cameras[0], settings, Hub(), asyncio.get_running_loop())
+        stream = Stream(
+            settings.cameras[0], settings, Hub(), asyncio.get_running_loop(), EventBus(asyncio.get_running_loop())
+        )
         stream.supervisor._backoff_min_s = 0.01
         subscription = stream.h264.subscribe("gop", max_packets=1000)
         stream.start()

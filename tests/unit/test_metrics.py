@@ -15,6 +15,7 @@ from tests.aio import run
 from vergence.config import CameraSettings, HubSettings, Settings
 from vergence.encoders.base import Encoder
 from vergence.errors import EncoderError, SourceError
+from vergence.events import EventBus
 from vergence.hub import Channel, Hub
 from vergence.media.frame import EncodedPacket, Frame
 from vergence.metrics import (
@@ -304,7 +305,9 @@ def test_counters_never_go_down_across_source_restarts_and_a_viewer_leaving():
             cameras=[CameraSettings(source="metrics-flaky", size="160x120", fps=100)],
             hub=HubSettings(encoder_linger_s=0),
         )
-        stream = Stream(settings.cameras[0], settings, Hub(), asyncio.get_running_loop())
+        stream = Stream(
+            settings.cameras[0], settings, Hub(), asyncio.get_running_loop(), EventBus(asyncio.get_running_loop())
+        )
         stream.supervisor._backoff_min_s = 0.02
         stream.supervisor._backoff_max_s = 0.02
         viewer = stream.h264.subscribe("gop", 1000, name="ws 127.0.0.1:1", kind="ws")

@@ -8,6 +8,8 @@ Topics under the configured prefix `T` (docs/protocol.md, "MQTT"):
 - `T/cmd` in (JSON or a `<type> <value>` line) → `T/reply` out (or the command's `reply_to`, a topic under `T/reply/`),
   echoing its `id`.
 - `T/<stream>/results`: every `plugin_result` event as JSON.
+- `T/<stream>/state` retained `{"state": "running" | "starting" | "restarting" | "failed" | "ended" …, "message"?}`: the
+  source's state on every connect and at every change (the `source` events of the event bus).
 
 paho-mqtt runs its network loop on its own thread (`loop_start`) and reconnects by itself. What it receives reaches the
 event loop only through `run_coroutine_threadsafe`; what vergence publishes is queued from the loop (paho's publish takes
@@ -174,8 +176,8 @@ class MqttBridge:
         for channel in channels:
             self._counts[channel.stream_id] = _Counts()
             self._spawn(loop, self._publish_frames(channel), f"mqtt frames {channel.stream_id}")
-        self._events = self._bus.subscribe("mqtt results")
-        self._spawn(loop, self._publish_results(self._events), "mqtt results")
+        self._events = self._bus.subscribe("mqtt")
+        self._spawn(loop, self._publish_events(self._events), "mqtt events")
         log.info("MQTT: broker %s:%d, topics %s/…", settings.host, settings.port, self._topic)
 
     def _spawn(self, loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, None], name: str) -> None:
@@ -196,6 +198,11 @@ class MqttBridge:
         self._unreachable_logged = False
         client.subscribe(self.command_topic, qos=1)
         client.publish(self.status_topic, self._online_status, qos=1, retain=True)
+        for stream_id, stream in list(self._streams.items()):  # where each source is now; changes follow as events
+            client.publish(self._state_topic(stream_id), to_json({"state": stream.state}), qos=1, retain=True)
+
+    def _state_topic(self, stream_id: str) -> str:
+        return f"{self._topic}/{stream_id}/state"
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         if not self._unreachable_logged:  # once per outage: paho retries with backoff, up to every RECONNECT_MAX_S
@@ -287,10 +294,15 @@ class MqttBridge:
         # A frame paho refused (the connection was lost meanwhile) will never be marked published: do not wait for it.
         return (sent, connection) if sent.rc == self._mqtt.MQTT_ERR_SUCCESS else None
 
-    async def _publish_results(self, events: EventSubscription) -> None:
+    async def _publish_events(self, events: EventSubscription) -> None:
+        """Plugin results to `T/<stream>/results`; source states, retained, to `T/<stream>/state`."""
         pending: deque[Any] = deque()  # results paho holds, not yet written to the socket
         connection = self._connections
         async for event in events:
+            if event.get("type") == "source" and self._client.is_connected():
+                state = {key: value for key, value in event.items() if key in ("state", "message")}
+                self._client.publish(self._state_topic(event["stream"]), to_json(state), qos=1, retain=True)
+                continue
             if event.get("type") != "plugin_result":
                 continue
             if connection != self._connections:  # paho forgot what it held when it reconnected

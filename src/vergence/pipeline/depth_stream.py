@@ -10,6 +10,7 @@ from typing import Any
 
 from vergence.config import CameraSettings, Settings
 from vergence.errors import ConfigError
+from vergence.events import EventBus
 from vergence.hub import Hub
 from vergence.media.frame import Frame
 from vergence.metrics import TimingMs
@@ -24,10 +25,12 @@ class DepthStream(Stream):
     """Every output works on it as on a camera. Matching a pair takes longer than a frame interval on a small machine,
     so it runs on its own thread from a one-pair mailbox: the newest pair wins, the eyes' capture never waits."""
 
-    def __init__(self, stereo: StereoStream, settings: Settings, hub: Hub, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, stereo: StereoStream, settings: Settings, hub: Hub, loop: asyncio.AbstractEventLoop, events: EventBus
+    ) -> None:
         eye = stereo.left.camera
         camera = CameraSettings(id=settings.stereo.depth_id, size=eye.size, fps=eye.fps)
-        super().__init__(camera, settings, hub, loop)
+        super().__init__(camera, settings, hub, loop, events)
         self.backend = "depth"
         self.stereo = stereo
         calibration = None

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from vergence.config import CameraSettings, Settings
+from vergence.events import EventBus
 from vergence.hub import Hub
 from vergence.media.frame import Frame, i420_planes
 from vergence.stream import Stream
@@ -76,12 +77,18 @@ class StereoStream(Stream):
     """The `stereo` stream: every output works on it as on a camera; its frames come from the pairer, not a source."""
 
     def __init__(
-        self, left: Stream, right: Stream, settings: Settings, hub: Hub, loop: asyncio.AbstractEventLoop
+        self,
+        left: Stream,
+        right: Stream,
+        settings: Settings,
+        hub: Hub,
+        loop: asyncio.AbstractEventLoop,
+        events: EventBus,
     ) -> None:
         camera = CameraSettings(
             id=settings.stereo.id, size=(2 * left.camera.width, left.camera.height), fps=left.camera.fps
         )
-        super().__init__(camera, settings, hub, loop)
+        super().__init__(camera, settings, hub, loop, events)
         self.backend = "stereo"
         self.left, self.right = left, right
         self.pairer = StereoPairer(round(1e9 / left.camera.fps / 2), self._on_pair)
