@@ -90,8 +90,13 @@ def start_server(
         if process.poll() is not None:
             raise RuntimeError(f"vergence exited with {process.returncode}:\n{server.log()}")
         try:
-            # Up once the API answers: 200, or 401 when the test turned authentication on.
-            if httpx.get(f"{server.url}/api/streams", timeout=1).status_code in (200, 401):
+            # Up once the API answers (401 when the test turned authentication on) and no source is still opening:
+            # a source's first states reach every controller as events, and a test that connects a controller then
+            # expects to hear only what it caused.
+            answer = httpx.get(f"{server.url}/api/streams", timeout=1)
+            if answer.status_code == 401:
+                return server
+            if answer.status_code == 200 and not any(stream["state"] == "starting" for stream in answer.json()):
                 return server
         except httpx.HTTPError:
             pass

@@ -227,6 +227,8 @@ class Stream:
         """Capture thread: a source state change. Tell every viewer; after a restart resume at a keyframe; after the
         end (`ended`: a file played once) end every channel."""
         self.state = state
+        # At once, so that whoever reads the new state (GET /api/streams) is past the event too.
+        self._events.publish_threadsafe({"type": "source", "stream": self.id, "state": state, **_message(message)})
         if info is not None:
             self.info = info
         if state == "running":
@@ -247,7 +249,6 @@ class Stream:
         notice: dict[str, Any] = {"type": "status", "stream": self.id, "state": state}
         if message:
             notice["message"] = message
-        self._events.publish_threadsafe({**notice, "type": "source"})
         if state == "ended":  # for good: every viewer gets the last picture, this notice, and a clean end
             for encoder in self._encoders:
                 encoder.drain(ENCODER_DRAIN_S)  # its last packets go to the loop before the end does
@@ -332,3 +333,7 @@ class Stream:
 def picture_geometry(width: int, height: int) -> SensorGeometry:
     """The geometry of a delivered picture, for sources that crop in software."""
     return SensorGeometry(width, height, Rect(0, 0, width, height), 16, 16)
+
+
+def _message(message: str | None) -> dict[str, str]:
+    return {"message": message} if message else {}

@@ -154,7 +154,8 @@ def test_a_clip_triggered_over_mqtt_is_written(broker, tmp_path):
     recording = f'[media]\ndir = "{media}"\n[recording]\npre_event_s = 1\npost_event_s = 0.5\n'
     server = serve(tmp_path, broker, "vergence-clip", topic="vclip", extra=recording)
     try:
-        with Subscriber(broker, "vclip/reply") as subscriber:
+        with Subscriber(broker, "vclip/reply", "vclip/status") as subscriber:
+            online_status(subscriber, "vclip")  # published once vergence has subscribed to its commands
             subscriber.publish("vclip/cmd", json.dumps({"type": "clip", "id": "c1"}))
             reply = json.loads(subscriber.next("vclip/reply", TIMEOUT_S).payload)
         assert reply["ok"] and reply["id"] == "c1" and reply["result"]["kind"] == "clip", reply

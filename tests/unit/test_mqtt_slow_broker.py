@@ -60,7 +60,7 @@ async def refuse_every_command(payload: bytes) -> tuple[str, dict[str, object]]:
 async def offer_frames_to_a_stalled_broker() -> tuple[MqttBridge, list[int], float]:
     broker = StalledBroker()
     channel = Channel("cam0", "jpeg")
-    streams = {"cam0": SimpleNamespace(info=SourceInfo(320, 240, 60.0), jpeg=channel)}
+    streams = {"cam0": SimpleNamespace(info=SourceInfo(320, 240, 60.0), jpeg=channel, state="running")}
     settings = MqttSettings(enabled=True, port=broker.port, fps=60, topic="slow")
     events = EventBus(asyncio.get_running_loop())
     bridge = MqttBridge(settings, streams, events, Settings(), answer=refuse_every_command)  # type: ignore[arg-type]
@@ -102,7 +102,7 @@ def test_a_stalled_broker_holds_at_most_one_frame_in_paho():
 
 async def nodelay_of_a_bridge_connection() -> int:
     broker = StalledBroker()
-    streams = {"cam0": SimpleNamespace(info=SourceInfo(320, 240, 60.0), jpeg=Channel("cam0", "jpeg"))}
+    streams = {"cam0": SimpleNamespace(info=SourceInfo(320, 240, 60.0), jpeg=Channel("cam0", "jpeg"), state="running")}
     settings = MqttSettings(enabled=True, port=broker.port, topic="quick")
     events = EventBus(asyncio.get_running_loop())
     bridge = MqttBridge(settings, streams, events, Settings(), answer=refuse_every_command)  # type: ignore[arg-type]
