@@ -102,8 +102,8 @@ def run(
     camera = CameraSettings(id="cam0", source="picamera2", size=size, fps=fps)
     source = Picamera2Source(camera)
     arrivals = _Arrivals()
-    supervisor = SourceSupervisor("cam0", lambda: source, arrivals.on_frame, arrivals.on_state)
-    supervisor.start()
+    supervisor = SourceSupervisor("cam0", lambda: source)
+    supervisor.start(arrivals.on_frame, arrivals.on_state)
     rows: list[dict[str, Any]] = []
     try:
         arrivals.wait(SETTLE_FRAMES)

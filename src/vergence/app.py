@@ -32,12 +32,9 @@ from vergence.http_limits import BodyLimitMiddleware
 from vergence.hub import Hub
 from vergence.metrics import process_stats
 from vergence.outputs.base import Output, Service
-from vergence.pipeline.depth_stream import DepthStream
-from vergence.pipeline.stereo import StereoStream
 from vergence.recording.recordings import Recordings
 from vergence.sessions import SERVER_ID_FILE, load_server_id
-from vergence.stream import Stream
-from vergence.streams import Streams
+from vergence.streams import Streams, build_streams
 
 if TYPE_CHECKING:
     from vergence.outputs.webrtc import WebRtcPeers
@@ -60,23 +57,16 @@ class Vergence:
         self.events = EventBus(loop)  # every state change, for everyone who tells others about changes
         self.hub = Hub()
         self.client_reports: dict[int, tuple[float, dict[str, Any]]] = {}
-        self.streams = Streams()
-        for camera in settings.cameras:
-            stream = Stream(camera, settings, self.hub, loop, self.events)
-            self.streams[stream.id] = stream
-            log.info("stream %s: %s %dx%d@%g", stream.id, camera.source, camera.width, camera.height, camera.fps)
+        self.streams = build_streams(settings, self.hub, loop, self.events)
         # Controllers before the first frame: the saved view is set before anything is captured.
-        self.controllers = Controllers(self.streams, StateStore(settings.state.path), self.events)
+        # Pan, tilt and zoom move the cameras; the stereo stream moves with its rig, the depth stream with the eyes.
+        cameras = {camera.id: self.streams[camera.id] for camera in settings.cameras}
+        self.controllers = Controllers(cameras, StateStore(settings.state.path), self.events)
         if settings.stereo.enabled:
             stereo = settings.stereo
             self.controllers.add_rig(
                 stereo.left, stereo.right, (stereo.left_offset_px, stereo.right_offset_px), stereo.id
             )
-            left, right = self.streams[stereo.left], self.streams[stereo.right]
-            pair = StereoStream(left, right, settings, self.hub, loop, self.events)
-            self.streams[stereo.id] = pair
-            if stereo.depth:
-                self.streams[stereo.depth_id] = DepthStream(pair, settings, self.hub, loop, self.events)
         processing = settings.processing
         for stream in self.streams.values():
             self.controllers.add_processing(stream, processing.plugin_budget_ms, processing.plugin_dir)
@@ -228,10 +218,10 @@ def create_app(settings: Settings) -> FastAPI:
     from vergence.control.transports.rest import router as commands_router
     from vergence.control.transports.websocket import router as control_router
     from vergence.http.streams import router as streams_router
-    from vergence.metrics_api import router as metrics_router
-    from vergence.outputs.http import router as video_router
-    from vergence.outputs.webrtc_api import router as webrtc_router
-    from vergence.recording.api import router as recordings_router
+    from vergence.http.metrics import router as metrics_router
+    from vergence.http.video import router as video_router
+    from vergence.http.webrtc import router as webrtc_router
+    from vergence.http.recordings import router as recordings_router
 
     app.include_router(auth_router)
     app.include_router(streams_router)

@@ -1,4 +1,5 @@
-"""One camera stream: a supervised source feeding lazily started encoders, published through the hub's channels."""
+"""One stream: a feed (a supervised camera source, the stereo pairer, the depth thread) whose frames go through the
+stream's processing to lazily started encoders, published through the hub's channels."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from vergence.config import CameraSettings, Settings
 from vergence.encoders.base import Encoder, PacketSink
+from vergence.encoders.fmp4 import Fmp4Muxer
 from vergence.encoders.h264 import H264Encoder
 from vergence.encoders.jpeg import JpegEncoder, jpeg_packet
 from vergence.encoders.raw import RawEncoder
@@ -19,11 +21,10 @@ from vergence.hub import Channel, Hub
 from vergence.media.frame import EncodedPacket, Frame
 from vergence.media.i420 import crop_i420
 from vergence.metrics import TimingMs, WindowedMean, WindowedRate
-from vergence.outputs.fmp4 import Fmp4Muxer
 from vergence.pipeline.process import Processing
 from vergence.ptz import Rect, SensorGeometry
-from vergence.sources.base import SourceInfo, Still, backend_for, create_source
-from vergence.sources.supervisor import SourceSupervisor
+from vergence.sources.base import Source, SourceInfo, Still
+from vergence.sources.supervisor import FrameListener, StateListener
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,28 @@ STILL_TIMEOUT_S = 5.0
 # frame's encode time; more means an encoder is stuck, and the end is told without its last picture.
 ENCODER_DRAIN_S = 2.0
 PAUSED_REPEAT_S = 1.0  # how often a paused camera's last picture is encoded again, for viewers who join meanwhile
+
+
+class Feed(Protocol):
+    """Where a stream's frames come from. A camera's is its supervised source (sources.supervisor); a derived stream's
+    is another stream's frames (pipeline.stereo.PairFeed, pipeline.depth.DepthFeed). The stream starts it with where
+    frames and state changes go; both are called on the feed's own thread."""
+
+    kind: str  # what GET /api/streams lists as the stream's source: a backend, "stereo", "depth"
+    restarts: int
+    last_error: str | None
+    stages: dict[str, TimingMs]  # the feed's own stages, listed with the stream's
+
+    @property
+    def source(self) -> Source | None:
+        """The camera delivering now, for sensor crops, flips and stills (None: there is none, or not now)."""
+
+    def start(self, on_frame: FrameListener, on_state: StateListener) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of the feed's own, listed with the stream's in GET /api/stats."""
 
 
 class _EncoderProducer:
@@ -56,7 +79,8 @@ class _EncoderProducer:
 
 
 class Stream:
-    """A camera as the rest of vergence sees it: id, picture size, state, and its h264 / jpeg / fmp4 channels."""
+    """A stream as the rest of vergence sees it: id, picture size, state, and its h264 / jpeg / fmp4 / raw channels.
+    Every stream is this one class; what differs is its feed."""
 
     def __init__(
         self,
@@ -65,8 +89,10 @@ class Stream:
         hub: Hub,
         loop: asyncio.AbstractEventLoop,
         events: EventBus,
+        feed: Feed,
     ) -> None:
         self.id = camera.id
+        self.feed = feed
         self._events = events  # source state changes, for everyone who tells others about changes
         self.camera = camera
         self.settings = settings
@@ -82,11 +108,11 @@ class Stream:
         self.flip = (False, False)
         self.paused = False
         self._repeated_at = 0.0  # monotonic time the paused picture last went to the encoders
-        self.frame_listeners: tuple[Callable[[Frame], None], ...] = ()  # called on the capture thread, e.g. stereo
+        self._taps: tuple[FrameListener, ...] = ()  # called on the capture thread with each frame as captured
         self._software_crop: Rect | None = None
         self.on_geometry: Callable[[], None] | None = None  # called on the event loop when the geometry changes
         self.fps = WindowedRate()
-        self.stage_ms: dict[str, WindowedMean] = {"capture": TimingMs(), "ptz": TimingMs()}
+        self.stage_ms: dict[str, WindowedMean] = {"capture": TimingMs(), "ptz": TimingMs(), **feed.stages}
         self.processing = Processing(self.id, self.stage_ms)
         self._h264_encoder = H264Encoder(self.id, settings.h264, self._sink("h264"), lambda: self.info.fps)
         self.h264 = self._encoder_channel(self._h264_encoder, cache_gop=True)
@@ -108,12 +134,11 @@ class Stream:
         hub.add(self.h264)
         hub.add(self.jpeg)
         hub.add(self.raw)
-        self.backend = backend_for(camera).kind
+        self.backend = feed.kind
         self._still_lock = asyncio.Lock()  # one still at a time per camera
         self.stills = 0
         self.last_stall_ms: float | None = None
         self.max_stall_ms: float | None = None
-        self.supervisor = SourceSupervisor(self.id, lambda: create_source(camera), self._on_frame, self._on_state)
 
     def _encoder_channel(self, encoder: Encoder, cache_gop: bool) -> Channel:
         self.stage_ms[f"encode_{encoder.format}"] = encoder.encode_ms
@@ -140,14 +165,24 @@ class Stream:
         return [self.h264, self.jpeg, self.fmp4, self.raw]
 
     def start(self) -> None:
-        self.supervisor.start()
+        self.feed.start(self._on_frame, self._on_state)
 
     def stop(self) -> None:
         for channel in self.channels:
             channel.close()
         for plugin in self.processing.plugins:
             plugin.close()
-        self.supervisor.stop()
+        self.feed.stop()
+
+    def tap(self, listener: FrameListener) -> Callable[[], None]:
+        """Call `listener` on the capture thread with every frame as captured (before processing: a stereo pair wants
+        the eyes as the sensors saw them, not their overlays); return what stops it."""
+        self._taps = (*self._taps, listener)
+
+        def untap() -> None:
+            self._taps = tuple(tapped for tapped in self._taps if tapped is not listener)
+
+        return untap
 
     def attach(self, encoder: Encoder) -> None:
         """Feed `encoder` every frame from now on."""
@@ -160,7 +195,7 @@ class Stream:
     def set_crop(self, crop: Rect) -> None:
         """Show `crop` from the next frame on: at the sensor where the source can, else cut from each frame."""
         self._crop = crop
-        source = self.supervisor.source
+        source = self.feed.source
         if source is not None and source.crops_at_sensor:
             source.set_crop(crop)
             self._software_crop = None
@@ -180,7 +215,7 @@ class Stream:
 
     def set_flip(self, horizontal: bool, vertical: bool) -> None:
         """Mirror this camera's picture (its source may restart itself for it; no other camera is touched)."""
-        source = self.supervisor.source
+        source = self.feed.source
         if source is not None:
             source.set_flip(horizontal, vertical)  # NotImplementedError when the backend cannot
         self.flip = (horizontal, vertical)
@@ -197,17 +232,17 @@ class Stream:
             self.stage_ms["ptz"].add((time.perf_counter() - started) * 1000)
         frame.seq = self._seq
         self._seq += 1
-        listeners = self.frame_listeners
-        # Listeners (the stereo pairer) get the picture before stabilization, plugins and overlays: a depth map wants the
+        taps = self._taps
+        # Taps (the stereo pairer) get the picture before stabilization, plugins and overlays: a depth map wants the
         # eyes as the sensors saw them. So processing draws on a copy when someone else holds the frame.
-        shown = self.processing.run(frame, shared=bool(listeners))
+        shown = self.processing.run(frame, shared=bool(taps))
         self.latest_frame = shown
         self.fps.add()
         self.stage_ms["capture"].add(frame.timings_ms.get("capture", 0.0))
         for encoder in self._encoders:
             encoder.put(shown)
-        for listener in listeners:
-            listener(frame)
+        for tap in taps:
+            tap(frame)
 
     def _repeat_while_paused(self, frame: Frame) -> None:
         """Capture thread, paused: hand the encoders the last picture again once every PAUSED_REPEAT_S, numbered and
@@ -234,7 +269,7 @@ class Stream:
         if state == "running":
             for encoder in self._encoders:
                 encoder.request_keyframe()
-            source = self.supervisor.source
+            source = self.feed.source
             geometry = source.sensor_geometry() if source is not None else None
             self.geometry = geometry or picture_geometry(self.info.width, self.info.height)
             if self._crop is not None and source is not None and source.crops_at_sensor:
@@ -270,7 +305,7 @@ class Stream:
     async def still(self, timeout_s: float = STILL_TIMEOUT_S) -> Still | None:
         """Return a full-resolution still from the source, off the loop (None: the source cannot take one)."""
         async with self._still_lock:
-            source = self.supervisor.source
+            source = self.feed.source
             if source is None:
                 return None
             still = await asyncio.to_thread(source.capture_still, timeout_s)
@@ -282,7 +317,7 @@ class Stream:
 
     def camera_names(self) -> tuple[str, str]:
         """Return the camera's make and model, for a photo's EXIF."""
-        source = self.supervisor.source
+        source = self.feed.source
         if source is None:
             return "", self.backend
         return source.camera_make, source.camera_model
@@ -307,8 +342,8 @@ class Stream:
             "state": "paused" if self.paused else self.state,
             "fps": round(self.fps.per_second(), 2),
             "frames": self.fps.total_events,
-            "restarts": self.supervisor.restarts,
-            "last_error": self.supervisor.last_error,
+            "restarts": self.feed.restarts,
+            "last_error": self.feed.last_error,
             "stages_ms": {name: round(mean.mean(), 3) for name, mean in self.stage_ms.items()},
             "channels": {channel.format: channel.snapshot() for channel in self.channels},
             "encoder_skipped_frames": {
@@ -322,11 +357,12 @@ class Stream:
                 "max_stall_ms": None if self.max_stall_ms is None else round(self.max_stall_ms, 1),
             },
             "camera": self._camera_status(),
+            **self.feed.stats(),
             "updated_ns": time.time_ns(),
         }
 
     def _camera_status(self) -> dict[str, Any]:
-        source = self.supervisor.source
+        source = self.feed.source
         return source.status() if source is not None else {}
 
 

@@ -1,16 +1,25 @@
-"""The streams of the running server by id: the cameras in their configured order, then the derived streams."""
+"""The streams of the running server by id: the cameras in their configured order, then the derived streams (stereo,
+depth), each one `Stream` composed with its feed."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import logging
 
-from vergence.errors import NotFound
+from vergence.config import CameraSettings, Settings
+from vergence.errors import ConfigError, NotFound
+from vergence.events import EventBus
+from vergence.hub import Hub
+from vergence.pipeline.depth import DepthEstimator, StereoCalibration
+from vergence.pipeline.depth_feed import DepthFeed
+from vergence.pipeline.stereo import PairFeed
+from vergence.sources.supervisor import SourceSupervisor
+from vergence.stream import Stream
 
-if TYPE_CHECKING:
-    from vergence.stream import Stream
+log = logging.getLogger(__name__)
 
 
-class Streams(dict[str, "Stream"]):
+class Streams(dict[str, Stream]):
     """Streams by id; `find` is the one lookup that names what exists when something does not."""
 
     def find(self, stream_id: str | None = None) -> Stream:
@@ -21,3 +30,48 @@ class Streams(dict[str, "Stream"]):
         if stream is None:
             raise NotFound(f"unknown stream {stream_id!r}; streams: {', '.join(self)}")
         return stream
+
+
+def build_streams(settings: Settings, hub: Hub, loop: asyncio.AbstractEventLoop, events: EventBus) -> Streams:
+    """Every configured stream, not yet started: one per camera, then the stereo pair and its depth when enabled."""
+    streams = Streams()
+
+    def add(camera: CameraSettings, feed: SourceSupervisor | PairFeed | DepthFeed) -> None:
+        streams[camera.id] = Stream(camera, settings, hub, loop, events, feed)
+
+    for camera in settings.cameras:
+        add(camera, SourceSupervisor.for_camera(camera))
+        log.info("stream %s: %s %dx%d@%g", camera.id, camera.source, camera.width, camera.height, camera.fps)
+    stereo = settings.stereo
+    if stereo.enabled:
+        left, right = streams[stereo.left], streams[stereo.right]
+        eye = left.camera
+        pairs = PairFeed(left, right, eye.fps)
+        add(CameraSettings(id=stereo.id, size=(2 * eye.width, eye.height), fps=eye.fps), pairs)
+        if stereo.depth:
+            add(
+                CameraSettings(id=stereo.depth_id, size=eye.size, fps=eye.fps),
+                DepthFeed(stereo.depth_id, pairs, depth_estimator(settings, eye)),
+            )
+    return streams
+
+
+def depth_estimator(settings: Settings, eye: CameraSettings) -> DepthEstimator:
+    """The depth matcher for a pair of `eye`-sized pictures, with the configured calibration (ConfigError if bad)."""
+    stereo = settings.stereo
+    calibration = None
+    if stereo.calibration is not None:
+        try:
+            calibration = StereoCalibration.load(stereo.calibration)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"stereo.calibration: {err}") from err
+    try:
+        return DepthEstimator(
+            eye.width,
+            eye.height,
+            scale=stereo.depth_scale,
+            num_disparities=stereo.depth_disparities,
+            calibration=calibration,
+        )
+    except ValueError as err:
+        raise ConfigError(f"stereo depth: {err}") from err

@@ -11,8 +11,8 @@ from websockets.sync.client import connect
 
 from tests.integration.wsclient import VideoClient
 from vergence.control.commands import COMMAND_TYPES
+from vergence.encoders.fmp4 import iter_boxes
 from vergence.media import timecode
-from vergence.outputs.fmp4 import iter_boxes
 
 
 def read_mjpeg_parts(url: str, count: int) -> list[tuple[dict[str, str], bytes]]:

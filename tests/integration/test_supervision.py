@@ -11,7 +11,7 @@ from vergence.config import CameraSettings, Settings
 from vergence.errors import SourceError, SourceFinished
 from vergence.events import EventBus
 from vergence.hub import Hub, SubscriptionClosed
-from vergence.sources.base import register
+from vergence.sources.base import create_source, register
 from vergence.sources.supervisor import SourceSupervisor
 from vergence.sources.testpattern import TestPatternSource
 from vergence.stream import Stream
@@ -47,8 +47,8 @@ def test_supervisor_restarts_a_failing_source_and_reports_each_state():
             done.set()
 
     camera = CameraSettings(source="flaky", size="64x48", fps=200)
-    supervisor = SourceSupervisor("cam0", lambda: FlakySource(camera), frames.append, on_state, backoff_min_s=0.01)
-    supervisor.start()
+    supervisor = SourceSupervisor("cam0", lambda: FlakySource(camera), backoff_min_s=0.01)
+    supervisor.start(frames.append, on_state)
     assert done.wait(10)
     supervisor.stop()
     supervisor.stop()
@@ -63,8 +63,9 @@ def test_viewers_are_told_and_h264_resumes_at_a_keyframe_after_each_failure():
         settings = Settings(cameras=[CameraSettings(source="flaky", size="160x120", fps=60)])
         bus = EventBus(asyncio.get_running_loop())
         events = bus.subscribe("test", maxsize=1000)
-        stream = Stream(settings.cameras[0], settings, Hub(), asyncio.get_running_loop(), bus)
-        stream.supervisor._backoff_min_s = 0.05
+        camera = settings.cameras[0]
+        feed = SourceSupervisor(camera.id, lambda: create_source(camera), backoff_min_s=0.05)
+        stream = Stream(camera, settings, Hub(), asyncio.get_running_loop(), bus, feed)
         subscription = stream.h264.subscribe("gop", max_packets=1000)
         stream.start()
         restarts_seen = 0
@@ -85,7 +86,7 @@ def test_viewers_are_told_and_h264_resumes_at_a_keyframe_after_each_failure():
         finally:
             subscription.close()
             stream.stop()
-        assert stream.supervisor.restarts >= 3
+        assert feed.restarts >= 3
         # Everyone who tells others about changes heard the same: the source's states on the event bus.
         told = []
         while len([e for e in told if e["state"] == "restarting"]) < 3:
@@ -117,10 +118,9 @@ class OnceSource(TestPatternSource):
 def test_a_finished_source_ends_the_stream_after_its_last_picture_and_is_not_restarted():
     async def scenario():
         settings = Settings(cameras=[CameraSettings(source="once", size="160x120", fps=60)])
-        stream = Stream(
-            settings.cameras[0], settings, Hub(), asyncio.get_running_loop(), EventBus(asyncio.get_running_loop())
-        )
-        stream.supervisor._backoff_min_s = 0.01
+        camera = settings.cameras[0]
+        feed = SourceSupervisor(camera.id, lambda: create_source(camera), backoff_min_s=0.01)
+        stream = Stream(camera, settings, Hub(), asyncio.get_running_loop(), EventBus(asyncio.get_running_loop()), feed)
         subscription = stream.h264.subscribe("gop", max_packets=1000)
         stream.start()
         items = []
@@ -136,7 +136,7 @@ def test_a_finished_source_ends_the_stream_after_its_last_picture_and_is_not_res
         assert notices[-1]["message"] == "played to its end"
         packets = [item for item in items if not isinstance(item, dict)]
         assert packets and packets[-1].seq == 19, "the last picture reaches the viewer before the end"
-        assert stream.state == "ended" and stream.supervisor.restarts == 0
+        assert stream.state == "ended" and feed.restarts == 0
         late = stream.h264.subscribe("gop")  # a later viewer: the end at once, no encoder started for it
         assert await asyncio.wait_for(late.get(), 1) == notices[-1]
         with pytest.raises(SubscriptionClosed):

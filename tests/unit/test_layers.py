@@ -6,6 +6,7 @@ import ast
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import grimp
@@ -19,6 +20,22 @@ def test_the_layer_contracts_hold() -> None:
     assert lint_imports is not None, "import-linter is a test dependency (pyproject.toml [test])"
     done = subprocess.run([lint_imports], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_module_of_the_package_has_a_layer() -> None:
+    """The whole-tree layers contract names every top-level module and package, so a new one cannot sit outside it."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    contracts = config["tool"]["importlinter"]["contracts"]
+    (whole,) = [contract for contract in contracts if contract["type"] == "layers" and "containers" not in contract]
+    layered = {name.strip() for layer in whole["layers"] for name in layer.split("|")}
+    package = ROOT / "src" / "vergence"
+    present = {
+        f"vergence.{path.stem if path.is_file() else path.name}"
+        for path in package.iterdir()
+        if (path.suffix == ".py" and path.stem != "__init__") or (path / "__init__.py").is_file()
+    }
+    assert present - layered == set(), "modules outside the layers contract"
+    assert layered - present == set(), "the layers contract names modules that do not exist"
 
 
 def test_the_installed_package_imports_no_development_tree() -> None:

@@ -24,8 +24,9 @@ from vergence.metrics import (
     Histogram,
     TimingMs,
 )
-from vergence.metrics_api import add_output, add_stream, viewers_by_kind
-from vergence.sources.base import register
+from vergence.http.metrics import add_output, add_stream, viewers_by_kind
+from vergence.sources.base import create_source, register
+from vergence.sources.supervisor import SourceSupervisor
 from vergence.sources.testpattern import TestPatternSource
 from vergence.stream import Stream
 
@@ -305,11 +306,9 @@ def test_counters_never_go_down_across_source_restarts_and_a_viewer_leaving():
             cameras=[CameraSettings(source="metrics-flaky", size="160x120", fps=100)],
             hub=HubSettings(encoder_linger_s=0),
         )
-        stream = Stream(
-            settings.cameras[0], settings, Hub(), asyncio.get_running_loop(), EventBus(asyncio.get_running_loop())
-        )
-        stream.supervisor._backoff_min_s = 0.02
-        stream.supervisor._backoff_max_s = 0.02
+        camera = settings.cameras[0]
+        feed = SourceSupervisor(camera.id, lambda: create_source(camera), backoff_min_s=0.02, backoff_max_s=0.02)
+        stream = Stream(camera, settings, Hub(), asyncio.get_running_loop(), EventBus(asyncio.get_running_loop()), feed)
         viewer = stream.h264.subscribe("gop", 1000, name="ws 127.0.0.1:1", kind="ws")
         stream.start()
         scrapes = []
@@ -317,7 +316,7 @@ def test_counters_never_go_down_across_source_restarts_and_a_viewer_leaving():
             await wait_until(lambda: stream.h264.stats.packets >= 5)
             scrapes.append(scrape(stream))
             assert value(scrapes[-1], "vergence_viewers", stream="cam0", format="h264", kind="ws") == 1
-            await wait_until(lambda: stream.supervisor.restarts >= 2)
+            await wait_until(lambda: feed.restarts >= 2)
             scrapes.append(scrape(stream))
             viewer.close()  # the last viewer leaves: the encoder stops (linger 0) and the channel forgets its cache
             await wait_until(lambda: not stream.h264.producing)
@@ -325,7 +324,7 @@ def test_counters_never_go_down_across_source_restarts_and_a_viewer_leaving():
             assert value(scrapes[-1], "vergence_channel_producing", stream="cam0", format="h264") == 0
             packets = stream.h264.stats.packets
             viewer = stream.h264.subscribe("gop", 1000, name="ws 127.0.0.1:2", kind="ws")  # the encoder starts again
-            await wait_until(lambda: stream.h264.stats.packets >= packets + 5 and stream.supervisor.restarts >= 4)
+            await wait_until(lambda: stream.h264.stats.packets >= packets + 5 and feed.restarts >= 4)
             scrapes.append(scrape(stream))
         finally:
             viewer.close()

@@ -87,11 +87,9 @@ class _Frames:
 def test_a_supervised_camera_that_stalls_ten_times_is_back_within_2_s_each_time(monkeypatch):
     rig = use_fake_libcamera(monkeypatch, ["imx708"])
     frames = _Frames()
-    supervisor = SourceSupervisor(
-        "cam0", lambda: Picamera2Source(camera()), frames.on_frame, lambda state, message, info: None
-    )
+    supervisor = SourceSupervisor("cam0", lambda: Picamera2Source(camera()))
     frames.supervisor = supervisor  # the capture thread restarts the source before its next run delivers a frame
-    supervisor.start()
+    supervisor.start(frames.on_frame, lambda state, message, info: None)
     gaps: list[float] = []
     try:
         frames.wait_for(5)

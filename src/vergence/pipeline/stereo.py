@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from vergence.config import CameraSettings, Settings
-from vergence.events import EventBus
-from vergence.hub import Hub
 from vergence.media.frame import Frame, i420_planes
-from vergence.stream import Stream
+from vergence.metrics import TimingMs
+from vergence.sources.supervisor import FrameListener, StateListener
 
 
 def side_by_side(left: Frame, right: Frame) -> Frame:
@@ -73,48 +70,72 @@ class StereoPairer:
         self._on_pair(*pair)
 
 
-class StereoStream(Stream):
-    """The `stereo` stream: every output works on it as on a camera; its frames come from the pairer, not a source."""
+class FrameTap(Protocol):
+    """A stream whose frames, as captured, can be tapped (stream.Stream.tap)."""
 
-    def __init__(
-        self,
-        left: Stream,
-        right: Stream,
-        settings: Settings,
-        hub: Hub,
-        loop: asyncio.AbstractEventLoop,
-        events: EventBus,
-    ) -> None:
-        camera = CameraSettings(
-            id=settings.stereo.id, size=(2 * left.camera.width, left.camera.height), fps=left.camera.fps
-        )
-        super().__init__(camera, settings, hub, loop, events)
-        self.backend = "stereo"
-        self.left, self.right = left, right
-        self.pairer = StereoPairer(round(1e9 / left.camera.fps / 2), self._on_pair)
-        self.pair_listeners: tuple[Callable[[Frame, Frame], None], ...] = ()  # e.g. depth; on a capture thread
+    def tap(self, listener: FrameListener) -> Callable[[], None]: ...
+
+
+PairListener = Callable[[Frame, Frame], None]
+
+
+class PairFeed:
+    """The stereo stream's feed: the two eyes' frames paired by capture time, side by side. Every output works on the
+    stereo stream as on a camera; its pairs can be tapped in turn (the depth feed)."""
+
+    kind = "stereo"
+    restarts = 0  # the eyes restart, the pairing does not
+    last_error: str | None = None
+    source: None = None  # no camera of its own: crops are cut from the pair, stills come from the eyes
+
+    def __init__(self, left: FrameTap, right: FrameTap, fps: float) -> None:
+        self.stages: dict[str, TimingMs] = {}
+        self._eyes = (left, right)
+        self.pairer = StereoPairer(round(1e9 / fps / 2), self._on_pair)
+        self._on_frame: FrameListener = _ignore_frame
+        self._on_state: StateListener = _ignore_state
+        self._untaps: list[Callable[[], None]] = []
+        self._pair_taps: tuple[PairListener, ...] = ()  # on a capture thread
+
+    def tap_pairs(self, listener: PairListener) -> Callable[[], None]:
+        """Call `listener` with every pair (left, right) as the eyes captured it; return what stops it."""
+        self._pair_taps = (*self._pair_taps, listener)
+
+        def untap() -> None:
+            self._pair_taps = tuple(tapped for tapped in self._pair_taps if tapped is not listener)
+
+        return untap
 
     def _on_pair(self, left: Frame, right: Frame) -> None:
         started = time.perf_counter()
         frame = side_by_side(left, right)
         frame.timings_ms["capture"] = (time.perf_counter() - started) * 1000
         self._on_frame(frame)
-        for listener in self.pair_listeners:
+        for listener in self._pair_taps:
             listener(left, right)
 
-    def start(self) -> None:
-        self.state = "running"
-        self.left.frame_listeners = (*self.left.frame_listeners, lambda frame: self.pairer.offer("left", frame))
-        self.right.frame_listeners = (*self.right.frame_listeners, lambda frame: self.pairer.offer("right", frame))
+    def start(self, on_frame: FrameListener, on_state: StateListener) -> None:
+        self._on_frame, self._on_state = on_frame, on_state
+        left, right = self._eyes
+        self._untaps = [
+            left.tap(lambda frame: self.pairer.offer("left", frame)),
+            right.tap(lambda frame: self.pairer.offer("right", frame)),
+        ]
+        on_state("running", None, None)
 
     def stop(self) -> None:
-        self.left.frame_listeners = ()
-        self.right.frame_listeners = ()
-        for channel in self.channels:
-            channel.close()
-        for plugin in self.processing.plugins:
-            plugin.close()
-        self.state = "stopped"
+        for untap in self._untaps:
+            untap()
+        self._untaps = []
+        self._on_state("stopped", None, None)
 
     def stats(self) -> dict[str, Any]:
-        return {**super().stats(), "pairs": self.pairer.pairs, "unpaired": self.pairer.unpaired}
+        return {"pairs": self.pairer.pairs, "unpaired": self.pairer.unpaired}
+
+
+def _ignore_frame(frame: Frame) -> None:
+    """Where pairs go before the feed is started."""
+
+
+def _ignore_state(state: str, message: str | None, info: object) -> None:
+    """Where state changes go before the feed is started."""

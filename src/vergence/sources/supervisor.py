@@ -1,5 +1,6 @@
 """Keep a source running: capture on a named thread, restart with backoff after a failure, report every state change;
-a source that is done for good (SourceFinished: a file played once) ends in state `ended` and is not restarted."""
+a source that is done for good (SourceFinished: a file played once) ends in state `ended` and is not restarted. A camera
+stream's feed (stream.Feed): the stream hands it where frames and state changes go when it starts it."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from vergence.config import CameraSettings
 from vergence.errors import SourceFinished, VergenceError, redact
 from vergence.media.frame import Frame
-from vergence.sources.base import Source, SourceInfo
+from vergence.metrics import TimingMs
+from vergence.sources.base import Source, SourceInfo, backend_for, create_source
 
 log = logging.getLogger(__name__)
 
+FrameListener = Callable[[Frame], None]
 StateListener = Callable[[str, str | None, SourceInfo | None], None]
 
 
@@ -35,17 +40,18 @@ class SourceSupervisor:
         self,
         name: str,
         factory: Callable[[], Source],
-        on_frame: Callable[[Frame], None],
-        on_state: StateListener,
         *,
+        kind: str = "source",
         backoff_min_s: float = 0.25,
         backoff_max_s: float = 5.0,
         stable_s: float = 5.0,
     ) -> None:
         self.name = name
+        self.kind = kind  # the backend, as the stream lists its source
+        self.stages: dict[str, TimingMs] = {}  # a camera's frames take no stage of their own before the stream's
         self._factory = factory
-        self._on_frame = on_frame
-        self._on_state = on_state
+        self._on_frame: FrameListener = _ignore_frame
+        self._on_state: StateListener = _ignore_state
         self._backoff_min_s = backoff_min_s
         self._backoff_max_s = backoff_max_s
         self._stable_s = stable_s
@@ -61,8 +67,15 @@ class SourceSupervisor:
         """The source instance running now (None between restarts)."""
         return self._source
 
-    def start(self) -> None:
-        """Start capturing on a thread of its own."""
+    @classmethod
+    def for_camera(cls, camera: CameraSettings) -> SourceSupervisor:
+        """The supervised source of a configured camera."""
+        return cls(camera.id, lambda: create_source(camera), kind=backend_for(camera).kind)
+
+    def start(self, on_frame: FrameListener, on_state: StateListener) -> None:
+        """Start capturing on a thread of its own: every frame to `on_frame`, every state change to `on_state` (both
+        called on that thread)."""
+        self._on_frame, self._on_state = on_frame, on_state
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name=f"capture-{self.name}", daemon=True)
         self._thread.start()
@@ -76,6 +89,10 @@ class SourceSupervisor:
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=10)
+
+    def stats(self) -> dict[str, Any]:
+        """Nothing beyond the stream's own counters (restarts, last error, the camera's status)."""
+        return {}
 
     def _set_state(self, state: str, message: str | None = None, info: SourceInfo | None = None) -> None:
         self.state = state
@@ -137,3 +154,11 @@ class SourceSupervisor:
         finally:
             self._source = None
             source.close()
+
+
+def _ignore_frame(frame: Frame) -> None:
+    """Where frames go before the supervisor is started."""
+
+
+def _ignore_state(state: str, message: str | None, info: SourceInfo | None) -> None:
+    """Where state changes go before the supervisor is started."""

@@ -76,7 +76,7 @@ def add_stream(exposition: Exposition, stream: Stream) -> None:
     exposition.counter(
         "vergence_source_restarts_total",
         "times the supervisor restarted a failed or ended source (0 for derived streams)",
-        stream.supervisor.restarts,
+        stream.feed.restarts,
         stream=sid,
     )
     exposition.counter("vergence_stills_total", "full-resolution stills taken", stream.stills, stream=sid)
