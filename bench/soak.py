@@ -33,12 +33,14 @@ def _get(url: str) -> dict[str, Any]:
         return json.loads(response.read())
 
 
-def _post(url: str, body: bytes) -> None:
+def _post(url: str, body: bytes) -> bool:
+    """Send one text command; True when the server carried it out."""
     request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "text/plain"})
     try:
-        urllib.request.urlopen(request, timeout=10).read()
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return bool(json.loads(response.read())["ok"])
     except urllib.error.HTTPError:
-        pass  # a refused command (a recording already stopped) is part of the load, not a bench failure
+        return False
 
 
 def _rss_mb(pid: int) -> float:
@@ -57,6 +59,8 @@ class _Load:
         self.stop = threading.Event()
         self.frames = [0] * viewers
         self.churned = 0
+        # Commands the load sent, by what the server answered: a load whose moves are refused tests nothing.
+        self.commands = {"ok": 0, "refused": 0}
         self.errors: list[str] = []
         self.threads = [
             threading.Thread(target=self._guard, args=(self._viewer, i), daemon=True) for i in range(viewers)
@@ -101,7 +105,12 @@ class _Load:
             while not self.stop.wait(0.1):
                 step += 1
                 zoom = 1 + 3 * abs((step % 80) - 40) / 40
-                ws.send(json.dumps({"type": "ptz", "camera": "cam0", "zoom": zoom, "pan": 0.3 + 0.004 * (step % 100)}))
+                move = {"type": "ptz", "stream": "cam0", "zoom": zoom, "pan": 0.3 + 0.004 * (step % 100)}
+                ws.send(json.dumps({"type": "command", "command": move, "id": str(step)}))
+                self._count(_reply(ws, str(step)))
+
+    def _count(self, ok: bool) -> None:
+        self.commands["ok" if ok else "refused"] += 1
 
     def _churn(self) -> None:
         self.stop.wait(self.churn_interval_s)
@@ -119,12 +128,21 @@ class _Load:
         self.churned += 1
 
     def _recorder(self) -> None:
-        _post(f"{self.base}/api/commands", b"record start")
+        self._count(_post(f"{self.base}/api/commands", b"record start"))
         if self.stop.wait(20):
+            self._count(_post(f"{self.base}/api/commands", b"record stop"))
             return
-        _post(f"{self.base}/api/commands", b"photo soak")
-        _post(f"{self.base}/api/commands", b"record stop")
+        self._count(_post(f"{self.base}/api/commands", b"photo soak"))
+        self._count(_post(f"{self.base}/api/commands", b"record stop"))
         self.stop.wait(10)
+
+
+def _reply(ws: Any, command_id: str) -> bool:
+    """Read the control socket up to the reply to `command_id` (events come between); True when it was carried out."""
+    while True:
+        message = json.loads(ws.recv(timeout=10))
+        if message.get("type") == "reply" and message.get("id") == command_id:
+            return bool(message["ok"])
 
 
 def run(
@@ -178,13 +196,14 @@ def run(
                 )
         finally:
             load.close()
-    results = _verdict(samples, warmup_s, rss_bound_mb, load.errors)
+    results = _verdict(samples, warmup_s, rss_bound_mb, load.errors, load.commands)
     results.update({"minutes": minutes, "size": size, "fps": fps, "viewers": viewers, "samples": samples})
     print(
         f"growth after {warmup_s:g} s warm-up: fds {results['growth']['fds']:+d}, tasks {results['growth']['tasks']:+d}, "
         f"threads {results['growth']['threads']:+d}, RSS {results['growth']['rss_mb']:+.1f} MB "
         f"(bounds ±{FD_BOUND}, ±{TASK_BOUND}, ±{THREAD_BOUND}, {rss_bound_mb:g} MB); {load.churned} arrivals and "
-        f"departures; client errors: {len(load.errors)}; {'PASS' if results['pass'] else 'FAIL'}"
+        f"departures; commands carried out {load.commands['ok']}, refused {load.commands['refused']}; "
+        f"client errors: {len(load.errors)}; {'PASS' if results['pass'] else 'FAIL'}"
     )
     for error in load.errors[:10]:
         print(f"  client error: {error}")
@@ -193,7 +212,9 @@ def run(
     return results
 
 
-def _verdict(samples: list[dict[str, Any]], warmup_s: float, rss_bound_mb: float, errors: list[str]) -> dict[str, Any]:
+def _verdict(
+    samples: list[dict[str, Any]], warmup_s: float, rss_bound_mb: float, errors: list[str], commands: dict[str, int]
+) -> dict[str, Any]:
     if not samples:
         return {"pass": False, "growth": {"fds": 0, "tasks": 0, "threads": 0, "rss_mb": 0.0}, "why": "no samples"}
     warm = next((s for s in samples if s["t_s"] >= warmup_s), samples[0])
@@ -207,5 +228,13 @@ def _verdict(samples: list[dict[str, Any]], warmup_s: float, rss_bound_mb: float
         and growth["threads"] <= THREAD_BOUND
         and growth["rss_mb"] <= rss_bound_mb
         and not errors
+        and commands["ok"] > 0
+        and commands["refused"] == 0
     )
-    return {"pass": passed, "growth": growth, "warm_sample": warm, "viewers_kept_rate": healthy}
+    return {
+        "pass": passed,
+        "growth": growth,
+        "warm_sample": warm,
+        "viewers_kept_rate": healthy,
+        "commands": dict(commands),
+    }

@@ -217,11 +217,11 @@ def create_app(settings: Settings) -> FastAPI:
     from vergence.auth import router as auth_router
     from vergence.control.transports.rest import router as commands_router
     from vergence.control.transports.websocket import router as control_router
-    from vergence.http.streams import router as streams_router
     from vergence.http.metrics import router as metrics_router
+    from vergence.http.recordings import router as recordings_router
+    from vergence.http.streams import router as streams_router
     from vergence.http.video import router as video_router
     from vergence.http.webrtc import router as webrtc_router
-    from vergence.http.recordings import router as recordings_router
 
     app.include_router(auth_router)
     app.include_router(streams_router)

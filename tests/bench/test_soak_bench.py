@@ -18,4 +18,6 @@ def test_a_short_soak_holds_steady(tmp_path: Path) -> None:
     assert results["pass"] and len(results["samples"]) >= 9
     last = results["samples"][-1]
     assert last["churned"] >= 100  # viewers came and went all along
+    # The PTZ moves (10 a second), recordings and photos of the load were carried out, not refused.
+    assert results["commands"]["ok"] >= 200 and results["commands"]["refused"] == 0, results["commands"]
     assert all(sample["fps"] >= 25 for sample in results["samples"][1:]), results["samples"]  # steady viewers served

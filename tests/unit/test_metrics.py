@@ -16,6 +16,7 @@ from vergence.config import CameraSettings, HubSettings, Settings
 from vergence.encoders.base import Encoder
 from vergence.errors import EncoderError, SourceError
 from vergence.events import EventBus
+from vergence.http.metrics import add_output, add_stream, viewers_by_kind
 from vergence.hub import Channel, Hub
 from vergence.media.frame import EncodedPacket, Frame
 from vergence.metrics import (
@@ -24,7 +25,6 @@ from vergence.metrics import (
     Histogram,
     TimingMs,
 )
-from vergence.http.metrics import add_output, add_stream, viewers_by_kind
 from vergence.sources.base import create_source, register
 from vergence.sources.supervisor import SourceSupervisor
 from vergence.sources.testpattern import TestPatternSource
