@@ -143,7 +143,7 @@ def test_plugin_results_reach_the_results_topic(broker, server):
     with Subscriber(broker, f"{TOPIC}/cam0/results") as subscriber:
         events = [json.loads(subscriber.next(f"{TOPIC}/cam0/results", TIMEOUT_S).payload) for _ in range(3)]
     for event in events:
-        assert (event["type"], event["camera"], event["plugin"]) == ("plugin_result", "cam0", "results")
+        assert (event["type"], event["stream"], event["plugin"]) == ("plugin_result", "cam0", "results")
         assert event["result"]["seq"] == event["seq"] and event["seq"] % 3 == 0
         assert event["capture_ns"] > 0 and 0 <= event["result"]["luma"] <= 255
     assert [event["seq"] for event in events] == sorted({event["seq"] for event in events})

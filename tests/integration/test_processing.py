@@ -112,7 +112,7 @@ def test_plugins_from_paths_draw_in_the_frames_and_a_failing_one_is_disabled(ver
         names = {p["name"]: p for p in state["processing"]["cam0"]["plugins"]}
         assert names["seed"]["kind"] == "process_image" and names["rich"]["kind"] == "process"
         result = wait_for_event(control, lambda e: e["type"] == "plugin_result" and e["plugin"] == "rich")
-        assert result["camera"] == "cam0" and result["result"]["zoom"] == 1.0 and result["capture_ns"] > 0
+        assert result["stream"] == "cam0" and result["result"]["zoom"] == 1.0 and result["capture_ns"] > 0
 
         bgr = decoded_bgr(server)
         b, g, r = box_colour(bgr, 20, 100, 80, 160)

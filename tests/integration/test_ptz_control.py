@@ -63,13 +63,13 @@ def test_every_controller_sees_a_change_and_a_new_one_gets_the_current_state(ver
         assert json.loads(second.recv(timeout=5))["cameras"]["cam0"]["zoom"] == 1.0
         send_command(first, {"type": "ptz", "stream": "cam0", "zoom": 2.5, "pan": 0.25}, "p1")
         event = json.loads(second.recv(timeout=5))  # a controller that sent nothing hears only the event
-        assert event["type"] == "ptz" and event["camera"] == "cam0" and event["zoom"] == 2.5 and event["pan"] == 0.25
+        assert event["type"] == "ptz" and event["stream"] == "cam0" and event["zoom"] == 2.5 and event["pan"] == 0.25
         # The sender hears the event too, and gets the reply; in either order.
         heard = [json.loads(first.recv(timeout=5)), json.loads(first.recv(timeout=5))]
         [reply] = [m for m in heard if m["type"] == "reply"]
         [echo] = [m for m in heard if m["type"] == "ptz"]
         assert reply["ok"] and reply["id"] == "p1" and reply["command"] == "ptz" and reply["result"]["zoom"] == 2.5
-        assert echo["zoom"] == 2.5 and echo["camera"] == "cam0"
+        assert echo["zoom"] == 2.5 and echo["stream"] == "cam0"
         refused = command(first, {"type": "ptz", "camera": "cam0", "zoom": 0.5}, "p2")  # `camera`: the older name
         assert not refused["ok"] and refused["code"] == "invalid" and "zoom" in refused["error"], refused
         refused = command(first, {"type": "ptz", "stream": "nope", "zoom": 2}, "p3")
@@ -200,7 +200,7 @@ def test_presets_save_recall_delete_and_survive_a_restart(vergence_server, tmp_p
         reply = command(control, {"type": "preset", "stream": "cam0", "action": "recall", "name": "home"}, seen=seen)
         assert reply["ok"] and reply["command"] == "preset" and reply["result"]["zoom"] == 1.0, reply
         if not any(m["type"] == "ptz" for m in seen):
-            event(control, "ptz", camera="cam0")
+            event(control, "ptz", stream="cam0")
         assert httpx.get(f"{again.url}/api/cameras/cam0/ptz").json()["zoom"] == 1.0
         missing = command(control, "preset cam0 recall nope", "r2")
         assert not missing["ok"] and missing["code"] == "not_found" and "nope" in missing["error"], missing

@@ -339,7 +339,7 @@ def test_ptz_and_ping_over_the_data_channel(server: ServerProcess) -> None:
             event = next((m for m in seen if m.get("type") == "ptz"), None) or await channel_message(
                 client, lambda m: m.get("type") == "ptz"
             )
-            assert event["type"] == "ptz" and event["camera"] == "cam0" and event["zoom"] == zoom, event
+            assert event["type"] == "ptz" and event["stream"] == "cam0" and event["zoom"] == zoom, event
             ptz = await get_json(server, "/api/cameras/cam0/ptz")
             assert ptz["zoom"] == zoom and ptz["pan"] == pytest.approx(0.4, abs=0.01)
             bad = await channel_command(client, {"type": "ptz", "stream": "cam0", "zoom": "lots"}, 2)

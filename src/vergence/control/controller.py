@@ -91,7 +91,7 @@ class CameraController:
         geometry = self.stream.geometry
         crop = self.crop()
         return {
-            "camera": self.stream.id,
+            "stream": self.stream.id,
             "pan": round(self.state.pan, 6),
             "tilt": round(self.state.tilt, 6),
             "zoom": round(self.state.zoom, 6),
@@ -179,7 +179,7 @@ class CameraController:
         if name not in self.presets and len(self.presets) >= MAX_PRESETS:
             raise CommandError(f"{self.stream.id} already has {MAX_PRESETS} presets")
         self.presets[name] = state or self.state
-        self._publish({"type": "presets", "camera": self.stream.id, "presets": self.describe_presets()})
+        self._publish({"type": "presets", "stream": self.stream.id, "presets": self.describe_presets()})
         self._on_change()
         return self.describe_presets()
 
@@ -195,7 +195,7 @@ class CameraController:
     def delete_preset(self, name: str) -> dict[str, Any]:
         if self.presets.pop(name, None) is None:
             raise NotFound(f"{self.stream.id} has no preset {name!r}")
-        self._publish({"type": "presets", "camera": self.stream.id, "presets": self.describe_presets()})
+        self._publish({"type": "presets", "stream": self.stream.id, "presets": self.describe_presets()})
         self._on_change()
         return self.describe_presets()
 

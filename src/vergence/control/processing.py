@@ -230,7 +230,7 @@ class ProcessingController:
     def describe_plugins(self) -> list[dict[str, Any]]:
         listed = [plugin.describe() for plugin in self.plugins.values()]
         listed += [
-            {"camera": self.stream.id, "name": name, "state": "error", "enabled": False, "error": message}
+            {"stream": self.stream.id, "name": name, "state": "error", "enabled": False, "error": message}
             for name, message in self.load_errors.items()
         ]
         return listed
@@ -238,7 +238,7 @@ class ProcessingController:
     # ---- common
 
     def _changed(self, kind: str, body: dict[str, Any]) -> None:
-        self._events.publish({"type": kind, "camera": self.stream.id, **body})
+        self._events.publish({"type": kind, "stream": self.stream.id, **body})
         self._on_change()
 
     def describe(self) -> dict[str, Any]:

@@ -314,7 +314,7 @@ class MqttBridge:
             if not client.is_connected() or len(pending) >= MAX_PENDING_RESULTS:
                 self.results_skipped += 1
                 continue
-            sent = client.publish(f"{self._topic}/{event.get('camera')}/results", to_json(event), qos=0)
+            sent = client.publish(f"{self._topic}/{event.get('stream')}/results", to_json(event), qos=0)
             if sent.rc == self._mqtt.MQTT_ERR_SUCCESS:
                 pending.append(sent)
             self.results += 1

@@ -387,7 +387,7 @@ class Plugin:
             self._emit(
                 {
                     "type": "plugin_result",
-                    "camera": self.camera,
+                    "stream": self.camera,
                     "plugin": self.name,
                     "seq": frame.seq,
                     "capture_ns": frame.capture_ns,
@@ -440,7 +440,7 @@ class Plugin:
     def describe(self) -> dict[str, Any]:
         """The plugin as the API lists it."""
         return {
-            "camera": self.camera,
+            "stream": self.camera,
             "name": self.name,
             "kind": self.kind,
             "source": self.spec.path or self.spec.module,

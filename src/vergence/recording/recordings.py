@@ -151,7 +151,7 @@ class Recordings:
         async for event in events:
             if event.get("type") != "plugin_result" or not self._triggered(event):
                 continue
-            stream = self._streams.get(str(event.get("camera")))
+            stream = self._streams.get(str(event.get("stream")))
             if stream is None:
                 continue
             try:

@@ -82,10 +82,10 @@ export class ProcessingPanel {
   start() {
     const c = this.control;
     const mine = (fn) => (msg) => {
-      if (typeof msg.camera !== 'string') return;
-      const state = this.streams[msg.camera];
+      if (typeof msg.stream !== 'string') return;
+      const state = this.streams[msg.stream];
       if (state) fn(state, msg);
-      if (msg.camera === this.stream) this.#render();
+      if (msg.stream === this.stream) this.#render();
     };
     this.unsubscribe.push(
       c.on('state', (msg) => {
@@ -114,9 +114,9 @@ export class ProcessingPanel {
         else state.plugins.push(plugin);
       })),
       c.on('plugin_result', (msg) => {
-        if (typeof msg.camera !== 'string' || typeof msg.plugin !== 'string') return;
-        (this.results[msg.camera] ??= {})[msg.plugin] = msg;
-        if (msg.camera === this.stream) this.resultsDirty = true;
+        if (typeof msg.stream !== 'string' || typeof msg.plugin !== 'string') return;
+        (this.results[msg.stream] ??= {})[msg.plugin] = msg;
+        if (msg.stream === this.stream) this.resultsDirty = true;
       }),
       c.on('reply', (msg) => {
         if (msg.id !== this.awaiting) return; // someone else's (PTZ, …)

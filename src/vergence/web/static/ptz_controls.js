@@ -64,14 +64,14 @@ export class PtzControls {
       }),
       c.on('stereo', (msg) => {
         this.rig = msg;
-        this.cameras[msg.left.camera] = msg.left;
-        this.cameras[msg.right.camera] = msg.right;
+        this.cameras[msg.left.stream] = msg.left;
+        this.cameras[msg.right.stream] = msg.right;
         this.#fromServer();
       }),
       c.on('ptz', (msg) => {
-        if (typeof msg.camera !== 'string') return;
-        this.cameras[msg.camera] = msg;
-        if (msg.camera === this.camera) this.#fromServer();
+        if (typeof msg.stream !== 'string') return;
+        this.cameras[msg.stream] = msg;
+        if (msg.stream === this.camera) this.#fromServer();
       }),
       c.on('connection', () => this.#refreshEnabled()),
     );
@@ -145,7 +145,7 @@ export class PtzControls {
   /** Point the sliders at the camera the stream and the eye choice name. */
   #follow() {
     let camera = this.stream;
-    if (this.stereo) camera = this.eyes === 'right' ? this.rig.right.camera : this.rig.left.camera;
+    if (this.stereo) camera = this.eyes === 'right' ? this.rig.right.stream : this.rig.left.stream;
     for (const row of this.stereoRows) row.hidden = !this.stereo;
     if (camera !== this.camera) {
       this.camera = camera;
