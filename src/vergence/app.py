@@ -31,7 +31,7 @@ from vergence.http.refusal import refuse_error, refuse_invalid_request
 from vergence.http_limits import BodyLimitMiddleware
 from vergence.hub import Hub
 from vergence.metrics import process_stats
-from vergence.outputs.base import Output, Service
+from vergence.outputs.base import Outputs, Service
 from vergence.recording.recordings import Recordings
 from vergence.sessions import SERVER_ID_FILE, load_server_id
 from vergence.streams import Streams, build_streams
@@ -71,7 +71,7 @@ class Vergence:
         for stream in self.streams.values():
             self.controllers.add_processing(stream, processing.plugin_budget_ms, processing.plugin_dir)
         self.recordings = Recordings(settings, self.streams, self.events)
-        self.outputs: dict[str, Output] = build_outputs(settings, self.streams)  # [[udp]] and [[restream]] by id
+        self.outputs = build_outputs(settings, self.streams)  # [[udp]] and [[restream]] by id
         # The commander lists the services in its status; two of them (the inbox, the FIFO) take their commands to it.
         self.services: list[Service] = []
         self.commander = Commander(
@@ -157,9 +157,9 @@ SERVICES = {
 }
 
 
-def build_outputs(settings: Settings, streams: Streams) -> dict[str, Output]:
+def build_outputs(settings: Settings, streams: Streams) -> Outputs:
     """The configured outputs by id."""
-    outputs: dict[str, Output] = {}
+    outputs = Outputs()
     for section, module in OUTPUTS.items():
         for entry in getattr(settings, section):
             outputs[entry.id] = importlib.import_module(module).create_output(entry, streams)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from vergence.config import Settings
     from vergence.control.commander import Commander
     from vergence.events import EventBus
-    from vergence.outputs.base import Output
+    from vergence.outputs.base import Outputs
     from vergence.outputs.webrtc import WebRtcPeers
     from vergence.recording.recordings import Recordings
     from vergence.streams import Streams
@@ -43,7 +43,7 @@ class ServerContext(Protocol):
     streams: Streams
     commander: Commander
     events: EventBus
-    outputs: dict[str, Output]
+    outputs: Outputs
     recordings: Recordings
     webrtc: WebRtcPeers | None
     client_reports: dict[int, tuple[float, dict[str, Any]]]

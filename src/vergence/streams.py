@@ -7,29 +7,24 @@ import asyncio
 import logging
 
 from vergence.config import CameraSettings, Settings
-from vergence.errors import ConfigError, NotFound
+from vergence.errors import ConfigError
 from vergence.events import EventBus
 from vergence.hub import Hub
 from vergence.pipeline.depth import DepthEstimator, StereoCalibration
 from vergence.pipeline.depth_feed import DepthFeed
 from vergence.pipeline.stereo import PairFeed
+from vergence.registry import Registry
 from vergence.sources.supervisor import SourceSupervisor
 from vergence.stream import Stream
 
 log = logging.getLogger(__name__)
 
 
-class Streams(dict[str, Stream]):
-    """Streams by id; `find` is the one lookup that names what exists when something does not."""
+class Streams(Registry[Stream]):
+    """Streams by id: the cameras in their configured order, then the derived streams."""
 
-    def find(self, stream_id: str | None = None) -> Stream:
-        """A stream by id (None: the first); NotFound names the streams there are."""
-        if not self:
-            raise NotFound("no streams")
-        stream = self.get(stream_id or next(iter(self)))
-        if stream is None:
-            raise NotFound(f"unknown stream {stream_id!r}; streams: {', '.join(self)}")
-        return stream
+    noun = "stream"
+    empty = "no streams"
 
 
 def build_streams(settings: Settings, hub: Hub, loop: asyncio.AbstractEventLoop, events: EventBus) -> Streams:

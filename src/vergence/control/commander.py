@@ -45,12 +45,12 @@ from vergence.media.exif import Position
 from vergence.stills import take_photo
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
 
     from vergence.config import Settings
     from vergence.control.controller import CameraController, Controllers, StereoRig
     from vergence.control.processing import ProcessingController
-    from vergence.outputs.base import Output, Service
+    from vergence.outputs.base import Output, Outputs, Service
     from vergence.recording.recordings import Recordings
     from vergence.stream import Stream
     from vergence.streams import Streams
@@ -82,7 +82,7 @@ class Commander:
         settings: Settings,
         streams: Streams,
         controllers: Controllers,
-        outputs: Mapping[str, Output],
+        outputs: Outputs,
         services: Sequence[Service],
         recordings: Recordings,
     ) -> None:
@@ -216,13 +216,7 @@ class Commander:
 
     def output(self, output_id: str | None) -> Output:
         """An output by id (None: the first); NotFound names the outputs there are."""
-        outputs = self._outputs
-        if not outputs:
-            raise NotFound("no outputs are configured ([[udp]] or [[restream]] in the config)")
-        output = outputs.get(output_id or next(iter(outputs)))
-        if output is None:
-            raise NotFound(f"unknown output {output_id!r}; outputs: {', '.join(outputs)}")
-        return output
+        return self._outputs.find(output_id)
 
     def _udp(self, output_id: str | None) -> Any:
         if output_id is None:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from vergence.hub import Channel, Item, Subscription, SubscriptionClosed
+from vergence.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,13 @@ class Output(Protocol):
     async def stop(self) -> None: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+
+class Outputs(Registry[Output]):
+    """The configured outputs ([[udp]], [[restream]]) by id."""
+
+    noun = "output"
+    empty = "no outputs are configured ([[udp]] or [[restream]] in the config)"
 
 
 class Service(Protocol):

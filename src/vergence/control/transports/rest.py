@@ -73,25 +73,42 @@ REFUSED: dict[int | str, dict[str, Any]] = {
 
 def refused(err: VergenceError, kind: str | None = None, command_id: Any = None) -> JSONResponse:
     """A refusal as HTTP: the reply every transport sends, with the status of its code."""
-    body = {**error_reply(command_id, err, kind), "detail": str(err)}
-    return JSONResponse(body, status_code=http_status(err.code))
+    return as_http(error_reply(command_id, err, kind))
+
+
+def as_http(reply: dict[str, Any]) -> JSONResponse:
+    """A reply as HTTP: 200, or a refusal with the status of its code and `detail` (the same sentence)."""
+    if reply["ok"]:
+        return JSONResponse(reply)
+    return JSONResponse({**reply, "detail": reply["error"]}, status_code=http_status(reply["code"]))
 
 
 def _commander(request: Request) -> Commander:
     return server_context(request).commander
 
 
-async def _body(request: Request) -> dict[str, Any]:
-    """The JSON object a route's body holds (none: no fields)."""
+async def _read(request: Request) -> bytes:
+    """A command's body, refused (too_large) beyond MAX_COMMAND_BYTES."""
     raw = await request.body()
     if len(raw) > MAX_COMMAND_BYTES:
         raise CommandError(f"a command is at most {MAX_COMMAND_BYTES // 1024} KiB", code="too_large")
-    if not raw.strip():
-        return {}
+    return raw
+
+
+def _json(raw: bytes) -> Any:
+    """Strict JSON (bad_request when it is not)."""
     try:
-        body = json_text.loads(raw)
+        return json_text.loads(raw)
     except ValueError as err:
         raise CommandError(f"invalid JSON: {err}", code="bad_request") from None
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    """The JSON object a route's body holds (none: no fields)."""
+    raw = await _read(request)
+    if not raw.strip():
+        return {}
+    body = _json(raw)
     if not isinstance(body, dict):
         raise CommandError("the body is a JSON object", code="bad_request")
     return body
@@ -163,21 +180,14 @@ async def post_command(request: Request) -> JSONResponse:
     The reply is the same on every transport: `{"ok": true, "command", "result"}` or `{"ok": false, "code", "error"}`;
     the status follows the code (docs/protocol.md, "Error codes").
     """
-    body = await request.body()
-    if len(body) > MAX_COMMAND_BYTES:
-        return refused(CommandError(f"a command is at most {MAX_COMMAND_BYTES // 1024} KiB", code="too_large"))
-    raw: Any = body
-    if "json" in request.headers.get("content-type", ""):
-        try:
-            raw = json_text.loads(body)
-        except ValueError as err:
-            return refused(CommandError(f"invalid JSON: {err}", code="bad_request"))
+    try:
+        raw = await _read(request)
+        command = _json(raw) if "json" in request.headers.get("content-type", "") else raw
+    except VergenceError as err:
+        return refused(err)
     client, principal = request.client, principal_of(request.scope)
     source = f"REST {principal.name}@{client.host}" if client else f"REST {principal.name}"
-    reply = await _commander(request).handle(raw, source=source)
-    if reply["ok"]:
-        return JSONResponse(reply)
-    return JSONResponse({**reply, "detail": reply["error"]}, status_code=http_status(reply["code"]))
+    return as_http(await _commander(request).handle(command, source=source))
 
 
 # ---- cameras: PTZ, presets, flip, pause
