@@ -2,8 +2,9 @@
 
 Two signatures are accepted, found by name in the plugin's module:
 
-- the seed projects' `process_image(image)`: a BGR numpy image in, an image out (or None after drawing in place). What it
-  changed is kept as a "sticker" (the changed pixels) and shown on the frames;
+- the seed projects' `process_image(image)`: a BGR numpy image in; it draws in place and returns anything that is not an
+  image (`True`, `None`), or returns the image it made. What it changed is kept as a "sticker" (the changed pixels) and
+  shown on the frames. A plugin loaded from a file imports the modules beside it, as it did in the seed projects;
 - `process(frame, ctx)`: a `PluginFrame` (read-only planes, `bgr()` on demand) and a `PluginContext` (ROIs, `roi_view`,
   `draw`, the camera's PTZ, `publish`, `options`). Drawings are recorded and drawn on the frames.
 
@@ -14,6 +15,7 @@ it saw. A plugin that raises is disabled and reported; the stream goes on.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import logging
@@ -22,7 +24,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -218,6 +220,20 @@ class PluginSpec:
 _PLUGIN_MODULES: set[str] = set()  # dotted names imported as plugins
 
 
+@contextlib.contextmanager
+def _importable(folder: Path) -> Iterator[None]:
+    """Let a plugin's file import the modules beside it: its folder first on the path while its code runs, then last
+    (a helper it imports later is still found; a file there named like a module of the server never shadows it)."""
+    entry = str(folder.resolve())
+    sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        sys.path.remove(entry)
+        if entry not in sys.path:
+            sys.path.append(entry)
+
+
 def load_module(spec: PluginSpec) -> ModuleType:
     """Import a plugin's module from its file or dotted name; PluginError says what went wrong."""
     if not _NAME.match(spec.name):
@@ -233,7 +249,8 @@ def load_module(spec: PluginSpec) -> ModuleType:
             if module_spec is None or module_spec.loader is None:
                 raise PluginError(f"plugin {spec.name}: {path} is not a Python module")
             module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
+            with _importable(path.parent):
+                module_spec.loader.exec_module(module)
             return module
         assert spec.module is not None
         if spec.module in _PLUGIN_MODULES and spec.module in sys.modules:
@@ -374,7 +391,8 @@ class Plugin:
         before = cv2.cvtColor(frame.image, cv2.COLOR_YUV2BGR_I420)
         image = before.copy()
         returned = self._process(image)
-        after = image if returned is None else np.asarray(returned)
+        # The seeds' plugins draw into the image and return True; only an array returned is a picture of its own.
+        after = returned if isinstance(returned, np.ndarray) else image
         if after.ndim == 2:
             after = cv2.cvtColor(after.astype(np.uint8), cv2.COLOR_GRAY2BGR)
         if after.shape != before.shape:
