@@ -61,6 +61,7 @@ class _Load:
         self.churned = 0
         # Commands the load sent, by what the server answered: a load whose moves are refused tests nothing.
         self.commands = {"ok": 0, "refused": 0}
+        self.photos = 0
         self.errors: list[str] = []
         self.threads = [
             threading.Thread(target=self._guard, args=(self._viewer, i), daemon=True) for i in range(viewers)
@@ -132,7 +133,8 @@ class _Load:
         if self.stop.wait(20):
             self._count(_post(f"{self.base}/api/commands", b"record stop"))
             return
-        self._count(_post(f"{self.base}/api/commands", b"photo soak"))
+        self.photos += 1  # a name of its own each time: a photo never overwrites one (the same name is refused)
+        self._count(_post(f"{self.base}/api/commands", f"photo soak-{self.photos}".encode()))
         self._count(_post(f"{self.base}/api/commands", b"record stop"))
         self.stop.wait(10)
 

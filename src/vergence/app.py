@@ -7,8 +7,10 @@ import functools
 import gc
 import importlib
 import logging
+import operator
+import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -49,7 +51,12 @@ class Vergence:
     recordings, outputs and services, each given what it uses; `start` and `stop` run them in order."""
 
     def __init__(
-        self, settings: Settings, loop: asyncio.AbstractEventLoop, auth: Authenticator, connections: Any = None
+        self,
+        settings: Settings,
+        loop: asyncio.AbstractEventLoop,
+        auth: Authenticator,
+        connections: Any = None,
+        stop_serving: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.auth = auth  # one for every door that takes credentials: failed logins count at all of them
@@ -77,7 +84,9 @@ class Vergence:
         self.commander = Commander(
             settings, self.streams, self.controllers, self.outputs, self.services, self.recordings
         )
-        self.services += build_services(Parts(settings, self.streams, self.events, self.commander, auth))
+        # What ends the server (the local inboxes' `kill`): `vergence serve` gives uvicorn's clean exit.
+        stop = stop_serving or raise_sigterm
+        self.services += build_services(Parts(settings, self.streams, self.events, self.commander, auth, stop))
         self.webrtc: WebRtcPeers | None = None
         if settings.webrtc.enabled:
             from vergence.control.transports.datachannel import DataChannelControl
@@ -146,7 +155,7 @@ class Vergence:
 
 # Outputs by config section (a list of entries each), and services by config section (enabled or not): each module is
 # imported only when its section is used, and makes its part with `create_output(entry, streams)` or
-# `create_service(parts)`. A missing optional package is a ConfigError naming it.
+# `create_service(parts)` (or the function after a colon). A missing optional package is a ConfigError naming it.
 OUTPUTS = {"udp": "vergence.outputs.udp", "restream": "vergence.outputs.restream"}
 SERVICES = {
     "zmq": "vergence.control.transports.zmq",
@@ -154,7 +163,14 @@ SERVICES = {
     "tcp": "vergence.outputs.tcp",
     "inbox": "vergence.control.transports.sqlite",
     "fifo": "vergence.control.transports.fifo",
+    "compat.pistreamer": "vergence.control.transports.fifo:create_pistreamer_service",
 }
+
+
+def raise_sigterm() -> None:
+    """End the server as a service manager does, where nothing better was given: SIGTERM, which uvicorn answers with
+    a clean shutdown (the lifespan stops every part: recordings are closed, outputs and services stopped)."""
+    signal.raise_signal(signal.SIGTERM)
 
 
 def build_outputs(settings: Settings, streams: Streams) -> Outputs:
@@ -168,18 +184,19 @@ def build_outputs(settings: Settings, streams: Streams) -> Outputs:
 
 def build_services(parts: Parts) -> list[Service]:
     """The enabled server-wide services, in a fixed order (started in it, stopped in reverse)."""
-    return [
-        importlib.import_module(module).create_service(parts)
-        for section, module in SERVICES.items()
-        if getattr(parts.settings, section).enabled
-    ]
+    services = []
+    for section, where in SERVICES.items():
+        if operator.attrgetter(section)(parts.settings).enabled:
+            module, _, factory = where.partition(":")
+            services.append(getattr(importlib.import_module(module), factory or "create_service")(parts))
+    return services
 
 
 def create_app(settings: Settings) -> FastAPI:
     """Build the FastAPI application for `settings`; the server is built and started with it, and stops with it.
 
     `app.state.connections` may hold the ConnectionGuard the HTTP server admits connections with (its counts show in
-    /api/stats)."""
+    /api/stats), and `app.state.stop_serving` what ends the HTTP server cleanly (for `kill`; default: SIGTERM)."""
     # One for every door that takes credentials (HTTP, the TCP feed): a client's failed logins count at all of them.
     server_id_file = settings.state.path.expanduser().parent / SERVER_ID_FILE
     auth = Authenticator(settings.auth, server_id=functools.partial(load_server_id, server_id_file))
@@ -187,7 +204,8 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         connections = getattr(app.state, "connections", None)
-        vergence = Vergence(settings, asyncio.get_running_loop(), auth, connections)
+        stop_serving = getattr(app.state, "stop_serving", None)  # `vergence serve` sets it: uvicorn's clean exit
+        vergence = Vergence(settings, asyncio.get_running_loop(), auth, connections, stop_serving)
         install(app, vergence)  # routes reach it through vergence.context.Server
         try:
             await vergence.start()

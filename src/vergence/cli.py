@@ -157,7 +157,10 @@ def serve(
     except OSError as err:
         typer.echo(f"vergence: cannot listen on {settings.server.host}:{settings.server.port}: {err}", err=True)
         raise typer.Exit(1) from None
-    uvicorn.Server(server_config).run(sockets=[sock])
+    server = uvicorn.Server(server_config)
+    # What the local inboxes' `kill` (PiStreamer's) calls: uvicorn's own clean shutdown, then exit status 0.
+    app.state.stop_serving = lambda: setattr(server, "should_exit", True)
+    server.run(sockets=[sock])
 
 
 def listen_socket(host: str, port: int, send_buffer_bytes: int) -> socket.socket:

@@ -447,6 +447,22 @@ class FifoSettings(_Section):
     reply_path: Path | None = Field(None, description="append each reply as a JSON line here (a file or a pipe)")
 
 
+class PiStreamerCompat(_Section):
+    """PiStreamer's interface where it lived (its command names work on every transport anyway)."""
+
+    fifo: Path | None = Field(None, description="PiStreamer's named pipe, e.g. /tmp/pistreamer, read besides [fifo]")
+
+    @property
+    def enabled(self) -> bool:
+        return self.fifo is not None
+
+
+class CompatSettings(_Section):
+    """The interfaces of the projects vergence replaces, each where it lived; all off by default (docs/migrating.md)."""
+
+    pistreamer: PiStreamerCompat = Field(default_factory=PiStreamerCompat)
+
+
 class IceServerSettings(_Section):
     """One STUN or TURN server a WebRTC peer may use (none by default: vergence never calls outside on its own)."""
 
@@ -484,6 +500,11 @@ class MediaSettings(_Section):
 
     dir: Path = Field(
         Path("~/vergence-media"), description="directory for photos and recordings (created when missing)"
+    )
+    photo_dirs: list[Path] = Field(
+        default_factory=list,
+        description="directories a photo may be written into by path (PiStreamer's `take_photo /mnt/sd/DCIM/x.jpg`); "
+        "none by default: photos go to `dir` by name",
     )
 
 
@@ -541,6 +562,7 @@ class Settings(_Section):
     media: MediaSettings = Field(default_factory=MediaSettings)
     recording: RecordingSettings = Field(default_factory=RecordingSettings)
     webrtc: WebRtcSettings = Field(default_factory=WebRtcSettings)
+    compat: CompatSettings = Field(default_factory=CompatSettings)
 
     @model_validator(mode="after")
     def _check_cameras(self) -> Settings:

@@ -6,6 +6,7 @@ it as a parameter (`server: Server`) and see this interface, never the compositi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
@@ -27,13 +28,15 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class Parts:
     """What a service is built from (`create_service(parts)` in its module): the settings, the streams, the event bus,
-    the commander and the authenticator every door that takes credentials shares."""
+    the commander, the authenticator every door that takes credentials shares, and what ends the server (the local
+    inboxes' `kill`, PiStreamer's)."""
 
     settings: Settings
     streams: Streams
     events: EventBus
     commander: Commander
     auth: Authenticator
+    shutdown: Callable[[], None]
 
 
 class ServerContext(Protocol):

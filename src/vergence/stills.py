@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import simplejpeg
 
 from vergence.errors import CommandError, SourceError
-from vergence.media.exif import Position, StillTags, exif_segment, with_exif
+from vergence.media.exif import Attitude, Position, StillTags, exif_segment, with_exif, xmp_segment
 from vergence.media.frame import full_range_planes, i420_planes
 from vergence.media.names import MediaNameError, media_file_name
 from vergence.sources.base import Still
@@ -34,8 +35,17 @@ log = logging.getLogger(__name__)
 STILL_QUALITY = 92
 
 
-async def take_photo(stream: Stream, name: str | None, settings: Settings, position: Position | None) -> dict[str, Any]:
-    """Save a still of `stream` as `<media dir>/<name>.jpg`; CommandError when it exists or cannot be written."""
+async def take_photo(
+    stream: Stream,
+    name: str | None,
+    settings: Settings,
+    position: Position | None,
+    attitude: Attitude | None = None,
+    path: str | None = None,
+) -> dict[str, Any]:
+    """Save a still of `stream` as `<media dir>/<name>.jpg`, or at `path` inside one of [media] photo_dirs; CommandError
+    when the file exists, the path is not allowed, or it cannot be written."""
+    target = None if path is None else allowed_photo_path(path, settings.media.photo_dirs)
     try:
         still = await stream.still()
     except SourceError as err:
@@ -52,22 +62,23 @@ async def take_photo(stream: Stream, name: str | None, settings: Settings, posit
         width, height = packet.width or stream.info.width, packet.height or stream.info.height
     make, model = stream.camera_names()
     taken = datetime.fromtimestamp(capture_ns / 1e9).astimezone()
-    tags = StillTags(make, model, taken, width, height, position)
-    data = with_exif(jpeg, exif_segment(tags))
+    tags = StillTags(make, model, taken, width, height, position, attitude)
+    data = with_exif(jpeg, exif_segment(tags) + xmp_segment(attitude))
+    if target is None:
+        try:
+            file_name = media_file_name(name or photo_name(stream.id, taken), ".jpg")
+        except MediaNameError as err:  # a stream id vergence cannot name a file by (the command checked `name` already)
+            raise CommandError(str(err), code="invalid") from None
+        target = settings.media.dir.expanduser() / file_name
     try:
-        file_name = media_file_name(name or photo_name(stream.id, taken), ".jpg")
-    except MediaNameError as err:  # a stream id vergence cannot name a file by (the command checked `name` already)
-        raise CommandError(str(err), code="invalid") from None
-    path = settings.media.dir.expanduser() / file_name
-    try:
-        await asyncio.to_thread(_write_new, path, data)
+        await asyncio.to_thread(_write_new, target, data)
     except FileExistsError:
-        raise CommandError(f"{path} already exists") from None
+        raise CommandError(f"{target} already exists") from None
     except OSError as err:
-        raise CommandError(f"cannot write {path}: {err}", code="io_error") from None
+        raise CommandError(f"cannot write {target}: {err}", code="io_error") from None
     return {
         "stream": stream.id,
-        "path": str(path),
+        "path": str(target),
         "bytes": len(data),
         "capture_ns": capture_ns,
         "width": width,
@@ -77,6 +88,24 @@ async def take_photo(stream: Stream, name: str | None, settings: Settings, posit
         "stall_ms": None if still is None else round(still.stall_ms, 1),
         "exif": tags.summary(),
     }
+
+
+def allowed_photo_path(path: str, photo_dirs: Sequence[Path]) -> Path:
+    """The file a photo given by path goes to: an absolute `.jpg` path whose directory (symbolic links followed) exists
+    inside one of `photo_dirs`; CommandError (forbidden, invalid) otherwise."""
+    wanted = Path(path)
+    if not wanted.is_absolute() or wanted.suffix.lower() not in (".jpg", ".jpeg") or wanted.name.startswith("."):
+        raise CommandError(f"photo path {path!r}: an absolute path of a .jpg file", code="invalid")
+    try:
+        folder = wanted.parent.resolve(strict=True)
+    except OSError:
+        raise CommandError(f"photo path {path!r}: no directory {str(wanted.parent)!r}", code="invalid") from None
+    for allowed in photo_dirs:
+        root = allowed.expanduser().resolve()
+        if folder == root or root in folder.parents:
+            return folder / wanted.name
+    where = ", ".join(str(allowed) for allowed in photo_dirs) or "none are set"
+    raise CommandError(f"photo path {path!r} is outside [media] photo_dirs ({where})", code="forbidden")
 
 
 def encode_still(still: Still, quality: int) -> bytes:

@@ -133,7 +133,7 @@ def test_json_text_and_objects_are_the_same_command() -> None:
     ("raw", "code", "fragment"),
     [
         ("fly 2", "unknown_command", "unknown command 'fly'"),
-        ({"type": "warp"}, "unknown_command", "commands: bitrate"),
+        ({"type": "warp"}, "unknown_command", "commands: attitude, bitrate"),
         # Found by fuzzing: a type that is not a string (a list is not even hashable) was a 500 over REST.
         ({"type": [], "id": None}, "unknown_command", "unknown command []"),
         ('{"type": {"a": 1}}', "unknown_command", "unknown command"),
@@ -147,7 +147,7 @@ def test_json_text_and_objects_are_the_same_command() -> None:
         ("port 70000", "invalid", "port"),
         ("protocol webrtc", "invalid", "protocol"),
         ("stabilize cam0 maybe", "invalid", "enabled: Input should be a valid boolean"),
-        ({"type": "zoom"}, "invalid", "give either value"),
+        ({"type": "zoom"}, "invalid", "give one of value"),
         ({"type": "zoom", "value": 2, "speed": 3}, "invalid", "speed"),
         ({"type": "destination"}, "invalid", "host, port or both"),
         ("record ../etc/passwd", "invalid", "name"),

@@ -16,6 +16,7 @@ from vergence.control.commands import (
     ZOOM_MOVE_S,
     ZOOM_RATE_PER_S,
     AnyCommand,
+    AttitudeCommand,
     BitrateCommand,
     ClipCommand,
     DestinationCommand,
@@ -41,7 +42,7 @@ from vergence.control.commands import (
 )
 from vergence.control.parsing import as_object, command_type, parse_command, validate
 from vergence.errors import CommandError, InvalidCommand, NotFound, VergenceError
-from vergence.media.exif import Position
+from vergence.media.exif import Attitude, Position
 from vergence.stills import take_photo
 
 if TYPE_CHECKING:
@@ -93,6 +94,7 @@ class Commander:
         self._services = services
         self._recordings = recordings
         self.position: Position | None = None  # from the last `gps` command, for the EXIF of photos
+        self.attitude: Attitude | None = None  # from the last `attitude` command, for the EXIF and XMP of photos
 
     async def handle(self, raw: Any, source: str = "") -> dict[str, Any]:
         """Parse and run one command from any transport; never raises: a failure is an `{"ok": false, …}` reply."""
@@ -155,11 +157,17 @@ class Commander:
             case ClipCommand():
                 return await self._recordings.clip(self.stream(command.stream), command.post_s, command.name)
             case PhotoCommand():
-                return await take_photo(self.stream(command.stream), command.name, self._settings, self.position)
+                stream = self.stream(command.stream)
+                return await take_photo(
+                    stream, command.name, self._settings, self.position, self.attitude, command.path
+                )
             case GpsCommand():
                 position = Position(command.lat, command.lon, command.alt_m, time.time_ns())
                 self.position = position
                 return {"lat": position.lat, "lon": position.lon, "alt_m": position.alt_m}
+            case AttitudeCommand():
+                self.attitude = Attitude(command.pitch_deg, command.roll_deg, command.model, command.focal_length_mm)
+                return self.attitude.summary()
             case DestinationCommand():
                 return await self._udp(command.output).set_destination(command.host, command.port)
             case ProtocolCommand():
@@ -237,6 +245,10 @@ class Commander:
         return self._camera(stream_id).set_ptz(pan, tilt, zoom)
 
     def _zoom(self, command: ZoomCommand) -> dict[str, Any]:
+        if command.max is not None:
+            if self._is_rig(command.stream):
+                raise InvalidCommand("max zoom is each camera's; give one camera")
+            return self._camera(command.stream).set_max_zoom(command.max)
         if command.value is not None:
             return self._ptz(command.stream, None, None, command.value)
         if self._is_rig(command.stream):

@@ -116,19 +116,21 @@ class TiltCommand(StreamCommand):
 
 
 class ZoomCommand(StreamCommand):
-    """Zoom to a factor, or start zooming in / out until `stop`."""
+    """Zoom to a factor, start zooming in / out until `stop`, or set the camera's greatest zoom (`max`: the view goes
+    back to the whole field, as PiStreamer's `max_zoom` does)."""
 
     type: Literal["zoom"]
     value: float | None = Field(None, ge=1, le=64, description="zoom factor, 1 = the whole field of view")
     action: Literal["in", "out", "stop"] | None = None
+    max: float | None = Field(None, ge=1, le=64, description="the greatest zoom from now on (until a restart)")
 
     words = ("value",)
     usage = "zoom [STREAM] FACTOR|in|out|stop"
 
     @model_validator(mode="after")
     def _one(self) -> ZoomCommand:
-        if (self.value is None) == (self.action is None):
-            raise ValueError("give either value (a zoom factor) or action (in, out, stop)")
+        if sum(field is not None for field in (self.value, self.action, self.max)) != 1:
+            raise ValueError("give one of value (a zoom factor), action (in, out, stop) or max (the greatest zoom)")
         return self
 
     @classmethod
@@ -419,6 +421,18 @@ class PhotoCommand(StreamCommand):
 
     type: Literal["photo"]
     name: MediaName | None = Field(None, description="file name without extension (default: stream and time)")
+    path: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4096,
+        description="or a .jpg file's absolute path inside one of [media] photo_dirs (PiStreamer's take_photo)",
+    )
+
+    @model_validator(mode="after")
+    def _one_place(self) -> PhotoCommand:
+        if self.name is not None and self.path is not None:
+            raise ValueError("give name or path, not both")
+        return self
 
     words = ("name",)
     usage = "photo [STREAM] [NAME]"
@@ -443,6 +457,20 @@ class GpsCommand(Command):
         if len(words) > 1 or not 2 <= len(parts) <= 3:
             raise ValueError(f"gps: expected LAT,LON[,ALT_M], got {' '.join(words)!r}")
         return dict(zip(("lat", "lon", "alt_m"), parts, strict=False))
+
+
+class AttitudeCommand(Command):
+    """Tell vergence how the camera is held and what it is: photos taken from now on carry it in their EXIF (lens focal
+    length, model) and XMP (pitch and roll, as photogrammetry software reads them)."""
+
+    type: Literal["attitude"]
+    pitch_deg: float | None = Field(None, ge=-180, le=180, description="camera pitch, degrees (up is positive)")
+    roll_deg: float | None = Field(None, ge=-180, le=180, description="camera roll, degrees (right side down positive)")
+    model: str | None = Field(None, min_length=1, max_length=64, description="camera model for the EXIF")
+    focal_length_mm: float | None = Field(None, gt=0, le=10_000, description="lens focal length, mm")
+
+    words = ()
+    usage = "attitude pitch_deg=P roll_deg=R [model=M] [focal_length_mm=F]"
 
 
 # ---- outputs
@@ -523,6 +551,7 @@ MODELS: tuple[type[Command], ...] = (
     ClipCommand,
     PhotoCommand,
     GpsCommand,
+    AttitudeCommand,
     DestinationCommand,
     ProtocolCommand,
     OutputSwitchCommand,
@@ -547,6 +576,7 @@ AnyCommand = Annotated[
     | ClipCommand
     | PhotoCommand
     | GpsCommand
+    | AttitudeCommand
     | DestinationCommand
     | ProtocolCommand
     | OutputSwitchCommand

@@ -120,6 +120,13 @@ class CameraController:
         self._on_change()
         return described
 
+    def set_max_zoom(self, max_zoom: float) -> dict[str, Any]:
+        """Set the greatest zoom from now on (until a restart) and go back to the whole field of view, as PiStreamer's
+        `max_zoom` does."""
+        self.max_zoom = max_zoom
+        self._velocity = ptz.Velocity()  # a zoom under way ends here (its task sees no velocity and stops)
+        return self.set_ptz(zoom=1.0)
+
     def _apply_state(self, state: ptz.PtzState) -> dict[str, Any]:
         self.state = state
         self._reapply()

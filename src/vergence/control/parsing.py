@@ -12,25 +12,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from vergence.control import pistreamer
 from vergence.control.commands import ANY_COMMAND, BY_TYPE, COMMAND_TYPES, AnyCommand
 from vergence.errors import CommandError, InvalidCommand
 from vergence.media import json_text
 
-# Other projects' command names (PiStreamer's FIFO and SQLite table), and older names of ours: the type they are, the
-# words they stand for, and the field their value fills when it is not the type's usual one.
-_ALIASES: dict[str, tuple[str, tuple[str, ...], str | None]] = {
-    "ip": ("destination", (), "host"),
-    "gcs_ip": ("destination", (), "host"),
-    "port": ("destination", (), "port"),
-    "gcs_port": ("destination", (), "port"),
-    "host": ("destination", (), None),
-    "gcs_host": ("destination", (), None),
-    "take_photo": ("photo", (), None),
-    "start_gcs_stream": ("output", ("start",), None),
-    "stop_gcs_stream": ("output", ("stop",), None),
-    "stream": ("output", (), None),
-    "stop_recording": ("record", ("stop",), None),
-}
+# Older names of ours: the type they are.
+_ALIASES = {"stream": "output"}
 _KEY = re.compile(r"[a-z_][a-z0-9_]*")
 
 
@@ -62,7 +50,7 @@ def command_type(raw: Any) -> str | None:
             return None
         words = raw.split(maxsplit=1)
         word = words[0].lower() if words else ""
-        kind = _ALIASES[word][0] if word in _ALIASES else word
+        kind = _ALIASES.get(word) or pistreamer.command_type(word) or word
     return kind if isinstance(kind, str) and kind in BY_TYPE else None
 
 
@@ -130,17 +118,15 @@ def parse_text(line: str, targets: Mapping[str, Collection[str]] | None = None) 
             extras[key] = setting
         else:
             values.append(word)
-    alias_key: str | None = None
-    if kind in _ALIASES:
-        kind, implied, alias_key = _ALIASES[kind]
-        values = [*implied, *values]
+    if kind in pistreamer.NAMES:  # PiStreamer's names, on every transport
+        value = line.strip()[len(words[0]) :] if kind in pistreamer.JSON_VALUED else " ".join(values)
+        theirs = pistreamer.translate(kind, value)
+        if theirs is not None:
+            return {**theirs, **({} if kind in pistreamer.JSON_VALUED else extras)}
+    kind = _ALIASES.get(kind, kind)
     model = BY_TYPE.get(kind)
     if model is None:
         raise CommandError(f"unknown command {kind!r}; commands: {', '.join(COMMAND_TYPES)}", code="unknown_command")
-    if alias_key is not None:
-        if len(values) != 1:
-            raise InvalidCommand(f"{words[0]} takes one value")
-        return {"type": kind, alias_key: values[0], **extras}
     target = model.target
     known = (targets or {}).get(target or "", ())
     if target is not None and values and (len(values) > len(model.words) or values[0] in known):

@@ -26,12 +26,17 @@ MAKE, MODEL, ORIENTATION, SOFTWARE, DATE_TIME = 0x010F, 0x0110, 0x0112, 0x0131, 
 EXIF_IFD, GPS_IFD = 0x8769, 0x8825
 EXIF_VERSION, DATE_TIME_ORIGINAL, OFFSET_TIME, OFFSET_TIME_ORIGINAL = 0x9000, 0x9003, 0x9010, 0x9011
 SUB_SEC_TIME_ORIGINAL, COLOR_SPACE, PIXEL_X, PIXEL_Y = 0x9291, 0xA001, 0xA002, 0xA003
+FOCAL_LENGTH = 0x920A
 GPS_VERSION, GPS_LAT_REF, GPS_LAT, GPS_LON_REF, GPS_LON = 0x0000, 0x0001, 0x0002, 0x0003, 0x0004
 GPS_ALT_REF, GPS_ALT, GPS_TIME, GPS_DATE = 0x0005, 0x0006, 0x0007, 0x001D
 
 # Seconds of arc are stored as n / 10000: 1e-4" is 3 mm on the ground, far finer than any GPS fix.
 ARCSEC_DENOMINATOR = 10_000
 ALT_DENOMINATOR = 1000  # altitude to the millimetre
+FOCAL_DENOMINATOR = 100  # focal length to a hundredth of a millimetre
+XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
+# Pitch and roll as photogrammetry software reads them (Pix4D's camera namespace, which PiStreamer writes too).
+CAMERA_NS = "http://pix4d.com/camera/1.0/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +50,24 @@ class Position:
 
 
 @dataclass(frozen=True, slots=True)
+class Attitude:
+    """How the camera was held and what it is, as an `attitude` command gave it (None: not known)."""
+
+    pitch_deg: float | None = None
+    roll_deg: float | None = None
+    model: str | None = None
+    focal_length_mm: float | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "pitch_deg": self.pitch_deg,
+            "roll_deg": self.roll_deg,
+            "model": self.model,
+            "focal_length_mm": self.focal_length_mm,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class StillTags:
     """What the EXIF of one still says."""
 
@@ -54,6 +77,7 @@ class StillTags:
     width: int
     height: int
     position: Position | None = None
+    attitude: Attitude | None = None
     software: str = "vergence"
 
     def summary(self) -> dict[str, Any]:
@@ -63,10 +87,16 @@ class StillTags:
             gps = {"lat": self.position.lat, "lon": self.position.lon, "alt_m": self.position.alt_m}
         return {
             "make": self.make,
-            "model": self.model,
+            "model": self.shown_model,
             "time": self.taken.isoformat(timespec="milliseconds"),
             "gps": gps,
+            "attitude": None if self.attitude is None else self.attitude.summary(),
         }
+
+    @property
+    def shown_model(self) -> str:
+        """The model the EXIF names: the one an `attitude` command gave, else the camera's own."""
+        return (self.attitude.model if self.attitude is not None else None) or self.model
 
 
 Entry = tuple[int, int, int, bytes]  # tag, type, count, packed values (little-endian)
@@ -153,7 +183,7 @@ def tiff(tags: StillTags) -> bytes:
     stamp, offset = tags.taken.strftime("%Y:%m:%d %H:%M:%S"), _utc_offset(tags.taken)
     ifd0 = [_shorts(ORIENTATION, 1), _ascii(SOFTWARE, tags.software), _ascii(DATE_TIME, stamp)]
     ifd0 += [_ascii(MAKE, tags.make)] if tags.make else []
-    ifd0 += [_ascii(MODEL, tags.model)] if tags.model else []
+    ifd0 += [_ascii(MODEL, tags.shown_model)] if tags.shown_model else []
     exif = [
         (EXIF_VERSION, UNDEFINED, 4, b"0232"),
         _ascii(DATE_TIME_ORIGINAL, stamp),
@@ -164,6 +194,9 @@ def tiff(tags: StillTags) -> bytes:
         _longs(PIXEL_X, tags.width),
         _longs(PIXEL_Y, tags.height),
     ]
+    focal = tags.attitude.focal_length_mm if tags.attitude is not None else None
+    if focal is not None:
+        exif.append(_rationals(FOCAL_LENGTH, (round(focal * FOCAL_DENOMINATOR), FOCAL_DENOMINATOR)))
     gps = _gps_entries(tags.position, tags.taken) if tags.position is not None else None
     # The pointers are fixed-size LONGs, so every IFD's size is known before any offset is: lay them out in order.
     pointers = [_longs(EXIF_IFD, 0)] * (1 if gps is None else 2)
@@ -183,6 +216,25 @@ def exif_segment(tags: StillTags) -> bytes:
     payload = EXIF_HEADER + tiff(tags)
     if len(payload) + 2 > 0xFFFF:
         raise ValueError(f"EXIF of {len(payload)} bytes does not fit one APP1 segment")
+    return struct.pack(">BBH", 0xFF, APP1, len(payload) + 2) + payload
+
+
+def xmp_segment(attitude: Attitude | None) -> bytes:
+    """Return the APP1 segment carrying the camera's pitch and roll as XMP (empty when neither is known)."""
+    if attitude is None or (attitude.pitch_deg is None and attitude.roll_deg is None):
+        return b""
+    values = "".join(
+        f' Camera:{name}="{value:.6f}"'
+        for name, value in (("Pitch", attitude.pitch_deg), ("Roll", attitude.roll_deg))
+        if value is not None
+    )
+    packet = (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        f'<rdf:Description rdf:about="" xmlns:Camera="{CAMERA_NS}"{values}/>'
+        '</rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+    )
+    payload = XMP_HEADER + packet.encode()
     return struct.pack(">BBH", 0xFF, APP1, len(payload) + 2) + payload
 
 

@@ -23,11 +23,13 @@ import os
 import pwd
 import stat
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vergence.config import FifoSettings
-from vergence.control.commander import Commander
+from vergence.control.commander import Commander, reply
+from vergence.control.pistreamer import KILL
 from vergence.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -43,12 +45,18 @@ RECENT_REPLIES = 20
 class FifoInbox:
     """Reads command lines from the pipe and runs them in order through the Commander."""
 
-    name = "fifo"
-
-    def __init__(self, settings: FifoSettings, commander: Commander) -> None:
+    def __init__(
+        self,
+        settings: FifoSettings,
+        commander: Commander,
+        shutdown: Callable[[], None] = lambda: None,
+        name: str = "fifo",
+    ) -> None:
+        self.name = name
         self.path = (settings.path or default_path(os.environ)).expanduser()
         self.reply_path = settings.reply_path.expanduser() if settings.reply_path else None
         self._commander = commander
+        self._shutdown = shutdown  # what `kill` (PiStreamer's line) calls: whoever writes the pipe may stop the server
         self._read_fd: int | None = None
         self._write_fd: int | None = None
         self._buffer = b""
@@ -122,8 +130,12 @@ class FifoInbox:
         while True:
             line = await self._lines.get()
             text = line.decode(errors="replace").strip()
-            reply = await self._commander.handle(text, source=f"fifo {self.path}")
-            self._record(reply, text)
+            if text.lower() == KILL:
+                log.info("fifo %s: kill: stopping the server", self.path)
+                self._record(reply(None, KILL, {"stopping": True}), text)
+                self._shutdown()
+                continue
+            self._record(await self._commander.handle(text, source=f"fifo {self.path}"), text)
 
     def _record(self, reply: dict[str, Any], text: str) -> None:
         self.processed += 1
@@ -223,4 +235,11 @@ def _account(uid: int) -> str:
 
 def create_service(parts: Parts) -> FifoInbox:
     """The `[fifo]` service."""
-    return FifoInbox(parts.settings.fifo, parts.commander)
+    return FifoInbox(parts.settings.fifo, parts.commander, parts.shutdown)
+
+
+def create_pistreamer_service(parts: Parts) -> FifoInbox:
+    """PiStreamer's pipe (`[compat.pistreamer] fifo`), read like `[fifo]`'s."""
+    compat = parts.settings.compat.pistreamer
+    assert compat.fifo is not None
+    return FifoInbox(FifoSettings(enabled=True, path=compat.fifo), parts.commander, parts.shutdown, "pistreamer fifo")

@@ -15,11 +15,13 @@ import json
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from vergence.config import InboxSettings
 from vergence.control.commander import Commander
+from vergence.control.pistreamer import KILL
 from vergence.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -53,7 +55,10 @@ class SqliteInbox:
 
     name = "sqlite inbox"
 
-    def __init__(self, settings: InboxSettings, commander: Commander) -> None:
+    def __init__(
+        self, settings: InboxSettings, commander: Commander, shutdown: Callable[[], None] = lambda: None
+    ) -> None:
+        self._shutdown = shutdown  # what `kill` calls: whoever writes the database may stop the server
         self.settings = settings
         self.path = settings.path.expanduser()
         self.table = settings.table
@@ -124,6 +129,12 @@ class SqliteInbox:
                 await asyncio.sleep(self.settings.poll_s)  # the poll interval between looks at the table
 
     async def _process(self, row_id: str, kind: str, value: str | None) -> None:
+        if kind.strip().lower() == KILL:  # PiStreamer's end of the daemon: done, then a clean shutdown
+            log.info("command inbox row %s: kill: stopping the server", row_id)
+            self.processed += 1
+            await asyncio.to_thread(self._finish, row_id, COMPLETED, json.dumps({"stopping": True}))
+            self._shutdown()
+            return
         line = f"{kind} {value}" if value not in (None, "") else kind
         reply = await self._commander.handle(line, source=f"inbox row {row_id}")
         if reply["ok"]:
@@ -166,4 +177,4 @@ class SqliteInbox:
 
 def create_service(parts: Parts) -> SqliteInbox:
     """The `[inbox]` service."""
-    return SqliteInbox(parts.settings.inbox, parts.commander)
+    return SqliteInbox(parts.settings.inbox, parts.commander, parts.shutdown)
