@@ -196,6 +196,8 @@ SEQUENCE: tuple[Cmd | Probe | Until, ...] = (
     Probe("/api/cameras/cam0/ptz", {"zoom": 3.0}),
     Cmd({"type": "zoom", "stream": "cam0", "action": "in"}, "zoom cam0 in", _moved),
     Cmd({"type": "zoom", "stream": "cam0", "action": "stop"}, "zoom cam0 stop", _moved),
+    Cmd({"type": "zoom", "stream": "cam0", "max": 6}, "zoom cam0 max=6"),
+    Probe("/api/cameras/cam0/ptz", {"zoom": 1.0, "max_zoom": 6.0}),
     Cmd(
         {"type": "move", "stream": "cam0", "pan_per_s": 0.5, "tilt_per_s": -0.25, "zoom_per_s": 0, "duration_s": 1},
         "move cam0 0.5 -0.25 0 1",
@@ -295,6 +297,10 @@ SEQUENCE: tuple[Cmd | Probe | Until, ...] = (
     ),
     Cmd({"type": "bitrate", "stream": "cam0", "kbps": 1200}, "bitrate cam0 1200"),
     Cmd({"type": "gps", "lat": 51.5, "lon": -0.125, "alt_m": 20}, "gps 51.5,-0.125,20"),
+    Cmd(
+        {"type": "attitude", "pitch_deg": 5.0, "roll_deg": -2.0, "model": "IMX477", "focal_length_mm": 50.0},
+        "attitude pitch_deg=5 roll_deg=-2 model=IMX477 focal_length_mm=50",
+    ),
     Cmd({"type": "photo", "stream": "cam0", "name": f"shot-via-{TAG}"}, f"photo cam0 shot-via-{TAG}", _photo),
     Cmd(
         {"type": "record", "stream": "cam0", "action": "start", "name": f"rec-via-{TAG}"},
@@ -363,6 +369,7 @@ BAD: tuple[Bad, ...] = (
     _invalid({"type": "clip", "stream": "cam0", "post_s": -1}, "clip cam0 -1"),
     _invalid({"type": "photo", "stream": "cam0", "name": "../escape"}, "photo cam0 ../escape"),
     _invalid({"type": "gps", "lat": 91, "lon": 0}, "gps 91,0"),
+    _invalid({"type": "attitude", "pitch_deg": 200}, "attitude pitch_deg=200"),
     _invalid({"type": "destination", "output": "udp0", "host": "127.0.0.1", "port": 0}, "destination udp0 127.0.0.1:0"),
     _invalid({"type": "protocol", "output": "udp0", "protocol": "srt"}, "protocol udp0 srt"),
     _invalid({"type": "output", "output": "udp0", "action": "pause"}, "output udp0 pause"),
@@ -415,6 +422,7 @@ BAD: tuple[Bad, ...] = (
 # What the reset (over REST) leaves: the starting state of every run. Refusals of what is not there are fine.
 RESET: tuple[dict[str, Any], ...] = (
     {"type": "move", "stream": "cam0"},  # all zero: stops a velocity move
+    {"type": "zoom", "stream": "cam0", "max": 8},  # the camera's configured greatest zoom (and back to zoom 1)
     {"type": "record", "stream": "cam0", "action": "stop"},
     {"type": "plugin", "stream": "cam0", "action": "remove", "name": "edges"},
     {"type": "plugin", "stream": "cam0", "action": "remove", "name": "motion"},

@@ -138,7 +138,7 @@ def test_json_text_and_objects_are_the_same_command() -> None:
         ({"type": [], "id": None}, "unknown_command", "unknown command []"),
         ('{"type": {"a": 1}}', "unknown_command", "unknown command"),
         ({"value": 2}, "unknown_command", "unknown command None"),
-        ("zoom", "invalid", "zoom needs one value"),
+        ("zoom", "invalid", "give one of value"),
         ("zoom 99", "invalid", "less than or equal to 64"),
         ("zoom sideways", "invalid", "not a number"),
         ("pan nan", "invalid", "value: Input should be a finite number"),

@@ -135,6 +135,8 @@ class ZoomCommand(StreamCommand):
 
     @classmethod
     def from_words(cls, words: list[str]) -> dict[str, Any]:
+        if not words:
+            return {}  # `zoom cam0 max=8`: the fields come as key=value
         if len(words) != 1:
             raise ValueError(f"zoom needs one value; {cls.usage}")
         word = words[0].lower()

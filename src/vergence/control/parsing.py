@@ -131,7 +131,16 @@ def parse_text(line: str, targets: Mapping[str, Collection[str]] | None = None) 
     known = (targets or {}).get(target or "", ())
     if target is not None and values and (len(values) > len(model.words) or values[0] in known):
         return _read(model, kind, values[1:], {target: values[0], **extras})
-    return _read(model, kind, values, extras)
+    try:
+        return _read(model, kind, values, extras)
+    except InvalidCommand:
+        if target is None or len(values) != 1 or not extras:
+            raise
+        try:  # `zoom cam0 max=8` where the server's ids are not known: the fields are key=value, the word the target
+            return _read(model, kind, values[1:], {target: values[0], **extras})
+        except InvalidCommand:
+            pass
+        raise
 
 
 def _read(model: type[Any], kind: str, values: list[str], extras: dict[str, Any]) -> dict[str, Any]:
