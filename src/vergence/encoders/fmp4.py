@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Callable
 
@@ -12,30 +11,13 @@ import av.error
 from vergence.hub import Channel
 from vergence.media import h264
 from vergence.media.frame import TIME_BASE, EncodedPacket
+from vergence.media.writes import Writes
 
 log = logging.getLogger(__name__)
 
 # empty_moov: the init segment carries no samples; frag_every_frame: one moof+mdat per frame; default_base_moof: what MSE
 # expects for data offsets.
 MOVFLAGS = "empty_moov+default_base_moof+frag_every_frame"
-
-
-class _Chunks(io.RawIOBase):
-    """A write-only file that keeps what the muxer writes until it is taken."""
-
-    def __init__(self) -> None:
-        self._chunks: list[bytes] = []
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:  # type: ignore[no-untyped-def,override]
-        self._chunks.append(bytes(data))
-        return len(data)
-
-    def take(self) -> bytes:
-        data, self._chunks = b"".join(self._chunks), []
-        return data
 
 
 class Fmp4Muxer:
@@ -53,7 +35,7 @@ class Fmp4Muxer:
         self._publish = publish
         self._container: av.container.OutputContainer | None = None
         self._stream: av.stream.Stream | None = None
-        self._file: _Chunks | None = None
+        self._file: Writes | None = None
         self._pending: EncodedPacket | None = None  # the packet whose fragment the muxer still holds
         self._first_pts = 0
         self._parameter_sets = b""
@@ -91,7 +73,7 @@ class Fmp4Muxer:
             self._h264.request_keyframe()
 
     def _open(self, packet: EncodedPacket) -> None:
-        self._file = _Chunks()
+        self._file = Writes()
         self._parameter_sets = h264.parameter_sets(packet.data)
         container = av.open(self._file, "w", format="mp4", options={"movflags": MOVFLAGS})
         width, height = self._size()
@@ -110,7 +92,7 @@ class Fmp4Muxer:
         av_packet.pts = av_packet.dts = packet.pts - self._first_pts
         av_packet.is_keyframe = packet.keyframe
         self._container.mux(av_packet)
-        written = self._file.take()
+        written = b"".join(self._file.take())
         if not self._init_sent and written:
             init, written = split_init_segment(written)
             self._init_sent = True

@@ -4,7 +4,6 @@ from a socket of our own on the output's own thread, paced so a keyframe does no
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import random
 import socket
@@ -24,6 +23,7 @@ from vergence.hub import Item
 from vergence.media import sdp
 from vergence.media.frame import TIME_BASE, EncodedPacket
 from vergence.media.rtp import U32, is_rtcp, pacing_offsets, rtp_fields, shift_timestamp, ts_datagrams
+from vergence.media.writes import Writes
 from vergence.metrics import RateLimitedLog, WindowedMean, WindowedRate
 from vergence.outputs.base import ThreadedConsumer
 
@@ -70,24 +70,6 @@ async def resolve(host: str, port: int) -> Destination:
 # --- muxing ----------------------------------------------------------------------------------------------------------
 
 
-class _Writes(io.RawIOBase):
-    """A write-only file that keeps each write apart: the RTP muxer writes exactly one packet per write."""
-
-    def __init__(self) -> None:
-        self._writes: list[bytes] = []
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:  # type: ignore[no-untyped-def,override]
-        self._writes.append(bytes(data))
-        return len(data)
-
-    def take(self) -> list[bytes]:
-        writes, self._writes = self._writes, []
-        return writes
-
-
 @dataclass(slots=True)
 class RtpSession:
     """What a receiver sees as one RTP stream, kept across muxer restarts: SSRC, next sequence number, media clock."""
@@ -111,7 +93,7 @@ class Muxer:
     def __init__(self, protocol: str, size: tuple[int, int], packet_size: int, payload_type: int, rtp: RtpSession):
         self.protocol = protocol
         self._rtp = rtp
-        self._file = _Writes()
+        self._file = Writes()
         self._ts_rest = b""
         self._first_pts: int | None = None
         self._delta: int | None = None  # added to FFmpeg's RTP time (random origin) to continue ours
