@@ -164,6 +164,7 @@ SERVICES = {
     "inbox": "vergence.control.transports.sqlite",
     "fifo": "vergence.control.transports.fifo",
     "compat.pistreamer": "vergence.control.transports.fifo:create_pistreamer_service",
+    "compat.camera_web_stream": "vergence.outputs.camera_web_stream",
 }
 
 

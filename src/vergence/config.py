@@ -457,10 +457,27 @@ class PiStreamerCompat(_Section):
         return self.fifo is not None
 
 
+class CameraWebStreamCompat(_Section):
+    """camera-web-stream's interface: its TCP feed (`qhhh` request, `qhhh14s` header) and its MQTT topic."""
+
+    tcp_port: int | None = Field(None, ge=1, le=65535, description="serve its TCP clients on this port (it used 7999)")
+    host: str = Field("0.0.0.0", min_length=1, description="address the TCP port binds")
+    max_clients: int = Field(16, ge=1, le=1024, description="TCP clients served at once")
+    stream: str | None = Field(None, description="the stream its clients get (default: the first)")
+    mqtt_topic: str | None = Field(
+        None, min_length=1, max_length=256, description="publish base64 JPEGs here on the [mqtt] broker, e.g. pi_camera"
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.tcp_port is not None
+
+
 class CompatSettings(_Section):
     """The interfaces of the projects vergence replaces, each where it lived; all off by default (docs/migrating.md)."""
 
     pistreamer: PiStreamerCompat = Field(default_factory=PiStreamerCompat)
+    camera_web_stream: CameraWebStreamCompat = Field(default_factory=CameraWebStreamCompat)
 
 
 class IceServerSettings(_Section):
@@ -594,6 +611,8 @@ class Settings(_Section):
         wanted += [
             (f"{section}.streams", stream) for section in ("zmq", "mqtt") for stream in getattr(self, section).streams
         ]
+        if self.compat.camera_web_stream.stream is not None:
+            wanted.append(("compat.camera_web_stream.stream", self.compat.camera_web_stream.stream))
         for key, stream in wanted:
             if stream not in known:
                 raise ValueError(f"{key} = {stream!r} is not a stream id ({', '.join(known)})")

@@ -16,7 +16,15 @@ from vergence.client.tcp import HEADER, MAGIC, TcpFeedError, decode, pack_header
 from vergence.encoders.jpeg import ScaledJpegEncoder
 from vergence.media.frame import EncodedPacket, Frame
 from vergence.media.i420 import scale_frame
-from vergence.outputs.tcp import FeedClient, FeedRequest, HandshakeError, StreamShape, Variant, parse_request
+from vergence.outputs.tcp import (
+    FeedClient,
+    FeedRequest,
+    HandshakeError,
+    StreamShape,
+    Variant,
+    VergenceWire,
+    parse_request,
+)
 
 STREAMS = {"cam0": StreamShape(640, 360, 30.0), "cam1": StreamShape(320, 240, 15.0)}
 
@@ -235,7 +243,7 @@ def test_a_client_that_stops_reading_keeps_only_the_newest_frame():
 def test_a_variant_frames_each_jpeg_once_for_all_its_clients():
     stream = SimpleNamespace(id="cam0")
     request = FeedRequest("cam0", 320, 180, 50, 30.0)
-    variant = Variant(stream, request, loop=None, own=False)  # type: ignore[arg-type]
+    variant = Variant(stream, request, loop=None, own=False, wire=VergenceWire(80))  # type: ignore[arg-type]
     clients = [client() for _ in range(3)]
     variant.clients.update(clients)
     packet = EncodedPacket(data=b"\xff\xd8jpeg", keyframe=True, seq=11, pts=0, capture_ns=10**18, width=320, height=180)

@@ -20,7 +20,7 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vergence.auth import Refused, Role
 from vergence.client.tcp import MAX_HANDSHAKE_BYTES, PROTOCOL_VERSION, pack_header
@@ -153,6 +153,72 @@ def parse_request(line: bytes, streams: Mapping[str, StreamShape], default_quali
     return FeedRequest(stream_id, width, height, quality, float(fps))
 
 
+# --- wires: how a client asks and how its frames are framed ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """A client's validated request, and the token it gave (None: none)."""
+
+    request: FeedRequest
+    token: str | None = None
+
+
+class Wire(Protocol):
+    """A TCP feed's dialect: how a client asks for frames, and how each frame is framed for it."""
+
+    async def ask(self, reader: asyncio.StreamReader, streams: Mapping[str, StreamShape], timeout_s: float) -> Asked:
+        """Read and validate a client's request; HandshakeError says why it is refused."""
+
+    def accepted(self, request: FeedRequest) -> bytes:
+        """What an accepted client is sent first (may be nothing)."""
+
+    def refusal(self, reason: str) -> bytes:
+        """What a refused client is sent before the connection closes (may be nothing)."""
+
+    def variant(self, request: FeedRequest) -> tuple[Any, ...]:
+        """What clients must share to share framed bytes (besides the stream)."""
+
+    def frame(self, packet: EncodedPacket, width: int, height: int, fps: float) -> bytes:
+        """One JPEG with its header."""
+
+
+class VergenceWire:
+    """vergence's own: a one-line JSON handshake answered by a JSON line, frames with the `VRGJ` header
+    (docs/protocol.md, "TCP JPEG feed")."""
+
+    def __init__(self, default_quality: int) -> None:
+        self._default_quality = default_quality
+
+    async def ask(self, reader: asyncio.StreamReader, streams: Mapping[str, StreamShape], timeout_s: float) -> Asked:
+        try:
+            line = await asyncio.wait_for(reader.readuntil(b"\n"), timeout_s)
+        except TimeoutError:
+            raise HandshakeError(f"no handshake line within {timeout_s:g} s") from None
+        except asyncio.LimitOverrunError:
+            raise HandshakeError(f"the handshake line is longer than {MAX_HANDSHAKE_BYTES} bytes") from None
+        except asyncio.IncompleteReadError:
+            raise HandshakeError("the handshake line must end with a newline") from None
+        request = parse_request(line, streams, self._default_quality)
+        token = json.loads(line).get("token")  # parse_request has checked the line is a JSON object
+        if token is not None and not isinstance(token, str):
+            raise HandshakeError("token must be a string")
+        return Asked(request, token)
+
+    def accepted(self, request: FeedRequest) -> bytes:
+        return json.dumps(request.reply()).encode() + b"\n"
+
+    def refusal(self, reason: str) -> bytes:
+        return json.dumps({"ok": False, "error": reason}).encode() + b"\n"
+
+    def variant(self, request: FeedRequest) -> tuple[Any, ...]:
+        """What clients must share to share framed bytes (besides the stream)."""
+        return (request.width, request.height, request.quality)
+
+    def frame(self, packet: EncodedPacket, width: int, height: int, fps: float) -> bytes:
+        return pack_header(packet.seq, packet.capture_ns, width, height, len(packet.data)) + packet.data
+
+
 # --- clients and variants --------------------------------------------------------------------------------------------
 
 
@@ -211,9 +277,14 @@ class FeedClient:
 class Variant:
     """The clients of one (stream, width, height, quality) and the source of their JPEGs, framed once per frame."""
 
-    def __init__(self, stream: Stream, request: FeedRequest, loop: asyncio.AbstractEventLoop, own: bool) -> None:
+    def __init__(
+        self, stream: Stream, request: FeedRequest, loop: asyncio.AbstractEventLoop, own: bool, wire: Wire
+    ) -> None:
         self.stream = stream
         self.width, self.height, self.quality = request.width, request.height, request.quality
+        self.fps = request.fps  # told in each frame's header by wires that tell it (the variant is per rate then)
+        self._wire = wire
+        self.key: tuple[Any, ...] = ()  # the feed's key for it
         self.own = own  # the stream's own jpeg channel, else a scaling encoder
         self.clients: set[FeedClient] = set()
         self.frames = 0
@@ -255,7 +326,7 @@ class Variant:
     def publish(self, packet: EncodedPacket) -> None:
         """Frame one JPEG and offer it to every client of the variant (on the loop)."""
         width, height = packet.width or self.width, packet.height or self.height
-        framed = pack_header(packet.seq, packet.capture_ns, width, height, len(packet.data)) + packet.data
+        framed = self._wire.frame(packet, width, height, self.fps)
         self.frames += 1
         for client in list(self.clients):
             client.offer(framed, packet.capture_ns)
@@ -278,17 +349,23 @@ class Variant:
 class TcpFeed:
     """The `[tcp]` service: accepts clients, checks their handshake, and serves each its variant of a stream."""
 
-    name = "tcp"
-
     def __init__(
-        self, settings: TcpFeedSettings, streams: Mapping[str, Stream], server: Settings, auth: Authenticator
+        self,
+        settings: TcpFeedSettings,
+        streams: Mapping[str, Stream],
+        server: Settings,
+        auth: Authenticator,
+        wire: Wire | None = None,
+        name: str = "tcp",
     ) -> None:
+        self.name = name
+        self._wire = wire or VergenceWire(server.jpeg.quality)
         self.settings = settings
         self._streams = streams
         self._server_settings = server
         self._server: asyncio.Server | None = None
         self._clients: set[FeedClient] = set()
-        self._variants: dict[tuple[str, int, int, int], Variant] = {}
+        self._variants: dict[tuple[Any, ...], Variant] = {}
         self._handlers: set[asyncio.Task[None]] = set()
         self._auth = auth  # the server's: failed logins here count with those over HTTP
         self.refused = 0
@@ -311,7 +388,7 @@ class TcpFeed:
             raise OutputError(f"tcp: cannot listen on {host}:{port}: {err}") from err
         # limit: the reader's buffer, so a handshake line longer than the protocol allows is refused, not buffered.
         self._server = await asyncio.start_server(self._accept, sock=sock, limit=MAX_HANDSHAKE_BYTES + 1)
-        log.info("tcp: JPEG feed on %s:%d", host, port)
+        log.info("%s: JPEG feed on %s:%d", self.name, host, port)
 
     async def stop(self) -> None:
         """Stop listening, drop every client and stop every variant; safe to call twice."""
@@ -356,9 +433,9 @@ class TcpFeed:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
         try:
-            line = await self._handshake(reader)
-            request = parse_request(line, self._shapes(), self._server_settings.jpeg.quality)
-            self._check_viewer(line, writer)
+            asked = await self._wire.ask(reader, self._shapes(), self.settings.handshake_timeout_s)
+            request = asked.request
+            self._check_viewer(asked.token, writer)
         except HandshakeError as err:
             await self._refuse(reader, writer, peer, str(err), err.logged)
             return
@@ -367,7 +444,7 @@ class TcpFeed:
             return
         stream = self._streams[request.stream]
         writer.transport.set_write_buffer_limits(high=0)  # drain() waits until the kernel has taken the whole frame
-        writer.write(json.dumps(request.reply()).encode() + b"\n")
+        writer.write(self._wire.accepted(request))
         client = FeedClient(request, peer, writer, stream.info.fps)
         variant = self._join(stream, request, client)
         sender = asyncio.create_task(client.send_forever(), name=f"tcp {peer}")
@@ -386,42 +463,28 @@ class TcpFeed:
             await asyncio.gather(sender, reading, return_exceptions=True)
             self._clients.discard(client)
             await self._leave(variant, client)
-            log.info("tcp: %s left after %d frames (%d dropped)", peer, client.frames, client.drops)
-
-    async def _handshake(self, reader: asyncio.StreamReader) -> bytes:
-        timeout_s = self.settings.handshake_timeout_s
-        try:
-            return await asyncio.wait_for(reader.readuntil(b"\n"), timeout_s)
-        except TimeoutError:
-            raise HandshakeError(f"no handshake line within {timeout_s:g} s") from None
-        except asyncio.LimitOverrunError:
-            raise HandshakeError(f"the handshake line is longer than {MAX_HANDSHAKE_BYTES} bytes") from None
-        except asyncio.IncompleteReadError:
-            raise HandshakeError("the handshake line must end with a newline") from None
+            log.info("%s: %s left after %d frames (%d dropped)", self.name, peer, client.frames, client.drops)
 
     async def _refuse(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str, reason: str, logged: bool = False
     ) -> None:
         self.refused += 1
         if not logged:
-            log.info("tcp: refused %s: %s", peer, reason)
-        writer.write(json.dumps({"ok": False, "error": reason}).encode() + b"\n")
+            log.info("%s: refused %s: %s", self.name, peer, reason)
+        writer.write(self._wire.refusal(reason))
         with contextlib.suppress(TimeoutError, ConnectionError, OSError):
             async with asyncio.timeout(REFUSAL_LINGER_S):
                 await writer.drain()
                 writer.write_eof()
                 await _read_until_eof(reader)
 
-    def _check_viewer(self, line: bytes, writer: asyncio.StreamWriter) -> None:
+    def _check_viewer(self, token: str | None, writer: asyncio.StreamWriter) -> None:
         """Frames are for viewers: a `token` in the handshake, or the anonymous role of [auth] (by default, with no
         tokens or users set, anyone who reaches the port; with them, nobody without a token)."""
-        token = json.loads(line).get("token")  # parse_request has checked the line is a JSON object
         peer = writer.get_extra_info("peername")
         address = peer[0] if isinstance(peer, tuple) else ""
         try:
             if token is not None:
-                if not isinstance(token, str):
-                    raise HandshakeError("token must be a string")
                 principal = self._auth.by_token(token, address)
             else:
                 principal = self._auth.anonymous(address, None)
@@ -434,7 +497,7 @@ class TcpFeed:
         return {sid: StreamShape(s.info.width, s.info.height, s.info.fps) for sid, s in self._streams.items()}
 
     def _join(self, stream: Stream, request: FeedRequest, client: FeedClient) -> Variant:
-        key = (stream.id, request.width, request.height, request.quality)
+        key = (stream.id, *self._wire.variant(request))
         variant = self._variants.get(key)
         if variant is None:
             own = (request.width, request.height, request.quality) == (
@@ -442,16 +505,16 @@ class TcpFeed:
                 stream.info.height,
                 self._server_settings.jpeg.quality,
             )
-            variant = self._variants[key] = Variant(stream, request, asyncio.get_running_loop(), own)
+            variant = self._variants[key] = Variant(stream, request, asyncio.get_running_loop(), own, self._wire)
+            variant.key = key
             variant.start()
         variant.clients.add(client)
         return variant
 
     async def _leave(self, variant: Variant, client: FeedClient) -> None:
         variant.clients.discard(client)
-        key = (variant.stream.id, variant.width, variant.height, variant.quality)
-        if not variant.clients and self._variants.get(key) is variant:
-            del self._variants[key]
+        if not variant.clients and self._variants.get(variant.key) is variant:
+            del self._variants[variant.key]
             await variant.stop()
 
 

@@ -1,0 +1,63 @@
+"""camera-web-stream's TCP client against vergence, unchanged: it sends `struct.pack("qhhh", quality, width, height,
+fps)` and reads frames of `struct "qhhh14s"` (JPEG length, width, height, fps, 14-byte ASCII send time) + JPEG.
+Written from that description, not with vergence's code."""
+
+from __future__ import annotations
+
+import io
+import socket
+import struct
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from tests.conftest import free_port
+
+REQUEST, HEADER = "qhhh", "qhhh14s"  # native, as the project's client packs them
+
+
+def config(tmp_path: Path, port: int) -> Path:
+    path = tmp_path / "vergence.toml"
+    path.write_text(
+        '[[cameras]]\nid = "cam0"\nsize = "320x240"\nfps = 30\n'
+        f'[compat.camera_web_stream]\ntcp_port = {port}\nhost = "127.0.0.1"\n'
+    )
+    return path
+
+
+def receive(port: int, quality: int, width: int, height: int, fps: int, seconds: float) -> list[tuple[tuple, bytes]]:
+    """What the project's client does: ask, then read header and JPEG after header and JPEG."""
+    frames = []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(struct.pack(REQUEST, quality, width, height, fps))
+        reader = sock.makefile("rb")
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            header = struct.unpack(HEADER, reader.read(struct.calcsize(HEADER)))
+            frames.append((header, reader.read(header[0])))
+    return frames
+
+
+def test_a_camera_web_stream_client_gets_frames_at_its_size_quality_and_rate(vergence_server, tmp_path):
+    port = free_port()
+    vergence_server("--config", str(config(tmp_path, port)))
+    frames = receive(port, 80, 160, 120, 10, seconds=3.0)
+    for (length, width, height, fps, sent), jpeg in frames:
+        assert (width, height, fps) == (160, 120, 10) and length == len(jpeg)
+        assert Image.open(io.BytesIO(jpeg)).size == (160, 120)  # a whole JPEG of the size asked
+        assert abs(float(sent) - time.time()) < 5  # its capture time, in seconds, as "%14.3f"
+    assert 25 <= len(frames) <= 35, len(frames)  # about 10 a second for 3 s, not the camera's 30
+    coarse = receive(port, 10, 160, 120, 10, seconds=1.0)
+    mean = lambda got: sum(len(jpeg) for _, jpeg in got) / len(got)  # noqa: E731
+    assert mean(coarse) < 0.7 * mean(frames), (mean(coarse), mean(frames))  # the quality asked, not the server's
+
+
+def test_a_request_larger_than_the_stream_gets_the_stream_size_and_a_bad_one_is_closed(vergence_server, tmp_path):
+    port = free_port()
+    vergence_server("--config", str(config(tmp_path, port)))
+    ((length, width, height, fps, _), jpeg), *_ = receive(port, 50, 1280, 960, 60, seconds=0.5)
+    assert (width, height, fps) == (320, 240, 30) and Image.open(io.BytesIO(jpeg)).size == (320, 240)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(struct.pack(REQUEST, 0, 160, 120, 10))  # quality 0: the project's server closed it too
+        assert sock.recv(1) == b""
