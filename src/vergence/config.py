@@ -465,8 +465,13 @@ class CameraWebStreamCompat(_Section):
     max_clients: int = Field(16, ge=1, le=1024, description="TCP clients served at once")
     stream: str | None = Field(None, description="the stream its clients get (default: the first)")
     mqtt_topic: str | None = Field(
-        None, min_length=1, max_length=256, description="publish base64 JPEGs here on the [mqtt] broker, e.g. pi_camera"
+        None,
+        min_length=1,
+        max_length=256,
+        pattern=r"^[^#+]+$",
+        description="publish base64 JPEGs here on the [mqtt] broker, e.g. pi_camera",
     )
+    mqtt_fps: float = Field(10.0, gt=0, le=60, description="frames per second on mqtt_topic")
 
     @property
     def enabled(self) -> bool:
@@ -611,6 +616,8 @@ class Settings(_Section):
         wanted += [
             (f"{section}.streams", stream) for section in ("zmq", "mqtt") for stream in getattr(self, section).streams
         ]
+        if self.compat.camera_web_stream.mqtt_topic is not None and not self.mqtt.enabled:
+            raise ValueError("compat.camera_web_stream.mqtt_topic needs [mqtt] enabled = true (its broker)")
         if self.compat.camera_web_stream.stream is not None:
             wanted.append(("compat.camera_web_stream.stream", self.compat.camera_web_stream.stream))
         for key, stream in wanted:

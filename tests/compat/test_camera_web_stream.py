@@ -4,9 +4,11 @@ Written from that description, not with vergence's code."""
 
 from __future__ import annotations
 
+import base64
 import io
 import socket
 import struct
+import threading
 import time
 from pathlib import Path
 
@@ -61,3 +63,42 @@ def test_a_request_larger_than_the_stream_gets_the_stream_size_and_a_bad_one_is_
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(struct.pack(REQUEST, 0, 160, 120, 10))  # quality 0: the project's server closed it too
         assert sock.recv(1) == b""
+
+
+def test_a_camera_web_stream_mqtt_subscriber_decodes_every_base64_jpeg_on_its_topic(vergence_server, tmp_path):
+    """Its MQTT client: subscribe to `pi_camera` at QoS 0, base64-decode each message, decode the JPEG."""
+    import paho.mqtt.client as mqtt
+
+    from tests.mosquitto import running_mosquitto
+
+    with running_mosquitto(tmp_path) as broker:
+        config = tmp_path / "vergence.toml"
+        config.write_text(
+            '[[cameras]]\nid = "cam0"\nsize = "320x240"\nfps = 30\n'
+            f"[mqtt]\nenabled = true\nport = {broker.port}\nfps = 0\n"
+            '[compat.camera_web_stream]\nmqtt_topic = "pi_camera"\nmqtt_fps = 10\n'
+        )
+        payloads: list[bytes] = []
+        enough = threading.Event()
+
+        def on_message(client, userdata, message):
+            payloads.append(bytes(message.payload))
+            if len(payloads) >= 20:
+                enough.set()
+
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311, clean_session=True)
+        client.on_connect = lambda client, *_: client.subscribe("pi_camera", qos=0)
+        client.on_message = on_message
+        client.connect(broker.host, broker.port, 60)
+        client.loop_start()
+        try:
+            vergence_server("--config", str(config))
+            started = time.monotonic()
+            assert enough.wait(15), f"{len(payloads)} messages on pi_camera"
+            elapsed = time.monotonic() - started
+        finally:
+            client.loop_stop()
+            client.disconnect()
+    for payload in payloads:
+        assert Image.open(io.BytesIO(base64.b64decode(payload, validate=True))).size == (320, 240)
+    assert len(payloads) / elapsed < 15, "at its rate (10 a second), not the camera's 30"

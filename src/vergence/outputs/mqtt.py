@@ -23,6 +23,7 @@ skipped and counted. A slow broker costs frames, never memory.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -175,7 +176,14 @@ class MqttBridge:
         client.loop_start()  # paho's thread connects, and reconnects with backoff after any loss
         for channel in channels:
             self._counts[channel.stream_id] = _Counts()
-            self._spawn(loop, self._publish_frames(channel), f"mqtt frames {channel.stream_id}")
+            publish = self._publish_frames(channel, settings.fps, self._send_frame)
+            self._spawn(loop, publish, f"mqtt frames {channel.stream_id}")
+        compat = self._server_settings.compat.camera_web_stream
+        if compat.mqtt_topic is not None:  # camera-web-stream's clients: base64 JPEGs on its topic
+            stream = self._streams[compat.stream or next(iter(self._streams))]
+            self._counts[compat.mqtt_topic] = _Counts()
+            publish = self._publish_frames(stream.jpeg, compat.mqtt_fps, self._send_base64, compat.mqtt_topic)
+            self._spawn(loop, publish, f"mqtt frames {compat.mqtt_topic}")
         self._events = self._bus.subscribe("mqtt")
         self._spawn(loop, self._publish_events(self._events), "mqtt events")
         log.info("MQTT: broker %s:%d, topics %s/…", settings.host, settings.port, self._topic)
@@ -251,10 +259,16 @@ class MqttBridge:
         if client is not None:  # None once stopped
             client.publish(topic, to_json(reply), qos=1)
 
-    async def _publish_frames(self, channel: Channel) -> None:
+    async def _publish_frames(
+        self,
+        channel: Channel,
+        fps: float,
+        send: Callable[[str, EncodedPacket], tuple[Any, int] | None],
+        counted_as: str | None = None,
+    ) -> None:
         stream_id = channel.stream_id
-        counts = self._counts[stream_id]
-        gate = FrameGate(self.settings.fps)
+        counts = self._counts[counted_as or stream_id]
+        gate = FrameGate(fps)
         # paho's MQTTMessageInfo of the last frame (marked published once written to the socket), and the connection
         # it was queued on: paho forgets unwritten packets when it reconnects.
         in_flight: tuple[Any, int] | None = None
@@ -269,7 +283,7 @@ class MqttBridge:
                 if waiting or not self._client.is_connected():
                     counts.skipped += 1
                     continue
-                in_flight = self._send_frame(stream_id, packet)
+                in_flight = send(stream_id, packet)
                 counts.sent += 1
         finally:
             subscription.close()
@@ -292,6 +306,14 @@ class MqttBridge:
         client.publish(f"{self._topic}/{stream_id}/meta", to_json(meta), qos=0)
         sent = client.publish(f"{self._topic}/{stream_id}/frame", packet.data, qos=0)
         # A frame paho refused (the connection was lost meanwhile) will never be marked published: do not wait for it.
+        return (sent, connection) if sent.rc == self._mqtt.MQTT_ERR_SUCCESS else None
+
+    def _send_base64(self, stream_id: str, packet: EncodedPacket) -> tuple[Any, int] | None:
+        """Publish a frame as camera-web-stream did: the JPEG base64-encoded, alone, at QoS 0, on its topic."""
+        topic = self._server_settings.compat.camera_web_stream.mqtt_topic
+        assert topic is not None
+        connection = self._connections
+        sent = self._client.publish(topic, base64.b64encode(packet.data), qos=0)
         return (sent, connection) if sent.rc == self._mqtt.MQTT_ERR_SUCCESS else None
 
     async def _publish_events(self, events: EventSubscription) -> None:
