@@ -478,11 +478,25 @@ class CameraWebStreamCompat(_Section):
         return self.tcp_port is not None
 
 
+class RpiCameraStreamingCompat(_Section):
+    """RPI-CameraStreaming-for-multiple-users' interface: single-part JPEGs on PUB, its requests on REP, its ROI file."""
+
+    pub: str | None = Field(None, description="PUB endpoint its viewers subscribe to, e.g. tcp://*:5555")
+    rep: str | None = Field(None, description="REP endpoint for its requests, e.g. tcp://*:5558")
+    roi_file: Path | None = Field(None, description="its ROI file, read at start and written by SaveROIs")
+    stream: str | None = Field(None, description="the stream it publishes and its requests act on (default: the first)")
+
+    @property
+    def enabled(self) -> bool:
+        return self.pub is not None or self.rep is not None
+
+
 class CompatSettings(_Section):
     """The interfaces of the projects vergence replaces, each where it lived; all off by default (docs/migrating.md)."""
 
     pistreamer: PiStreamerCompat = Field(default_factory=PiStreamerCompat)
     camera_web_stream: CameraWebStreamCompat = Field(default_factory=CameraWebStreamCompat)
+    rpi_camerastreaming: RpiCameraStreamingCompat = Field(default_factory=RpiCameraStreamingCompat)
 
 
 class IceServerSettings(_Section):
@@ -618,6 +632,8 @@ class Settings(_Section):
         ]
         if self.compat.camera_web_stream.mqtt_topic is not None and not self.mqtt.enabled:
             raise ValueError("compat.camera_web_stream.mqtt_topic needs [mqtt] enabled = true (its broker)")
+        if self.compat.rpi_camerastreaming.stream is not None:
+            wanted.append(("compat.rpi_camerastreaming.stream", self.compat.rpi_camerastreaming.stream))
         if self.compat.camera_web_stream.stream is not None:
             wanted.append(("compat.camera_web_stream.stream", self.compat.camera_web_stream.stream))
         for key, stream in wanted:

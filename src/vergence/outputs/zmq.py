@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CommandAnswer = Callable[[list[bytes]], Awaitable[dict[str, Any]]]
+CommandAnswer = Callable[[list[bytes]], Awaitable[bytes]]
 
 METADATA_VERSION = 1
 #: Largest command accepted on the REP socket; a peer sending more is disconnected by libzmq, not read into memory.
@@ -84,11 +84,19 @@ class _Counts:
 class ZmqService:
     """The `[zmq]` service: a PUB socket with frames of the chosen streams and a REP socket running commands."""
 
-    name = "zmq"
-
     def __init__(
-        self, settings: ZmqSettings, streams: Mapping[str, Stream], server: Settings, answer: CommandAnswer
+        self,
+        settings: ZmqSettings,
+        streams: Mapping[str, Stream],
+        server: Settings,
+        answer: CommandAnswer,
+        single_part: bool = False,
+        name: str = "zmq",
     ) -> None:
+        self.name = name
+        # single_part: each frame a one-part message, the JPEG alone (RPI-CameraStreaming's subscribers, which set
+        # ZMQ_CONFLATE: conflate keeps one part, so a multipart message would abort their libzmq).
+        self._single_part = single_part
         self._zmq = import_zmq()
         self.settings = settings
         self._streams = streams
@@ -214,11 +222,14 @@ class ZmqService:
         info = self._streams[stream_id].info
         # Packets carry their picture size; the stream's is a fallback for a producer that does not set it.
         width, height = packet.width or info.width, packet.height or info.height
-        metadata = frame_metadata(stream_id, self.settings.format, packet, width, height, time.time_ns())
         counts = self._counts[stream_id]
         try:
-            # copy=False: a raw 720p frame is 2.7 MB; libzmq sends from the packet's own bytes.
-            self._pub.send_multipart([stream_id.encode(), metadata, packet.data], flags=zmq.NOBLOCK, copy=False)
+            if self._single_part:
+                self._pub.send(packet.data, flags=zmq.NOBLOCK, copy=False)
+            else:
+                metadata = frame_metadata(stream_id, self.settings.format, packet, width, height, time.time_ns())
+                # copy=False: a raw 720p frame is 2.7 MB; libzmq sends from the packet's own bytes.
+                self._pub.send_multipart([stream_id.encode(), metadata, packet.data], flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
             # PUB drops silently per subscriber at SNDHWM; EAGAIN comes only when the socket as a whole cannot queue.
             counts.dropped += 1
@@ -230,8 +241,7 @@ class ZmqService:
         while True:
             parts = await rep.recv_multipart()
             self.requests += 1
-            reply = await self._answer(parts)
-            await rep.send(json.dumps(reply, default=str).encode())
+            await rep.send(await self._answer(parts))
 
     async def stop(self) -> None:
         """Stop publishing and answering; close the sockets without waiting for any peer. Safe to call twice."""

@@ -3,6 +3,7 @@ The sockets themselves (REP beside the frames' PUB, CURVE) are `outputs.zmq.ZmqS
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +23,11 @@ class ZmqCommands:
     def __init__(self, commander: Commander) -> None:
         self._commander = commander
 
-    async def answer(self, parts: list[bytes]) -> dict[str, Any]:
-        """The reply to one request (a one-part message); never raises, since REP must answer every request."""
+    async def answer(self, parts: list[bytes]) -> bytes:
+        """The reply to one request (a one-part message), as JSON; never raises, since REP must answer every request."""
+        return json.dumps(await self._reply(parts), default=str).encode()
+
+    async def _reply(self, parts: list[bytes]) -> dict[str, Any]:
         if len(parts) != 1:
             return error_reply(None, CommandError(f"a request is one message part, not {len(parts)}", code="invalid"))
         try:
