@@ -251,6 +251,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(webrtc_router)
     app.include_router(recordings_router)
     app.include_router(metrics_router)
+    if settings.compat.pi_h264_to_browser:
+        from vergence.http.compat import router as compat_router
+
+        app.include_router(compat_router)  # its pages' /ws/ and /cam0/, /cam1/ (docs/migrating.md)
 
     static = resources.files("vergence") / "web" / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")

@@ -171,6 +171,18 @@ def clamp(state: PtzState, sensor: SensorGeometry, output_size: tuple[int, int],
     return _clamp(state, _limits(sensor, output_size, max_zoom))
 
 
+def state_for_crop(crop: Rect, sensor: SensorGeometry, output_size: tuple[int, int], max_zoom: float) -> PtzState:
+    """Return the state whose view is nearest a ScalerCrop rectangle someone asked for (pi-h264-to-browser's pages set
+    the crop itself): the same centre, and the zoom its width gives; a crop of another aspect keeps the output's."""
+    limits = _limits(sensor, output_size, max_zoom)
+    state = PtzState(
+        pan=(crop.x + crop.width / 2 - limits.x0) / (limits.x1 - limits.x0),
+        tilt=(crop.y + crop.height / 2 - limits.y0) / (limits.y1 - limits.y0),
+        zoom=limits.max_width / max(2, crop.width),
+    )
+    return _clamp(state, limits)
+
+
 def zoom_to(
     state: PtzState, zoom: float, sensor: SensorGeometry, output_size: tuple[int, int], max_zoom: float
 ) -> PtzState:

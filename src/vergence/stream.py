@@ -39,7 +39,7 @@ PAUSED_REPEAT_S = 1.0  # how often a paused camera's last picture is encoded aga
 
 class Feed(Protocol):
     """Where a stream's frames come from. A camera's is its supervised source (sources.supervisor); a derived stream's
-    is another stream's frames (pipeline.stereo.PairFeed, pipeline.depth.DepthFeed). The stream starts it with where
+    is another stream's frames (pipeline.stereo.PairFeed, pipeline.depth_feed.DepthFeed). The stream starts it with where
     frames and state changes go; both are called on the feed's own thread."""
 
     kind: str  # what GET /api/streams lists as the stream's source: a backend, "stereo", "depth"

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import WebSocket
@@ -45,18 +46,31 @@ def init_message(stream: Stream, codec: str | None, mse: bool = False) -> dict[s
     return message
 
 
-async def _close_on_disconnect(websocket: WebSocket, subscription: Subscription) -> None:
-    """Read (and ignore) what the client sends, so a hang-up is noticed even while no packet flows."""
+async def _close_on_disconnect(
+    websocket: WebSocket, subscription: Subscription, on_text: Callable[[str], Awaitable[None]] | None
+) -> None:
+    """Read what the client sends (text to `on_text`, else ignored), so a hang-up is noticed even while no packet
+    flows."""
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 break
+            if on_text is not None and message.get("text") is not None:
+                await on_text(message["text"])
     subscription.close()
 
 
-async def serve_channel(websocket: WebSocket, stream: Stream, channel: Channel, max_packets: int, raw: bool) -> None:
-    """Send one channel to one WebSocket client until either side goes away."""
+async def serve_channel(
+    websocket: WebSocket,
+    stream: Stream,
+    channel: Channel,
+    max_packets: int,
+    raw: bool,
+    on_text: Callable[[str], Awaitable[None]] | None = None,
+) -> None:
+    """Send one channel to one WebSocket client until either side goes away; what it sends as text goes to
+    `on_text` (pi-h264-to-browser's pages send PTZ on their video socket)."""
     await websocket.accept()
     client = websocket.client
     subscription = channel.subscribe(
@@ -65,7 +79,7 @@ async def serve_channel(websocket: WebSocket, stream: Stream, channel: Channel, 
     viewer = _Viewer(websocket, stream, channel, raw)
     if viewer.direct is not None:
         subscription.sink = viewer.take
-    watcher = asyncio.create_task(_close_on_disconnect(websocket, subscription))
+    watcher = asyncio.create_task(_close_on_disconnect(websocket, subscription, on_text))
     try:
         while True:
             item = await subscription.get()

@@ -1,0 +1,55 @@
+"""pi-h264-to-browser's pages against vergence, unchanged: they open `/ws/` (single camera) or `/cam0/`, `/cam1/`
+(dual) and hand every binary message, one bare Annex-B access unit, to jMuxer; the single-camera page sends `X:`,
+`Y:` and `Z:` text on the same socket to set the crop (ScalerCrop = (X, Y, W·Z, H·Z)). Written from that
+description: a client that does what the page does, and decodes what it gets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from websockets.sync.client import connect
+
+from tests.media import H264Decoder
+from tests.polling import poll
+
+
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "vergence.toml"
+    path.write_text(
+        "[compat]\npi_h264_to_browser = true\n"
+        '[[cameras]]\nid = "front"\nsize = "320x240"\nfps = 30\n'
+        '[[cameras]]\nid = "back"\nsize = "320x240"\nfps = 30\n'
+    )
+    return path
+
+
+def decoded_frames(url: str, count: int) -> list:
+    """What jMuxer does with the messages: feed each, as it comes, to an H.264 decoder."""
+    decoder, frames = H264Decoder(), []
+    with connect(url, open_timeout=10) as ws:
+        while len(frames) < count:
+            message = ws.recv(timeout=10)
+            assert isinstance(message, bytes) and message.startswith((b"\0\0\0\1", b"\0\0\1")), message[:8]
+            frames += decoder.decode(message)
+    return frames
+
+
+def test_the_pages_video_sockets_play_each_camera(vergence_server, tmp_path):
+    server = vergence_server("--config", str(config(tmp_path)))
+    for path in ("/ws/", "/cam0/", "/cam1/"):
+        frames = decoded_frames(f"{server.ws_url}{path}", 10)
+        assert (frames[-1].width, frames[-1].height) == (320, 240), path
+
+
+def test_the_single_camera_pages_x_y_z_messages_move_the_crop(vergence_server, tmp_path):
+    server = vergence_server("--config", str(config(tmp_path)))
+    ptz = lambda: httpx.get(f"{server.url}/api/cameras/front/ptz").json()  # noqa: E731
+    with connect(f"{server.ws_url}/ws/", open_timeout=10) as ws:
+        ws.recv(timeout=10)
+        ws.send("X:0")
+        ws.send("Y:0")
+        ws.send("Z:0.5")  # a crop half the picture's size, at the top-left corner of the sensor
+        # ScalerCrop (0, 0, 320·0.5, 240·0.5) in sensor pixels: the test camera's virtual sensor is 640x480.
+        state = poll(lambda: ptz() if ptz()["crop"] == [0, 0, 160, 120] else None, "the crop the page asked for")
+    assert state["sensor"] == [640, 480] and state["zoom"] == 4.0, state
