@@ -495,7 +495,7 @@ class CompatSettings(_Section):
     """The interfaces of the projects vergence replaces, each where it lived; all off by default (docs/migrating.md)."""
 
     pi_h264_to_browser: bool = Field(
-        False, description="its pages' video sockets /ws/, /cam0/, /cam1/ and the X:/Y:/Z: crop messages"
+        False, description="its pages' sockets: video /ws/, /cam0/, /cam1/, its X:/Y:/Z: crop messages, /ptz/"
     )
     pistreamer: PiStreamerCompat = Field(default_factory=PiStreamerCompat)
     camera_web_stream: CameraWebStreamCompat = Field(default_factory=CameraWebStreamCompat)

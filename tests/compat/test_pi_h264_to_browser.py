@@ -5,6 +5,7 @@ description: a client that does what the page does, and decodes what it gets."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -53,3 +54,26 @@ def test_the_single_camera_pages_x_y_z_messages_move_the_crop(vergence_server, t
         # ScalerCrop (0, 0, 320·0.5, 240·0.5) in sensor pixels: the test camera's virtual sensor is 640x480.
         state = poll(lambda: ptz() if ptz()["crop"] == [0, 0, 160, 120] else None, "the crop the page asked for")
     assert state["sensor"] == [640, 480] and state["zoom"] == 4.0, state
+
+
+def test_the_dual_pages_ptz_socket_tells_the_state_moves_both_cameras_and_tells_every_page(vergence_server, tmp_path):
+    server = vergence_server("--config", str(config(tmp_path)))
+    ptz = lambda camera: httpx.get(f"{server.url}/api/cameras/{camera}/ptz").json()  # noqa: E731
+    with connect(f"{server.ws_url}/ptz/", open_timeout=10) as page, connect(f"{server.ws_url}/ptz/") as other:
+        state = json.loads(page.recv(timeout=10))
+        other.recv(timeout=10)
+        assert [entry["cam"] for entry in state] == [0, 1, 2]
+        front, back, both = state
+        # The test camera's 640x480 virtual sensor, a 320x240 picture, the whole field: centre (320, 240), z = 2.
+        assert front["x"] == {"min": 160, "val": 320, "max": 480} and front["y"]["val"] == 240, front
+        assert both["z"]["val"] == 2.0 and front["f"] == {"hor": 0, "ver": 0, "pau": 0}, state
+        # The page moves camera 0 to the top-left quarter at z 1 (a 320x240 crop), flips camera 1, turns texts on.
+        front["x"]["val"], front["y"]["val"], both["z"]["val"] = 160, 120, 1.0
+        back["f"]["hor"], front["e"]["txt"] = 1, True
+        message = json.dumps(state)
+        page.send(message)
+        assert json.loads(other.recv(timeout=10)) == state  # every page hears it
+    assert ptz("front")["crop"] == [0, 0, 320, 240] and ptz("back")["crop"] == [160, 120, 320, 240]
+    assert ptz("back")["flip"] == {"horizontal": True, "vertical": False}
+    overlay = httpx.get(f"{server.url}/api/cameras/front/overlay").json()
+    assert overlay["timestamp"] is True and overlay["crosshair"] is False

@@ -5,14 +5,22 @@ binary message, one Annex-B access unit, to jMuxer: vergence sends the stream's 
 `/ws/video/{stream}?raw=1` does). The single-camera page also sends text on its video socket: `X:<int>` and `Y:<int>`,
 the crop's top-left corner in sensor pixels, and `Z:<float>`, the crop's size as a multiple of the picture's
 (ScalerCrop = (X, Y, W·Z, H·Z)); each becomes a `ptz` command of the view nearest that crop, for operators only.
+
+The dual page's `/ptz/` socket carries a JSON array of three objects: per camera (`cam` 0 and 1) its flips and pause
+(`f`: `hor`, `ver`, `pau`), its overlays (`e`: `txt` the time, `lin` the centre lines, `def` "save as default") and
+its crop centre in sensor pixels (`x`, `y`: `min`, `val`, `max`); and (`cam` 2) both together: an offset (`x`, `y`)
+and a zoom factor `z` (the crop's size as a multiple of the picture's, 0.5 … 2). The server sends the state when a
+page connects and every page's message to every page; each message becomes `flip`, `pause`, `overlay` and `ptz`
+commands (operators only).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
-from fastapi import APIRouter, WebSocket
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from vergence import ptz
 from vergence.auth import may_command, principal_of
@@ -85,3 +93,106 @@ async def dual_camera(websocket: WebSocket, index: str, vergence: Server) -> Non
         return
     stream = vergence.streams[cameras[int(index)].id]
     await serve_channel(websocket, stream, stream.h264, vergence.settings.hub.h264_buffer_packets, True)
+
+
+class DualPtz:
+    """The `/ptz/` pages of one server: what each message asks of the first two cameras, and who hears it."""
+
+    def __init__(self) -> None:
+        self.pages: set[WebSocket] = set()
+
+    def state(self, server: ServerContext) -> list[dict[str, Any]]:
+        """The array a page gets when it connects, from the cameras' current state."""
+        cameras = [server.streams[camera.id] for camera in server.settings.cameras[:2]]
+        described: list[dict[str, Any]] = []
+        zoom = 1.0
+        for index, stream in enumerate(cameras):
+            controller = server.commander.controllers.get(stream.id)
+            overlay = server.commander.controllers.get_processing(stream.id).describe_overlay()
+            crop, sensor = controller.crop(), stream.geometry
+            width, height = stream.info.width, stream.info.height
+            zoom = crop.width / width
+            described.append(
+                {
+                    "cam": index,
+                    "f": {"hor": int(stream.flip[0]), "ver": int(stream.flip[1]), "pau": int(stream.paused)},
+                    "e": {"txt": overlay["timestamp"], "lin": overlay["crosshair"], "def": False},
+                    "x": {"min": width // 2, "val": crop.x + crop.width // 2, "max": sensor.width - width // 2},
+                    "y": {"min": height // 2, "val": crop.y + crop.height // 2, "max": sensor.height - height // 2},
+                }
+            )
+        both = {
+            "cam": 2,
+            "x": {"min": -1500, "val": 0, "max": 1500},
+            "y": {"min": -1500, "val": 0, "max": 1500},
+            "z": {"min": 0.5, "val": round(zoom, 3), "max": 2.0},
+        }
+        return [*described, both]
+
+    def commands(self, server: ServerContext, data: Any) -> list[dict[str, Any]]:
+        """The commands one message stands for; ValueError when it is not the pages' array."""
+        if not isinstance(data, list) or len(data) != 3:
+            raise ValueError("expected an array of three objects (cam 0, cam 1, both)")
+        both = data[2]
+        dx, dy, zoom = int(both["x"]["val"]), int(both["y"]["val"]), float(both["z"]["val"])
+        commands: list[dict[str, Any]] = []
+        for camera, page in zip(server.settings.cameras[:2], data[:2], strict=False):
+            stream = server.streams[camera.id]
+            controller = server.commander.controllers.get(stream.id)
+            width, height = round(stream.info.width * zoom), round(stream.info.height * zoom)
+            centre_x, centre_y = int(page["x"]["val"]) + dx, int(page["y"]["val"]) + dy
+            crop = ptz.Rect(centre_x - width // 2, centre_y - height // 2, width, height)
+            state = ptz.state_for_crop(crop, stream.geometry, controller.output_size, controller.max_zoom)
+            flips = (bool(page["f"]["hor"]), bool(page["f"]["ver"]))
+            if flips != stream.flip:
+                commands.append({"type": "flip", "stream": stream.id, "horizontal": flips[0], "vertical": flips[1]})
+            if bool(page["f"]["pau"]) != stream.paused:
+                commands.append({"type": "pause", "stream": stream.id, "paused": bool(page["f"]["pau"])})
+            overlay = {"timestamp": bool(page["e"]["txt"]), "crosshair": bool(page["e"]["lin"])}
+            commands.append({"type": "overlay", "stream": stream.id, **overlay})
+            commands.append(
+                {"type": "ptz", "stream": stream.id, "pan": state.pan, "tilt": state.tilt, "zoom": state.zoom}
+            )
+        return commands
+
+
+def _dual(websocket: WebSocket) -> DualPtz:
+    """The `/ptz/` pages of this application (made with its first page)."""
+    state = websocket.app.state
+    if getattr(state, "compat_dual_ptz", None) is None:
+        state.compat_dual_ptz = DualPtz()
+    return state.compat_dual_ptz  # type: ignore[no-any-return]
+
+
+@router.websocket("/ptz/")
+async def dual_ptz(websocket: WebSocket, vergence: Server) -> None:
+    """The dual page's PTZ socket: the state on connect, then each page's message as commands and to every page."""
+    dual = _dual(websocket)
+    allowed = may_command(principal_of(websocket.scope))
+    await websocket.accept()
+    dual.pages.add(websocket)
+    try:
+        await websocket.send_text(json.dumps(dual.state(vergence)))
+        while True:
+            message = await websocket.receive_text()
+            if not allowed:
+                log.info("pi-h264-to-browser /ptz/: a viewer's message refused (an operator's role is needed)")
+                continue
+            try:
+                commands = dual.commands(vergence, json.loads(message))
+            except (ValueError, KeyError, TypeError) as err:
+                log.info("pi-h264-to-browser /ptz/: %s", err)
+                continue
+            for command in commands:
+                reply = await vergence.commander.handle(command, source="pi-h264-to-browser /ptz/")
+                if not reply["ok"]:
+                    log.info("pi-h264-to-browser /ptz/: %s refused: %s", command["type"], reply["error"])
+            for page in list(dual.pages):
+                try:
+                    await page.send_text(message)
+                except (RuntimeError, WebSocketDisconnect):
+                    dual.pages.discard(page)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        dual.pages.discard(websocket)
