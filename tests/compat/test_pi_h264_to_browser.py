@@ -77,3 +77,22 @@ def test_the_dual_pages_ptz_socket_tells_the_state_moves_both_cameras_and_tells_
     assert ptz("back")["flip"] == {"horizontal": True, "vertical": False}
     overlay = httpx.get(f"{server.url}/api/cameras/front/overlay").json()
     assert overlay["timestamp"] is True and overlay["crosshair"] is False
+
+
+def test_a_viewers_crop_and_ptz_messages_are_refused(vergence_server, tmp_path):
+    """The pages' PTZ moves cameras: with [auth] on, a viewer's token lets the page watch, not steer."""
+    viewer = "viewer-token-0123456789abcdef"
+    tokens = [{"name": "watcher", "token": viewer, "role": "viewer"}]
+    server = vergence_server("--config", str(config(tmp_path)), env={"VERGENCE_AUTH__TOKENS": json.dumps(tokens)})
+    before = httpx.get(f"{server.url}/api/cameras/front/ptz", headers={"Authorization": f"Bearer {viewer}"}).json()
+    with connect(f"{server.ws_url}/ws/?token={viewer}", open_timeout=10) as ws:
+        assert isinstance(ws.recv(timeout=10), bytes)  # it may watch
+        ws.send("Z:0.5")
+        poll(lambda: "PTZ from a viewer refused" in server.log(), "the crop message to be refused")
+    with connect(f"{server.ws_url}/ptz/?token={viewer}", open_timeout=10) as page:
+        state = json.loads(page.recv(timeout=10))
+        state[2]["z"]["val"] = 1.0
+        page.send(json.dumps(state))
+        poll(lambda: "a viewer's message refused" in server.log(), "the /ptz/ message to be refused")
+    after = httpx.get(f"{server.url}/api/cameras/front/ptz", headers={"Authorization": f"Bearer {viewer}"}).json()
+    assert after["crop"] == before["crop"], (before, after)
