@@ -95,6 +95,7 @@ class CameraSettings(_Section):
         description="backend options: FFmpeg options for av; camera_index, tuning_file, hflip, vflip for picamera2",
     )
     max_zoom: float = Field(8.0, ge=1, le=64, description="largest zoom factor, 1 … 64")
+    grayscale: bool = Field(False, description="send the picture without colour (RPI-CameraStreaming's export as gray)")
     plugins: list[PluginSettings] = Field(default_factory=list, description="processing plugins of this camera")
 
     @property

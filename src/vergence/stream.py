@@ -19,7 +19,7 @@ from vergence.encoders.raw import RawEncoder
 from vergence.events import EventBus
 from vergence.hub import Channel, Hub
 from vergence.media.frame import EncodedPacket, Frame
-from vergence.media.i420 import crop_i420
+from vergence.media.i420 import crop_i420, gray_i420
 from vergence.metrics import TimingMs, WindowedMean, WindowedRate
 from vergence.pipeline.process import Processing
 from vergence.ptz import Rect, SensorGeometry
@@ -230,6 +230,8 @@ class Stream:
             started = time.perf_counter()
             frame.image = crop_i420(frame.image, frame.width, frame.height, crop)
             self.stage_ms["ptz"].add((time.perf_counter() - started) * 1000)
+        if self.camera.grayscale and frame.pix_fmt == "yuv420p":
+            frame.image = gray_i420(frame.image, frame.width, frame.height)
         frame.seq = self._seq
         self._seq += 1
         taps = self._taps

@@ -9,6 +9,15 @@ from vergence.media.frame import Frame, i420_planes
 from vergence.ptz import Rect
 
 
+def gray_i420(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Return an I420 picture's luma with neutral chroma: the same picture without colour (a new array; the source's
+    buffer may be shared or read-only)."""
+    out = np.empty((height * 3 // 2, width), np.uint8)
+    out[:height] = image[:height]
+    out[height:] = 128
+    return out
+
+
 def crop_i420(
     image: np.ndarray, width: int, height: int, crop: Rect, out_width: int | None = None, out_height: int | None = None
 ) -> np.ndarray:
