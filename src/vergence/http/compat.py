@@ -148,8 +148,12 @@ class DualPtz:
                 commands.append({"type": "flip", "stream": stream.id, "horizontal": flips[0], "vertical": flips[1]})
             if bool(page["f"]["pau"]) != stream.paused:
                 commands.append({"type": "pause", "stream": stream.id, "paused": bool(page["f"]["pau"])})
+            # Only what changed: a slider sends the whole array many times a second, and each overlay command is an
+            # event to every controller and a save of the state.
             overlay = {"timestamp": bool(page["e"]["txt"]), "crosshair": bool(page["e"]["lin"])}
-            commands.append({"type": "overlay", "stream": stream.id, **overlay})
+            current = server.commander.controllers.get_processing(stream.id).describe_overlay()
+            if any(current[key] != value for key, value in overlay.items()):
+                commands.append({"type": "overlay", "stream": stream.id, **overlay})
             commands.append(
                 {"type": "ptz", "stream": stream.id, "pan": state.pan, "tilt": state.tilt, "zoom": state.zoom}
             )

@@ -284,7 +284,7 @@ class Variant:
         self.width, self.height, self.quality = request.width, request.height, request.quality
         self.fps = request.fps  # told in each frame's header by wires that tell it (the variant is per rate then)
         self._wire = wire
-        self.key: tuple[Any, ...] = ()  # the feed's key for it
+        self.key: tuple[Any, ...] = (stream.id, *wire.variant(request))  # what its clients share
         self.own = own  # the stream's own jpeg channel, else a scaling encoder
         self.clients: set[FeedClient] = set()
         self.frames = 0
@@ -506,7 +506,6 @@ class TcpFeed:
                 self._server_settings.jpeg.quality,
             )
             variant = self._variants[key] = Variant(stream, request, asyncio.get_running_loop(), own, self._wire)
-            variant.key = key
             variant.start()
         variant.clients.add(client)
         return variant
