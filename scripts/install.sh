@@ -45,6 +45,11 @@ if [ "${#test_flag[@]}" -gt 0 ] && [ "$CHECK_PICAMERA2" != 1 ]; then
   .venv/bin/python -m pip install -q --no-deps "picamera2==0.3.36"
 fi
 
+if [ "${#test_flag[@]}" -gt 0 ]; then
+  # jMuxer, which pi-h264-to-browser's pages play with: the tests load such pages (tests/compat). Pinned, from npm.
+  npm install --prefix build/node --no-save --no-package-lock --no-audit --no-fund --loglevel=error jmuxer@2.1.1 >/dev/null
+fi
+
 if [ "$CHECK_PICAMERA2" = 1 ] && ! error="$(.venv/bin/python -c 'import picamera2' 2>&1)"; then
   echo "install.sh: .venv/bin/python cannot import picamera2: $(printf '%s\n' "$error" | tail -n 1)" >&2
   echo "install.sh: $PICAMERA2_HINT" >&2

@@ -26,7 +26,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
-TEST_DEBS = ("chromium", "mosquitto", "nginx", "libnginx-mod-rtmp", "ffmpeg", "iproute2")
+TEST_DEBS = ("chromium", "mosquitto", "nginx", "libnginx-mod-rtmp", "ffmpeg", "iproute2", "xvfb")
+# npm fetches jMuxer for the tests of pi-h264-to-browser's pages; Debian's package only where no npm is on PATH (NodeSource's
+# nodejs, for one, brings its own and conflicts with Debian's).
+NPM_DEB = "npm"
 TEST_BUILD_DEBS = ("libcap-dev",)  # python-prctl, which the test suite installs, compiles against libcap's headers
 VENV_DEB = "python3-venv"
 PICAMERA2_DEB = "python3-picamera2"
@@ -66,6 +69,7 @@ class Facts:
     system_versions: Mapping[str, str] = field(default_factory=dict)  # of SYSTEM_PINS in python3's site-packages
     requirements: tuple[str, ...] = ()  # vergence's own, with the test extra's under --test
     test: bool = False  # install.sh --test
+    npm: bool = True  # an npm command is on PATH
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,8 @@ def plan(facts: Facts) -> Plan:
     needed_now = list(wanted)  # without these there is no usable install; test packages are only needed by the tests
     if facts.test:
         wanted += [deb for deb in TEST_DEBS + TEST_BUILD_DEBS if deb not in facts.installed_debs]
+        if not facts.npm:
+            wanted.append(NPM_DEB)
 
     apt_packages: tuple[str, ...] = ()
     if wanted and not facts.apt_get:
@@ -279,6 +285,7 @@ def gather(test: bool = False, *, root: Path = Path("/"), project: Path = PROJEC
         system_versions=system_versions(system_dirs),
         requirements=project_requirements(project / "pyproject.toml", test),
         test=test,
+        npm=shutil.which("npm") is not None,
     )
 
 

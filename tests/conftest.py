@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +28,21 @@ STARTUP_TIMEOUT_S = 20.0
 def pytest_configure(config: pytest.Config) -> None:
     # Before any thread starts: a namespace holds only the thread that enters it and what it starts afterwards.
     enter_private_network()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Launch the system Chromium once for all browser tests (tests/browser, the projects' pages in tests/compat)."""
+    from tests.support import chromium  # one launch recipe for tests and benchmarks
+
+    if not chromium.CHROMIUM.exists():
+        pytest.fail(f"{chromium.CHROMIUM} is not installed: apt-get install chromium")
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as playwright:
+        browser = chromium.launch(playwright.chromium)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="session")

@@ -255,6 +255,10 @@ def create_app(settings: Settings) -> FastAPI:
         from vergence.http.compat import router as compat_router
 
         app.include_router(compat_router)  # its pages' /ws/ and /cam0/, /cam1/ (docs/migrating.md)
+        if settings.compat.pi_h264_to_browser_pages is not None:
+            from vergence.http.compat import pages_router
+
+            app.include_router(pages_router)  # the pages themselves, at /compat/
 
     static = resources.files("vergence") / "web" / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")

@@ -498,9 +498,24 @@ class CompatSettings(_Section):
     pi_h264_to_browser: bool = Field(
         False, description="its pages' sockets: video /ws/, /cam0/, /cam1/, its X:/Y:/Z: crop messages, /ptz/"
     )
+    pi_h264_to_browser_pages: Path | None = Field(
+        None,
+        description="its pages' folder (web/, with jmuxer.min.js), served at /compat/ with $port, $fps, $width, … "
+        "filled in as its server did",
+    )
     pistreamer: PiStreamerCompat = Field(default_factory=PiStreamerCompat)
     camera_web_stream: CameraWebStreamCompat = Field(default_factory=CameraWebStreamCompat)
     rpi_camerastreaming: RpiCameraStreamingCompat = Field(default_factory=RpiCameraStreamingCompat)
+
+    @model_validator(mode="after")
+    def _check_pages(self) -> CompatSettings:
+        pages = self.pi_h264_to_browser_pages
+        if pages is not None:
+            if not self.pi_h264_to_browser:
+                raise ValueError("pi_h264_to_browser_pages needs pi_h264_to_browser = true (the pages' sockets)")
+            if not pages.expanduser().is_dir():
+                raise ValueError(f"pi_h264_to_browser_pages: {pages} is not a folder")
+        return self
 
 
 class IceServerSettings(_Section):

@@ -8,8 +8,6 @@ from typing import Any
 
 import pytest
 
-from tests.support import chromium  # one launch recipe for tests and benchmarks
-
 STATS_JS = """() => {
   const s = window.vergence.stats;
   return {t: performance.now(), frames: s.frames, decoded: s.decoded, dropped: s.dropped,
@@ -60,19 +58,6 @@ class PlayerPage:
         stats = self.page.evaluate(f"() => window.vergence ? ({STATS_JS})() : null")
         hud = self.page.locator("#hud").inner_text() if self.page.locator("#hud").count() else None
         return f"stats: {stats}\nHUD: {hud!r}\nconsole (last 20): {self.console[-20:]}"
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """Launch the system Chromium once for all browser tests."""
-    if not chromium.CHROMIUM.exists():
-        pytest.fail(f"{chromium.CHROMIUM} is not installed: apt-get install chromium")
-    from playwright import sync_api
-
-    with sync_api.sync_playwright() as playwright:
-        browser = chromium.launch(playwright.chromium)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.media import H264Decoder
@@ -96,3 +98,14 @@ def test_a_viewers_crop_and_ptz_messages_are_refused(vergence_server, tmp_path):
         poll(lambda: "a viewer's message refused" in server.log(), "the /ptz/ message to be refused")
     after = httpx.get(f"{server.url}/api/cameras/front/ptz", headers={"Authorization": f"Bearer {viewer}"}).json()
     assert after["crop"] == before["crop"], (before, after)
+
+
+def test_the_dual_pages_ptz_socket_with_one_camera_says_why_it_closes(vergence_server, tmp_path):
+    path = tmp_path / "one.toml"
+    path.write_text('[compat]\npi_h264_to_browser = true\n[[cameras]]\nid = "front"\nsize = "320x240"\n')
+    server = vergence_server("--config", str(path))
+    with connect(f"{server.ws_url}/ptz/", open_timeout=10) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4404, closed.value
+    assert "needs two cameras" in closed.value.rcvd.reason

@@ -12,25 +12,41 @@ its crop centre in sensor pixels (`x`, `y`: `min`, `val`, `max`); and (`cam` 2) 
 and a zoom factor `z` (the crop's size as a multiple of the picture's, 0.5 … 2). The server sends the state when a
 page connects and every page's message to every page; each message becomes `flip`, `pause`, `overlay` and `ptz`
 commands (operators only).
+
+Its pages themselves, from the user's copy of the project's `web/` folder (`pi_h264_to_browser_pages`), are served at
+`/compat/` (and its `jmuxer.min.js` also at `/jmuxer.min.js`, where the single-camera page looks for it): the page and
+script files get the values its server filled in (`$port`, `$fps`, `$width`, `$height`, `$xmax`, `$ymax`, `$ip`), from
+the first camera and the address the browser used; every other file is sent as it is.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import mimetypes
+import re
+from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import RedirectResponse, Response
 
 from vergence import ptz
 from vergence.auth import may_command, principal_of
 from vergence.context import Server, ServerContext
-from vergence.outputs.ws import refuse_unknown_stream, serve_channel
+from vergence.outputs.ws import CLOSE_UNKNOWN_STREAM, refuse_unknown_stream, serve_channel
 from vergence.stream import Stream
 
 log = logging.getLogger(__name__)
 
 router = APIRouter()
+pages_router = APIRouter()
+
+# The names its servers filled into the pages (string.Template), and the files they filled them into: pages and their
+# own scripts, never a minified library (whose `$` are its own).
+PAGE_KEYS = ("ip", "port", "fps", "width", "height", "xmax", "ymax")
+_PAGE_KEY = re.compile(r"\$(?:\{(" + "|".join(PAGE_KEYS) + r")\}|(" + "|".join(PAGE_KEYS) + r")\b)")
+TEMPLATED_SUFFIXES = (".html", ".htm", ".js")
 
 
 class CropTexts:
@@ -174,6 +190,11 @@ async def dual_ptz(websocket: WebSocket, vergence: Server) -> None:
     dual = _dual(websocket)
     allowed = may_command(principal_of(websocket.scope))
     await websocket.accept()
+    if len(vergence.settings.cameras) < 2:
+        # Its dual page is two cameras' page: one camera is the single page's /ws/, with its X:/Y:/Z: messages.
+        log.info("pi-h264-to-browser /ptz/: refused, the dual page needs two cameras and one is configured")
+        await websocket.close(code=CLOSE_UNKNOWN_STREAM, reason="the dual page's /ptz/ needs two cameras; use /ws/")
+        return
     dual.pages.add(websocket)
     try:
         await websocket.send_text(json.dumps(dual.state(vergence)))
@@ -200,3 +221,66 @@ async def dual_ptz(websocket: WebSocket, vergence: Server) -> None:
         pass
     finally:
         dual.pages.discard(websocket)
+
+
+def page_values(server: ServerContext, request: Request) -> dict[str, str]:
+    """What its server put into the pages: the first camera's picture and crop range, and where the browser found us."""
+    stream = server.streams[server.settings.cameras[0].id]
+    width, height = stream.info.width, stream.info.height
+    host = request.url.hostname or "localhost"
+    port = request.url.port or (443 if request.url.scheme == "https" else 80)
+    return {
+        "ip": f"[{host}]" if ":" in host else host,
+        "port": str(port),
+        "fps": f"{stream.info.fps:g}",
+        "width": str(width),
+        "height": str(height),
+        "xmax": str(max(0, stream.geometry.width - width)),
+        "ymax": str(max(0, stream.geometry.height - height)),
+    }
+
+
+def fill_in(text: str, values: dict[str, str]) -> str:
+    """Replace `$name` / `${name}` of PAGE_KEYS, leaving every other `$` as it is."""
+    return _PAGE_KEY.sub(lambda match: values[match.group(1) or match.group(2)], text)
+
+
+def page_file(folder: Path, path: str) -> Path:
+    """The file `path` names inside `folder`; 404 for anything else (outside it, hidden, a folder, missing)."""
+    root = folder.expanduser().resolve()
+    if any(part.startswith(".") for part in Path(path).parts):
+        raise HTTPException(404, "no such page file")
+    target = (root / (path or "index.html")).resolve()
+    if target.is_dir():
+        target = target / "index.html"
+    if not target.is_relative_to(root) or not target.is_file():
+        raise HTTPException(404, "no such page file")
+    return target
+
+
+def serve_page_file(server: ServerContext, request: Request, path: str) -> Response:
+    folder = server.settings.compat.pi_h264_to_browser_pages
+    assert folder is not None  # the router is included only when it is set
+    target = page_file(folder, path)
+    media_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    body = target.read_bytes()
+    if target.name.endswith(TEMPLATED_SUFFIXES) and not target.name.endswith(".min.js"):
+        body = fill_in(body.decode("utf-8", "replace"), page_values(server, request)).encode()
+    return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+
+@pages_router.get("/compat/{path:path}", include_in_schema=False)
+async def compat_page(path: str, request: Request, vergence: Server) -> Response:
+    """A file of the project's pages, as its server sent it."""
+    return serve_page_file(vergence, request, path)
+
+
+@pages_router.get("/compat", include_in_schema=False)
+async def compat_index() -> RedirectResponse:
+    return RedirectResponse("/compat/")  # its pages load their files relative to the folder
+
+
+@pages_router.get("/jmuxer.min.js", include_in_schema=False)
+async def jmuxer(request: Request, vergence: Server) -> Response:
+    """Where the single-camera page loads jMuxer from (`<script src="/jmuxer.min.js">`)."""
+    return serve_page_file(vergence, request, "jmuxer.min.js")
