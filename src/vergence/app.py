@@ -166,6 +166,7 @@ SERVICES = {
     "compat.pistreamer": "vergence.control.transports.fifo:create_pistreamer_service",
     "compat.camera_web_stream": "vergence.outputs.camera_web_stream",
     "compat.rpi_camerastreaming": "vergence.control.transports.rpi_camerastreaming",
+    "preview": "vergence.outputs.preview",
 }
 
 

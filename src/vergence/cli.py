@@ -82,6 +82,9 @@ def serve(
         Path | None, typer.Option(help="https with this PEM certificate (chain); needs --tls-key")
     ] = None,
     tls_key: Annotated[Path | None, typer.Option(help="the PEM private key of --tls-cert")] = None,
+    preview: Annotated[
+        bool, typer.Option("--preview", help="also show the stream in a window on this machine's display ([preview])")
+    ] = False,
 ) -> None:
     """Serve the cameras: page at http(s)://HOST:PORT/, API docs at /docs."""
     camera_flags: dict[str, Any] = {
@@ -90,7 +93,9 @@ def serve(
     given = {"host": host, "port": port, "tls": tls, "tls_cert": tls_cert, "tls_key": tls_key}
     server_flags: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     try:
-        settings = load_settings(config, camera_flags, server_flags)
+        settings = load_settings(
+            config, camera_flags, server_flags, {"preview": {"enabled": True}} if preview else None
+        )
     except ConfigError as err:
         typer.echo(f"vergence: {err}", err=True)
         raise typer.Exit(2) from None
@@ -416,6 +421,17 @@ def bench_latency(
     _bench("latency").run(
         seconds=seconds, size=size, fps=fps, players=players.split(","), floor=floor, json_out=json_out, check=check
     )
+
+
+@bench_app.command("preview")
+def bench_preview(
+    seconds: Annotated[float, typer.Option(help="measuring time")] = 10.0,
+    size: Annotated[str, typer.Option(help="picture size (and the virtual display's)")] = "1280x720",
+    fps: Annotated[float, typer.Option(help="frames per second")] = 30.0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the results as JSON here")] = None,
+) -> None:
+    """Capture→window latency of `serve --preview` on an Xvfb display (x11grab), and the server's and ffplay's CPU."""
+    _bench("preview").run(seconds=seconds, size=size, fps=fps, json_out=json_out)
 
 
 @bench_app.command("dual")

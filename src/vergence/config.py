@@ -492,6 +492,16 @@ class RpiCameraStreamingCompat(_Section):
         return self.pub is not None or self.rep is not None
 
 
+class PreviewSettings(_Section):
+    """A window on the device's own display showing one stream (`vergence serve --preview`): FFmpeg's player fed the
+    stream's pictures as the encoders get them (no encode at all), under X11, Wayland or a DRM/KMS console."""
+
+    enabled: bool = Field(False, description="open the window at start (`vergence serve --preview`)")
+    stream: str | None = Field(None, description="the stream it shows (default: the first)")
+    fullscreen: bool = Field(False, description="fill the screen (on a console without a desktop, say)")
+    player: str = Field("ffplay", min_length=1, description="the ffplay command (Debian and Raspberry Pi OS: ffmpeg)")
+
+
 class CompatSettings(_Section):
     """The interfaces of the projects vergence replaces, each where it lived; all off by default (docs/migrating.md)."""
 
@@ -618,6 +628,7 @@ class Settings(_Section):
     recording: RecordingSettings = Field(default_factory=RecordingSettings)
     webrtc: WebRtcSettings = Field(default_factory=WebRtcSettings)
     compat: CompatSettings = Field(default_factory=CompatSettings)
+    preview: PreviewSettings = Field(default_factory=PreviewSettings)
 
     @model_validator(mode="after")
     def _check_cameras(self) -> Settings:
@@ -653,6 +664,8 @@ class Settings(_Section):
             raise ValueError("compat.camera_web_stream.mqtt_topic needs [mqtt] enabled = true (its broker)")
         if self.compat.rpi_camerastreaming.stream is not None:
             wanted.append(("compat.rpi_camerastreaming.stream", self.compat.rpi_camerastreaming.stream))
+        if self.preview.stream is not None:
+            wanted.append(("preview.stream", self.preview.stream))
         if self.compat.camera_web_stream.stream is not None:
             wanted.append(("compat.camera_web_stream.stream", self.compat.camera_web_stream.stream))
         for key, stream in wanted:
@@ -693,6 +706,7 @@ class _Environment(BaseSettings):
     media: dict[str, Any] = {}
     recording: dict[str, Any] = {}
     webrtc: dict[str, Any] = {}
+    preview: dict[str, Any] = {}
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -719,6 +733,7 @@ def load_settings(
     config_file: Path | None = None,
     camera_flags: dict[str, Any] | None = None,
     server_flags: dict[str, Any] | None = None,
+    section_flags: dict[str, dict[str, Any]] | None = None,
 ) -> Settings:
     """Build Settings from the file, the environment and the flags (later wins); raise ConfigError naming the key."""
     data: dict[str, Any] = _read_toml(config_file) if config_file else {}
@@ -730,6 +745,8 @@ def load_settings(
     data = _merge(data, env_layer)
     if server_flags:
         data = _merge(data, {"server": server_flags})
+    if section_flags:
+        data = _merge(data, section_flags)  # {"preview": {"enabled": True}} for --preview
     if camera_flags:
         cameras = [dict(camera) for camera in data.get("cameras") or [{}]]
         cameras[0] = {**cameras[0], **camera_flags}

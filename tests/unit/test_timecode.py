@@ -28,6 +28,12 @@ def test_a_picture_without_a_code_reads_as_none():
     assert timecode.read(np.zeros((4, 4), np.uint8)) is None
 
 
+def test_a_black_or_white_picture_is_no_code():
+    """All zeros pass the CRC (zero bytes, zero CRC): a black screen must not read as the epoch."""
+    assert timecode.read(np.zeros((480, 640), np.uint8)) is None
+    assert timecode.read(np.full((480, 640), 255, np.uint8)) is None
+
+
 def test_one_flipped_bit_is_detected():
     bits = timecode.encode_bits(1_795_000_000_000_000_000)
     bits[0, 5] ^= 1
