@@ -65,6 +65,17 @@ def test_a_request_larger_than_the_stream_gets_the_stream_size_and_a_bad_one_is_
         assert sock.recv(1) == b""
 
 
+def test_with_auth_on_its_clients_which_carry_no_token_are_closed(vergence_server, tmp_path):
+    """docs/security.md: its handshake has no token, so the anonymous role decides; with a token set, that is none."""
+    port = free_port()
+    path = config(tmp_path, port)
+    path.write_text(path.read_text() + '[[auth.tokens]]\nname = "ops"\ntoken = "a-long-enough-operator-token-1234"\n')
+    vergence_server("--config", str(path))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(struct.pack(REQUEST, 80, 160, 120, 10))
+        assert sock.recv(1) == b""
+
+
 def test_a_camera_web_stream_mqtt_subscriber_decodes_every_base64_jpeg_on_its_topic(vergence_server, tmp_path):
     """Its MQTT client: subscribe to `pi_camera` at QoS 0, base64-decode each message, decode the JPEG."""
     import paho.mqtt.client as mqtt

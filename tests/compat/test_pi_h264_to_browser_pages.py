@@ -121,9 +121,16 @@ def test_the_pages_folder_gives_nothing_outside_it(vergence_server, tmp_path):
     pages = copy_of_pages(tmp_path, "single")
     (tmp_path / "secret.txt").write_text("not for the web")
     (pages / ".hidden").write_text("not for the web either")
+    (pages / "link.txt").symlink_to(tmp_path / "secret.txt")  # a link inside the folder to a file outside it
     server = vergence_server("--config", str(config(tmp_path, pages)))
     jmuxer = httpx.get(f"{server.url}/jmuxer.min.js")  # where the single page looks for it
     assert jmuxer.status_code == 200 and jmuxer.content == JMUXER.read_bytes()  # a library is sent as it is
-    for path in ("/compat/../secret.txt", "/compat/%2e%2e/secret.txt", "/compat/.hidden", "/compat/nothing.js"):
+    for path in (
+        "/compat/../secret.txt",
+        "/compat/%2e%2e/secret.txt",
+        "/compat/.hidden",
+        "/compat/link.txt",
+        "/compat/nothing.js",
+    ):
         response = httpx.get(f"{server.url}{path}")
         assert response.status_code == 404 and "not for the web" not in response.text, path
