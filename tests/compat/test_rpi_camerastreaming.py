@@ -79,6 +79,21 @@ def test_its_requests_set_and_save_rois_switch_modes_and_stop_the_server(vergenc
         ask("SaveROIs")
         saved = json.loads((tmp_path / "rois.json").read_text())
         assert saved["gate"] == [[30, 25], [40, 35], "lime"] and saved["door"] == [[10, 20], [30, 40], "red"]
+        # Kept in step: an ROI set elsewhere (vergence's REST, here) reaches its file without a SaveROIs.
+        command = {
+            "type": "roi",
+            "stream": "cam0",
+            "action": "set",
+            "name": "dock",
+            "x1": 50,
+            "y1": 50,
+            "x2": 60,
+            "y2": 70,
+        }
+        assert httpx.post(f"{server.url}/api/commands", json=command).json()["ok"]
+        written = lambda: json.loads((tmp_path / "rois.json").read_text())  # noqa: E731
+        assert poll(lambda: "dock" in written(), "the ROI file to follow")
+        assert written()["dock"][:2] == [[50, 50], [60, 70]] and "gate" in written()
         ask("Enter Service Mode")
         overlay = httpx.post(f"{server.url}/api/commands", content="status").json()["result"]["processing"]["cam0"]
         assert overlay["overlay"]["rois"] is True

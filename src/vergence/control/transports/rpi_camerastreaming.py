@@ -9,11 +9,15 @@ speak it.
   undoes it, `… Stop Mode …` stops the server cleanly; `SaveROIs` writes the ROIs to its file; `Set ROI
   ImmutableMultiDict([('ROIName', 'A'), ('top', '25'), ('bottom', '35'), ('left', '30'), ('right', '40'),
   ('Colour', 'Red')])` sets one (corners in % of the frame), each a command of the one vocabulary.
-- ROIs: its file `{"name": [[left %, top %], [right %, bottom %], "colour"], …}`, read at start.
+- ROIs: its file `{"name": [[left %, top %], [right %, bottom %], "colour"], …}`, read at start and kept in step with
+  the stream's ROIs from then on: a change from any transport (its `Set ROI`, the page, REST, MQTT, …) is written to
+  it, so the project's tools that read the file see what vergence draws.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from vergence.config import ZmqSettings
 from vergence.control.commander import Commander
+from vergence.events import EventBus
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -126,16 +131,39 @@ class CameraStreamingService:
 
     name = "rpi-camerastreaming"
 
-    def __init__(self, zmq: ZmqService, requests: CameraStreamingRequests) -> None:
+    def __init__(
+        self, zmq: ZmqService, requests: CameraStreamingRequests, events: EventBus, stream: str, roi_file: bool
+    ) -> None:
         self._zmq = zmq
         self._requests = requests
+        self._events = events
+        self._stream = stream
+        self._roi_file = roi_file
+        self._follower: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        if self._roi_file:
+            events = self._events.subscribe("rpi-camerastreaming ROI file")
+            self._follower = asyncio.create_task(self._keep_file_in_step(events), name="rpi-camerastreaming rois")
         await self._requests.load_rois()
         await self._zmq.start()
 
+    async def _keep_file_in_step(self, events: Any) -> None:
+        with events:
+            async for event in events:
+                if event["type"] == "rois" and event["stream"] == self._stream:
+                    try:
+                        await self._requests.save_rois()
+                    except OSError as err:
+                        log.warning("rpi-camerastreaming: the ROI file cannot be written: %s", err)
+
     async def stop(self) -> None:
         await self._zmq.stop()
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
 
     def describe(self) -> dict[str, Any]:
         return {**self._zmq.describe(), "name": self.name, "failed_requests": self._requests.failed}
@@ -150,4 +178,4 @@ def create_service(parts: Parts) -> CameraStreamingService:
     requests = CameraStreamingRequests(parts.commander, stream, compat.roi_file, parts.shutdown)
     settings = ZmqSettings(enabled=True, pub=compat.pub or "", rep=compat.rep or "", streams=[stream], hwm=1)
     zmq = ZmqService(settings, parts.streams, parts.settings, requests.answer, single_part=True, name="rpi zmq")
-    return CameraStreamingService(zmq, requests)
+    return CameraStreamingService(zmq, requests, parts.events, stream, compat.roi_file is not None)
