@@ -4,6 +4,7 @@ folder (here pages written from its description, tests/compat/pages, with jMuxer
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,3 +135,10 @@ def test_the_pages_folder_gives_nothing_outside_it(vergence_server, tmp_path):
     ):
         response = httpx.get(f"{server.url}{path}")
         assert response.status_code == 404 and "not for the web" not in response.text, path
+
+
+def test_a_forged_host_header_never_reaches_the_page(vergence_server, tmp_path):
+    server = vergence_server("--config", str(config(tmp_path, copy_of_pages(tmp_path, "single"))))
+    for forged in ('x"><script>alert(1)</script>', "a'-alert(1)-'b"):  # the second passes as a host name
+        page = httpx.get(f"{server.url}/compat/", headers={"Host": forged}).text
+        assert "alert" not in page and re.search(r"new WebSocket\('ws://[A-Za-z0-9.:-]+/ws/'\)", page), page

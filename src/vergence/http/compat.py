@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from vergence import ptz
 from vergence.auth import may_command, principal_of
@@ -47,6 +47,7 @@ pages_router = APIRouter()
 PAGE_KEYS = ("ip", "port", "fps", "width", "height", "xmax", "ymax")
 _PAGE_KEY = re.compile(r"\$(?:\{(" + "|".join(PAGE_KEYS) + r")\}|(" + "|".join(PAGE_KEYS) + r")\b)")
 TEMPLATED_SUFFIXES = (".html", ".htm", ".js")
+_HOST = re.compile(r"[A-Za-z0-9.:-]{1,253}")
 
 
 class CropTexts:
@@ -227,7 +228,9 @@ def page_values(server: ServerContext, request: Request) -> dict[str, str]:
     """What its server put into the pages: the first camera's picture and crop range, and where the browser found us."""
     stream = server.streams[server.settings.cameras[0].id]
     width, height = stream.info.width, stream.info.height
-    host = request.url.hostname or "localhost"
+    host = request.url.hostname or ""
+    if not _HOST.fullmatch(host):  # the Host header is the client's word: only a host name or address goes in a page
+        host = "localhost"
     port = request.url.port or (443 if request.url.scheme == "https" else 80)
     return {
         "ip": f"[{host}]" if ":" in host else host,
@@ -263,10 +266,11 @@ def serve_page_file(server: ServerContext, request: Request, path: str) -> Respo
     assert folder is not None  # the router is included only when it is set
     target = page_file(folder, path)
     media_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-    body = target.read_bytes()
-    if target.name.endswith(TEMPLATED_SUFFIXES) and not target.name.endswith(".min.js"):
-        body = fill_in(body.decode("utf-8", "replace"), page_values(server, request)).encode()
-    return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache"})
+    headers = {"Cache-Control": "no-cache"}
+    if not target.name.endswith(TEMPLATED_SUFFIXES) or target.name.endswith(".min.js"):
+        return FileResponse(target, media_type=media_type, headers=headers)  # as it is, read off the loop
+    text = fill_in(target.read_text("utf-8", "replace"), page_values(server, request))  # a page: small
+    return Response(text.encode(), media_type=media_type, headers=headers)
 
 
 @pages_router.get("/compat/{path:path}", include_in_schema=False)
