@@ -46,8 +46,10 @@ if [ "${#test_flag[@]}" -gt 0 ] && [ "$CHECK_PICAMERA2" != 1 ]; then
 fi
 
 if [ "${#test_flag[@]}" -gt 0 ]; then
-  # jMuxer, which pi-h264-to-browser's pages play with: the tests load such pages (tests/compat). Pinned, from npm.
-  npm install --prefix build/node --no-save --no-package-lock --no-audit --no-fund --loglevel=error jmuxer@2.1.1 >/dev/null
+  # Third-party browser clients the tests load, pinned, from npm: jMuxer (pi-h264-to-browser's pages play with it,
+  # tests/compat) and medooze's WHEP client (tests/browser/test_whep_client.py).
+  npm install --prefix build/node --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
+    jmuxer@2.1.1 whip-whep@1.2.0 >/dev/null
 fi
 
 if [ "$CHECK_PICAMERA2" = 1 ] && ! error="$(.venv/bin/python -c 'import picamera2' 2>&1)"; then

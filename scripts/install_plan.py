@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
-TEST_DEBS = ("chromium", "mosquitto", "nginx", "libnginx-mod-rtmp", "ffmpeg", "iproute2", "xvfb")
+TEST_DEBS = ("chromium", "mosquitto", "nginx", "libnginx-mod-rtmp", "ffmpeg", "iproute2", "xvfb", "prometheus")
 # npm fetches jMuxer for the tests of pi-h264-to-browser's pages; Debian's package only where no npm is on PATH (NodeSource's
 # nodejs, for one, brings its own and conflicts with Debian's).
 NPM_DEB = "npm"

@@ -29,6 +29,7 @@ from vergence.control.controller import Controllers
 from vergence.control.state import StateStore
 from vergence.errors import VergenceError, redact_logs
 from vergence.events import EventBus
+from vergence.http.cors import CorsMiddleware
 from vergence.http.refusal import refuse_error, refuse_invalid_request
 from vergence.http_limits import BodyLimitMiddleware
 from vergence.hub import Hub
@@ -227,9 +228,11 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(AuthMiddleware, auth=auth)
-    # Outermost: a body too large is refused before anything else looks at the request.
+    # A body too large is refused before anything but the CORS preflight looks at the request.
     server = settings.server
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=server.max_body_kb * 1024, timeout_s=server.body_timeout_s)
+    # Outside authentication: a browser's preflight carries no credentials (only for [auth] allowed_origins' pages).
+    app.add_middleware(CorsMiddleware, allowed_origins=settings.auth.allowed_origins)
     app.add_exception_handler(RequestValidationError, refuse_invalid_request)
     app.add_exception_handler(VergenceError, refuse_error)
     # uvicorn logs each WebSocket's path with its query string, where browsers carry `?token=`.

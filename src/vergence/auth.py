@@ -91,9 +91,10 @@ def required_role(scope: Scope) -> Role:
     method, parts = scope["method"], scope["path"].strip("/").split("/")
     if method in SAFE_METHODS:
         return Role.VIEWER
-    # WebRTC signalling is watching: offer to receive a stream (POST), hang up one's own peer (DELETE, by its secret id).
+    # WebRTC signalling is watching: offer to receive a stream (POST), hang up one's own peer (DELETE, by its secret id),
+    # trickle ICE to it (PATCH, answered 405: a WHEP client must learn that, not that it lacks a role).
     if parts[:2] == ["api", "webrtc"] and (
-        (method == "POST" and len(parts) == 3) or (method == "DELETE" and len(parts) == 4)
+        (method == "POST" and len(parts) == 3) or (method in ("DELETE", "PATCH") and len(parts) == 4)
     ):
         return Role.VIEWER
     return Role.OPERATOR

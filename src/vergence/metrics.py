@@ -108,6 +108,11 @@ class HistogramSnapshot:
     def count(self) -> int:
         return self.cumulative[-1]
 
+    def scaled(self, factor: float) -> HistogramSnapshot:
+        """The same counts in another unit: bounds and sum times `factor` (ms → s for /metrics: 0.001)."""
+        bounds = tuple(round(bound * factor, 12) for bound in self.bounds)  # 0.0001, not 0.00010000000000000002
+        return HistogramSnapshot(bounds, self.cumulative, self.sum * factor)
+
 
 class Histogram:
     """Counts of observations per fixed bucket, cheap enough to observe every frame of every stage: a bisect and an add.

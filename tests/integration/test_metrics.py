@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -64,7 +66,7 @@ def series(families: dict[str, Family], name: str, **labels: str) -> float | Non
 
 
 def stage_count(families: dict[str, Family], stage: str) -> float:
-    return value(families, "vergence_stage_latency_ms_count", stream="cam0", stage=stage)
+    return value(families, "vergence_stage_latency_seconds_count", stream="cam0", stage=stage)
 
 
 def drain(client: VideoClient, stop: threading.Event) -> None:
@@ -100,17 +102,17 @@ def test_metrics_follow_a_viewer_the_frame_rate_and_source_restarts(vergence_ser
                 server.url,
                 lambda f: (
                     series(f, "vergence_viewers", **ws) == 1
-                    and 28 <= value(f, "vergence_fps", stream="cam0") <= 32
+                    and 28 <= value(f, "vergence_frames_per_second", stream="cam0") <= 32
                     and stage_count(f, "encode_h264") > 0
                     # The bitrate is a windowed rate: it reads 0 until the window holds packets, whatever the
                     # encode count says (CI once scraped in between).
-                    and value(f, "vergence_bitrate_bps", stream="cam0", format="h264") > 0
+                    and value(f, "vergence_published_bytes_per_second", stream="cam0", format="h264") > 0
                 ),
             )
             assert value(first, "vergence_stream_up", stream="cam0") == 1
             assert value(first, "vergence_channel_producing", stream="cam0", format="h264") == 1
             assert first["vergence_frames_total"].type == "counter"
-            stages = {labels["stage"] for _, labels, _ in first["vergence_stage_latency_ms"].samples}
+            stages = {labels["stage"] for _, labels, _ in first["vergence_stage_latency_seconds"].samples}
             assert {"capture", "ptz", "stabilize", "plugins", "overlay", "encode_h264", "encode_jpeg"} <= stages
 
             # A later scrape has seen more frames through every stage the viewer's packets pass.
@@ -119,16 +121,16 @@ def test_metrics_follow_a_viewer_the_frame_rate_and_source_restarts(vergence_ser
                 lambda f: (
                     stage_count(f, "capture") > stage_count(first, "capture")
                     and stage_count(f, "encode_h264") > stage_count(first, "encode_h264")
-                    and value(f, "vergence_send_to_wire_ms_count", stream="cam0", format="h264")
-                    > value(first, "vergence_send_to_wire_ms_count", stream="cam0", format="h264")
+                    and value(f, "vergence_send_to_wire_seconds_count", stream="cam0", format="h264")
+                    > value(first, "vergence_send_to_wire_seconds_count", stream="cam0", format="h264")
                 ),
             )
             for name in ("vergence_frames_total", "vergence_packets_total"):
                 for _, labels, earlier in first[name].samples:
                     assert value(later, name, **labels) >= earlier
             h264 = {"stream": "cam0", "format": "h264"}
-            assert value(later, "vergence_capture_to_send_ms_count", **h264) > value(
-                first, "vergence_capture_to_send_ms_count", **h264
+            assert value(later, "vergence_capture_to_send_seconds_count", **h264) > value(
+                first, "vergence_capture_to_send_seconds_count", **h264
             )
         finally:
             stop.set()
@@ -160,3 +162,23 @@ def test_a_scraper_needs_a_viewer_token_once_tokens_are_set(vergence_server, tmp
     assert httpx.get(f"{server.url}/metrics").status_code == 401
     families = scrape(server.url, authorization=f"Bearer {VIEWER_TOKEN}")
     assert value(families, "vergence_build_info", version=families["vergence_build_info"].samples[0][1]["version"]) == 1
+
+
+def test_promtool_finds_nothing_to_say_about_the_metrics(vergence_server, tmp_path, clip):
+    """Prometheus's own linter (Debian's prometheus package) on a scrape with every family present: a viewer's
+    histograms, a restarting source, a UDP output."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is not installed: apt-get install prometheus (scripts/install.sh --test does)")
+    config = tmp_path / "metrics.toml"
+    config.write_text(CONFIG.format(clip=clip) + '[[udp]]\nid = "gcs"\nstream = "cam0"\nhost = "127.0.0.1"\nport = 9\n')
+    server = vergence_server("--config", str(config))
+    with VideoClient.open(server.ws_url, "/ws/video/cam0") as client:
+        client.next(timeout=10)
+        families = poll(
+            server.url, lambda f: value(f, "vergence_send_to_wire_seconds_count", stream="cam0", format="h264") > 0
+        )
+        assert "vergence_output_sent_bytes_per_second" in families
+        text = httpx.get(f"{server.url}/metrics").text
+    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert (checked.returncode, checked.stdout + checked.stderr) == (0, ""), checked.stdout + checked.stderr

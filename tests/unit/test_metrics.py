@@ -337,8 +337,8 @@ def test_counters_never_go_down_across_source_restarts_and_a_viewer_leaving():
             first, "vergence_frames_total", stream="cam0"
         )
         stage = {"stream": "cam0", "stage": "encode_h264"}
-        assert value(last, "vergence_stage_latency_ms_count", **stage) > value(
-            first, "vergence_stage_latency_ms_count", **stage
+        assert value(last, "vergence_stage_latency_seconds_count", **stage) > value(
+            first, "vergence_stage_latency_seconds_count", **stage
         )
         assert "vergence_viewers" not in scrapes[2]  # nobody watched: no series, not a stale one
 
@@ -389,4 +389,17 @@ def test_outputs_report_up_and_the_totals_they_keep():
     assert value(families, "vergence_output_up", **push_labels) == 0
     assert value(families, "vergence_output_bytes_total", **udp_labels) == 12345
     assert value(families, "vergence_output_failures_total", **push_labels) == 3
+    assert value(families, "vergence_output_sent_bytes_per_second", **udp_labels) == 100_000  # 800 kbit/s, in bytes
     assert [labels for _, labels, _ in families["vergence_output_failures_total"].samples] == [push_labels]
+
+
+def test_a_histogram_kept_in_ms_is_shown_in_seconds():
+    histogram = Histogram()
+    for ms in (0.05, 3.0, 40.0):
+        histogram.observe(ms)
+    exposition = Exposition()
+    exposition.histogram("vergence_test_seconds", "in seconds", histogram.snapshot().scaled(0.001))
+    families = parse(exposition.render())
+    buckets = {ls["le"]: v for n, ls, v in families["vergence_test_seconds"].samples if n.endswith("_bucket")}
+    assert buckets["0.0001"] == 1 and buckets["0.005"] == 2 and buckets["0.05"] == 3  # 0.1 ms, 5 ms, 50 ms
+    assert value(families, "vergence_test_seconds_sum") == pytest.approx(0.04305)

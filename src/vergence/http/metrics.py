@@ -1,5 +1,8 @@
 """GET /metrics: frame rates, bitrates, viewers, drops, restarts and per-stage latency histograms for Prometheus.
 
+In Prometheus's base units (`promtool check metrics` passes: tests/integration/test_metrics.py): durations in seconds,
+sizes and rates in bytes, totals as `_total` counters. vergence times its stages in ms; the histograms are scaled here.
+
 Everything is read at scrape time from the counters the server keeps for /api/stats (docs/architecture.md), on the event
 loop, so hub state is consistent and the data path does no extra work beyond the histograms' `observe()`.
 """
@@ -23,6 +26,8 @@ if TYPE_CHECKING:
     from vergence.stream import Stream
 
 router = APIRouter(tags=["metrics"])
+
+MS = 0.001  # vergence's timings are in ms; Prometheus's unit is the second
 
 # The kinds of consumer a hub subscription declares (`Channel.subscribe(kind=…)`); any other counts as "other".
 VIEWER_KINDS = frozenset({"ws", "mjpeg", "webrtc", "udp", "restream", "rec", "mqtt", "zmq", "tcp"})
@@ -72,7 +77,9 @@ def add_stream(exposition: Exposition, stream: Stream) -> None:
     exposition.counter(
         "vergence_frames_total", "frames captured and passed to the encoders", stream.fps.total_events, stream=sid
     )
-    exposition.gauge("vergence_fps", "frames per second over the last 2 s", stream.fps.per_second(), stream=sid)
+    exposition.gauge(
+        "vergence_frames_per_second", "frames per second over the last 2 s", stream.fps.per_second(), stream=sid
+    )
     exposition.counter(
         "vergence_source_restarts_total",
         "times the supervisor restarted a failed or ended source (0 for derived streams)",
@@ -83,9 +90,9 @@ def add_stream(exposition: Exposition, stream: Stream) -> None:
     for stage, timing in stream.stage_ms.items():
         if isinstance(timing, TimingMs):
             exposition.histogram(
-                "vergence_stage_latency_ms",
-                "time a frame spent in each pipeline stage, ms",
-                timing.histogram.snapshot(),
+                "vergence_stage_latency_seconds",
+                "time a frame spent in each pipeline stage",
+                timing.histogram.snapshot().scaled(MS),
                 stream=sid,
                 stage=stage,
             )
@@ -103,9 +110,9 @@ def add_stream(exposition: Exposition, stream: Stream) -> None:
             **labels,
         )
         exposition.gauge(
-            "vergence_bitrate_bps",
-            "published bits per second over the last 2 s",
-            stats.rate.amount_per_second() * 8,
+            "vergence_published_bytes_per_second",
+            "published bytes per second over the last 2 s",
+            stats.rate.amount_per_second(),
             **labels,
         )
         exposition.counter(
@@ -130,16 +137,16 @@ def add_stream(exposition: Exposition, stream: Stream) -> None:
                 kind=kind,
             )
         exposition.histogram(
-            "vergence_capture_to_send_ms",
-            "capture to hub release of each packet, ms (wall clock)",
-            stats.capture_to_send_ms.histogram.snapshot(),
+            "vergence_capture_to_send_seconds",
+            "capture to hub release of each packet (wall clock)",
+            stats.capture_to_send_ms.histogram.snapshot().scaled(MS),
             **labels,
         )
         exposition.histogram(
-            "vergence_send_to_wire_ms",
-            "hub release to written on a WebSocket, ms: per packet for viewers written as it is published, per packet "
+            "vergence_send_to_wire_seconds",
+            "hub release to written on a WebSocket: per packet for viewers written as it is published, per packet "
             "and viewer for viewers catching up",
-            stats.send_to_wire_ms.histogram.snapshot(),
+            stats.send_to_wire_ms.histogram.snapshot().scaled(MS),
             **labels,
         )
         encoder = getattr(channel.producer, "encoder", None)  # h264, jpeg and raw: an Encoder; fmp4: a muxer
@@ -162,9 +169,9 @@ def add_output(exposition: Exposition, output: Output) -> None:
     up = bool(described.get("running")) or described.get("state") == "live"
     exposition.gauge("vergence_output_up", "1 while the output sends (udp running, restream live)", up, **labels)
     exposition.gauge(
-        "vergence_output_bitrate_bps",
-        "bits per second sent over the last 2 s",
-        described.get("bitrate_bps", 0),
+        "vergence_output_sent_bytes_per_second",
+        "bytes per second sent over the last 2 s",
+        described.get("bitrate_bps", 0) / 8,
         **labels,
     )
     for key, (name, help) in OUTPUT_TOTALS.items():

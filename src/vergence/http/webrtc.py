@@ -1,4 +1,5 @@
-"""WHEP-style signalling: `POST /api/webrtc/{stream}` (SDP offer → answer), `DELETE …/{peer}` to hang up."""
+"""WHEP-style signalling: `POST /api/webrtc/{stream}` (SDP offer → answer), `DELETE …/{peer}` to hang up, `PATCH` (trickle
+ICE) answered 405. Pages of `[auth] allowed_origins` may use it across origins (http/cors.py)."""
 
 from __future__ import annotations
 
@@ -121,10 +122,23 @@ async def hang_up(request: Request, stream_id: str, peer: str) -> dict[str, Any]
     found = peers.by_resource(peer)
     if found is None and may_command(principal_of(request.scope)):
         found = peers.peers.get(peer)
+    if found is None:
+        # Ended already (a WHEP client may close its peer before it sends DELETE): the session is gone, as asked.
+        ended = peers.ended(peer)
+        if ended is not None and ended[0] == stream_id:
+            return {"ok": True, "id": ended[1], "ended": True}
     if found is None or found.stream_id != stream_id:
         raise HTTPException(404, f"no such WebRTC peer on stream {stream_id!r}")  # the path is a secret: not echoed
     await peers.hang_up(found.id)
     return {"ok": True, "id": found.id}
+
+
+@router.patch("/api/webrtc/{stream_id}/{peer}", tags=["video"], status_code=405, response_class=Response)
+async def trickle(stream_id: str, peer: str) -> Response:
+    """Trickle ICE and ICE restarts (WHEP's PATCH) are not supported: 405, without `Accept-Patch`, as the WHEP and
+    WHIP specifications allow. The answer to the offer holds every candidate of ours; a client's candidates reach us
+    inside its offer or by the peer connection's own checks."""
+    return Response(status_code=405, headers={"Allow": "DELETE"})
 
 
 @router.get("/api/webrtc", tags=["video"])

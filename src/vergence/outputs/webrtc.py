@@ -17,6 +17,7 @@ import logging
 import re
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -55,6 +56,7 @@ VIDEO_CLOCK = Fraction(1, 90_000)  # RTP's clock for video
 MAX_QUEUED_PACKETS = 60  # per peer: a peer whose sender falls this far behind resumes at the next keyframe
 DATA_CHANNEL_HIGH_WATER = 64 * 1024  # frame times are skipped while this much is waiting to be sent to a peer
 STATS_EVERY_S = 1.0
+ENDED_KEPT = 1024  # URLs of ended peers remembered, so a late DELETE of one is a success
 _H264_IN_OFFER = re.compile(r"^a=rtpmap:\d+ H264/90000", re.IGNORECASE | re.MULTILINE)
 PLAYOUT_DELAY = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay"
 _PLAYOUT_DELAY_IN_OFFER = re.compile(rf"^a=extmap:(\d+)(?:/\w+)? {re.escape(PLAYOUT_DELAY)}\s*$", re.MULTILINE)
@@ -178,6 +180,9 @@ class WebRtcPeers:
         self._on_control = on_control
         self.peers: dict[str, Peer] = {}
         self._by_resource: dict[str, Peer] = {}
+        # The URLs of peers that ended (their client closed, a watchdog dropped them), newest last: a WHEP client that
+        # closes its peer before its DELETE (whip-whep's stop() does) gets success for a session already gone.
+        self._ended: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self.answered = 0
         self.closed_reasons: dict[str, int] = {}
 
@@ -302,12 +307,19 @@ class WebRtcPeers:
         """The peer whose URL ends in `resource` (its secret), or None."""
         return self._by_resource.get(resource)
 
+    def ended(self, resource: str) -> tuple[str, str] | None:
+        """(stream id, peer id) of a peer that ended lately, whose URL ends in `resource`; None if none did."""
+        return self._ended.get(resource)
+
     async def hang_up(self, peer_id: str, reason: str = "hung up") -> bool:
         """Close one peer and forget it; False when there is no such peer."""
         peer = self.peers.pop(peer_id, None)
         if peer is None or peer.closing:
             return False
         self._by_resource.pop(peer.resource, None)
+        self._ended[peer.resource] = (peer.stream_id, peer.id)
+        while len(self._ended) > ENDED_KEPT:
+            self._ended.popitem(last=False)
         peer.closing = True
         self.closed_reasons[reason] = self.closed_reasons.get(reason, 0) + 1
         log.info("WebRTC peer %s closed: %s", peer.id, reason)
