@@ -45,8 +45,8 @@ PAN_PX_PER_S = 120
 SWEEP_S = 4.0
 
 # The H.264 settings of vergence's defaults (config.H264Settings) and the options its libx264 encoder builds from them
-# (encoders/h264.py, _libx264_options), copied as values.
-BITRATE_BPS = 2_500_000
+# (encoders/h264.py, _libx264_options), copied as values: the bitrate is the automatic one of 1280x720 @ 30.
+BITRATE_BPS = 5_500_000
 GOP_FRAMES = 60
 THREADS = 2
 

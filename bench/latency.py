@@ -345,11 +345,12 @@ def _compare_encoder_options(fps: float) -> dict[str, Any]:
     floor_options = floor_module.libx264_options(fps)
     try:
         from vergence.config import H264Settings
-        from vergence.encoders.h264 import _libx264_options
+        from vergence.encoders.h264 import _libx264_options, bitrate_for
 
         settings = H264Settings()
-        ours = _libx264_options(settings, fps)
-        same_rate = (settings.bitrate_bps, settings.gop_frames) == (floor_module.BITRATE_BPS, floor_module.GOP_FRAMES)
+        bitrate = bitrate_for(settings, 1280, 720, fps)  # the floor's picture
+        ours = _libx264_options(settings, fps, bitrate)
+        same_rate = (bitrate, settings.gop_frames) == (floor_module.BITRATE_BPS, floor_module.GOP_FRAMES)
     except (ImportError, TypeError, ValueError) as err:
         return {"match": None, "note": f"cannot read vergence's options: {err}"}
     return {"match": ours == floor_options and same_rate, "floor": floor_options, "vergence": ours}

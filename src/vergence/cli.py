@@ -423,6 +423,22 @@ def bench_latency(
     )
 
 
+@bench_app.command("quality")
+def bench_quality(
+    sizes: Annotated[str, typer.Option(help="comma-separated picture sizes")] = "1280x720,1920x1080",
+    bitrates: Annotated[
+        str, typer.Option(help="comma-separated bitrates in bit/s to compare (default: vergence's for each size)")
+    ] = "",
+    fps: Annotated[float, typer.Option(help="frames per second")] = 30.0,
+    seconds: Annotated[float, typer.Option(help="seconds of video per measurement")] = 10.0,
+    scene: Annotated[str, typer.Option(help="the test camera's scene: camera or simple")] = "camera",
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the results as JSON here")] = None,
+) -> None:
+    """PSNR (mean, minimum), bitrate and largest frame of vergence's H.264 settings on the test camera's scene."""
+    rates = [int(float(rate)) for rate in bitrates.split(",") if rate.strip()] or None
+    _bench("quality").run(sizes.split(","), rates, fps=fps, seconds=seconds, scene=scene, json_out=json_out)
+
+
 @bench_app.command("preview")
 def bench_preview(
     seconds: Annotated[float, typer.Option(help="measuring time")] = 10.0,

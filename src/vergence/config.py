@@ -113,7 +113,13 @@ class H264Settings(_Section):
     encoder: Literal["auto", "libx264", "h264_v4l2m2m"] = Field(
         "auto", description="auto tries h264_v4l2m2m, then libx264"
     )
-    bitrate_bps: int = Field(2_500_000, ge=100_000, le=50_000_000, description="100000 ≤ bitrate_bps ≤ 50000000")
+    bitrate_bps: int | None = Field(
+        None,
+        ge=100_000,
+        le=50_000_000,
+        description="100000 ≤ bitrate_bps ≤ 50000000; unset: by picture size and rate, 0.2 bit per pixel (5.5 Mbit/s "
+        "at 1280x720@30, 12.4 at 1920x1080@30), chosen on the test camera's camera-like scene",
+    )
     gop_frames: int = Field(60, ge=1, le=600, description="frames between keyframes, 1 … 600")
     profile: Literal["baseline", "main", "high"] = Field("baseline", description="baseline, main or high")
     threads: int = Field(2, ge=1, le=16, description="libx264 slice threads, 1 … 16")

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from vergence.config import CameraSettings, Settings
 from vergence.encoders.base import Encoder, PacketSink
 from vergence.encoders.fmp4 import Fmp4Muxer
-from vergence.encoders.h264 import H264Encoder
+from vergence.encoders.h264 import H264Encoder, bitrate_for
 from vergence.encoders.jpeg import JpegEncoder, jpeg_packet
 from vergence.encoders.raw import RawEncoder
 from vergence.events import EventBus
@@ -206,7 +206,7 @@ class Stream:
     @property
     def bitrate_bps(self) -> int:
         """The H.264 bitrate this stream encodes at."""
-        return self._h264_encoder.settings.bitrate_bps
+        return bitrate_for(self._h264_encoder.settings, self.info.width, self.info.height, self.info.fps)
 
     def set_bitrate(self, bitrate_bps: int) -> None:
         """Change the H.264 bitrate from the next frame on (every H.264 consumer of this stream shares the encoder)."""

@@ -87,3 +87,31 @@ def test_two_cameras_opened_a_frame_apart_show_the_same_scene_at_the_same_instan
     assert np.array_equal(same_instant[0][rows], same_instant[1][rows])
     late._slot = 1  # a frame later the scene has moved on
     assert not np.array_equal(same_instant[0][rows], late._draw(now_ns)[rows])
+
+
+def test_the_camera_scene_keeps_the_time_code_and_has_fresh_noise_in_every_frame():
+    source = TestPatternSource(CameraSettings(size="320x240", fps=60, options={"scene": "camera"}))
+    source.open()
+    frame = source.read()
+    assert timecode.read(i420_planes(frame.image, 320, 240)[0]) == frame.capture_ns // 1000 * 1000
+    # The same instant of the scene drawn twice differs only by its noise: grain of about LUMA_NOISE_SIGMA levels.
+    source._slot = 5
+    first = source._draw(0)[200:240].astype(np.int16)
+    again = source._draw(0)[200:240].astype(np.int16)
+    difference = float(np.std(first - again))
+    assert 1.5 < difference < 3.5, difference  # two independent draws: sqrt(2) × the noise's 1.7
+    simple = TestPatternSource(CameraSettings(size="320x240", fps=60))
+    simple.open()
+    simple._slot = 5
+    assert np.array_equal(simple._draw(0)[200:240], simple._draw(0)[200:240])  # the simple scene has none
+    source.close()
+    simple.close()
+
+
+def test_an_unknown_scene_is_a_clear_error():
+    import pytest
+
+    from vergence.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="options.scene must be one of simple, camera"):
+        TestPatternSource(CameraSettings(size="320x240", options={"scene": "forest"}))

@@ -20,7 +20,26 @@ from vergence.media.frame import TIME_BASE, EncodedPacket, Frame
 log = logging.getLogger(__name__)
 
 
-def _libx264_options(settings: H264Settings, fps: float) -> dict[str, str]:
+# The default bitrate, in bits per pixel of every frame: measured on the test camera's camera-like scene (grain noise,
+# fine texture, motion; `vergence bench quality`), the least that keeps libx264 ultrafast above 40 dB mean PSNR with
+# no frame below 38 at 720p30 and 1080p30 (docs/benchmarks.md). 2.5 Mbit/s, the old default for every size, gave 39.2 dB
+# at 720p and 38.3 dB at 1080p there, a frame at 33.5 dB.
+BITS_PER_PIXEL = 0.2
+MIN_AUTO_BPS, MAX_AUTO_BPS = 300_000, 25_000_000
+
+
+def auto_bitrate_bps(width: int, height: int, fps: float) -> int:
+    """The bitrate a stream of this size and rate encodes at when `[h264] bitrate_bps` is unset."""
+    wanted = round(BITS_PER_PIXEL * width * height * fps, -5)
+    return int(min(MAX_AUTO_BPS, max(MIN_AUTO_BPS, wanted)))
+
+
+def bitrate_for(settings: H264Settings, width: int, height: int, fps: float) -> int:
+    """The bitrate these settings mean for a picture of this size and rate: the one set, else the automatic one."""
+    return settings.bitrate_bps or auto_bitrate_bps(width, height, fps)
+
+
+def _libx264_options(settings: H264Settings, fps: float, bitrate_bps: int) -> dict[str, str]:
     # zerolatency: no lookahead, no B-frames, one packet out per frame in. Slice threads split each frame across cores;
     # frame threads would add a frame of delay per thread. repeat-headers puts SPS/PPS in front of every IDR, so any
     # keyframe is a valid starting point for a late joiner. forced-idr makes a requested keyframe an IDR.
@@ -35,8 +54,8 @@ def _libx264_options(settings: H264Settings, fps: float) -> dict[str, str]:
         "scenecut=0",
         # Half a second of VBV: caps bursts for a Wi-Fi link, yet leaves room after a keyframe. A buffer of a few frames
         # measured PSNR dips to 31 dB (visible blocks) on the test pattern; half a second keeps every frame above 43 dB.
-        f"vbv-maxrate={settings.bitrate_bps // 1000}",
-        f"vbv-bufsize={max(1, settings.bitrate_bps // 2000)}",
+        f"vbv-maxrate={bitrate_bps // 1000}",
+        f"vbv-bufsize={max(1, bitrate_bps // 2000)}",
     ]
     return {
         "preset": "ultrafast",
@@ -90,10 +109,11 @@ class H264Encoder(Encoder):
                 ctx.pix_fmt = "yuv420p"
                 ctx.time_base = TIME_BASE
                 ctx.framerate = Fraction(fps).limit_denominator(1001)
-                ctx.bit_rate = self.settings.bitrate_bps
+                bitrate = bitrate_for(self.settings, frame.width, frame.height, fps)
+                ctx.bit_rate = bitrate
                 ctx.gop_size = self.settings.gop_frames
                 if name == "libx264":
-                    ctx.options = _libx264_options(self.settings, fps)
+                    ctx.options = _libx264_options(self.settings, fps, bitrate)
                 else:
                     ctx.options = {"repeat_sequence_header": "1"}
                 ctx.open()

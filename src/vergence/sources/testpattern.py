@@ -1,7 +1,14 @@
-"""The built-in test camera: a moving scene with a clock, the frame number and the capture-time code."""
+"""The built-in test camera: a moving scene with a clock, the frame number and the capture-time code.
+
+Two scenes (`options.scene`): `simple`, flat colours and circles (cheap to encode: libx264 ultrafast at qp 23 needs about
+1 Mbit/s at 720p30), and `camera`, as hard to encode as a real camera's picture: fine texture at every scale, the same
+slow pan and sweeping box, and fresh sensor noise in every frame (about 4–5 Mbit/s for the same encoder). The benches
+run on `camera`; both keep the time code and the clock.
+"""
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -11,7 +18,7 @@ import cv2
 import numpy as np
 
 from vergence.config import CameraSettings
-from vergence.errors import SourceEnded
+from vergence.errors import ConfigError, SourceEnded
 from vergence.media import timecode
 from vergence.media.frame import TIME_BASE, Frame, i420_planes
 from vergence.ptz import Rect, SensorGeometry
@@ -23,6 +30,14 @@ SENSOR_SCALE = 2  # the virtual sensor is this many times the output size each w
 # Behind schedule by less than this (a busy moment on a small machine), frames follow at once to keep the average rate
 # exact; behind by more, the missed slots are skipped, as a camera that stalled would.
 MAX_CATCH_UP_S = 0.25
+SCENES = ("simple", "camera")
+# The camera scene, tuned on this machine (bench/quality.py): libx264 ultrafast at qp 23 needs 4.1 Mbit/s at 720p30.
+TEXTURE_WEIGHT = 0.15
+# The camera scene's sensor noise: Gaussian, in 8-bit levels (a small sensor's video mode in daylight), luma and chroma.
+LUMA_NOISE_SIGMA = 1.7
+CHROMA_NOISE_SIGMA = 0.85
+NOISE_GRAIN_PX = 0.8  # the noise's correlation length (a Gaussian blur of white noise)
+NOISE_MARGIN_PX = 64  # each frame reads the noise bank at a fresh offset up to this far: new noise, no new numbers
 
 
 def _outlined_text(luma: np.ndarray, text: str, origin: tuple[int, int], scale: float) -> None:
@@ -54,6 +69,43 @@ def render_scene(width: int, height: int) -> np.ndarray:
     return scene
 
 
+def render_texture(width: int, height: int, seed: int = 11) -> np.ndarray:
+    """Return BGR texture of `width` x `height` with detail at every scale down to single pixels (foliage, gravel,
+    fabric: what makes a real scene expensive to encode), tiling horizontally."""
+    rng = np.random.default_rng(seed)
+    texture = np.zeros((height, width), np.float32)
+    for octave in range(7):  # from one pixel to 64 pixels, the fine octaves weaker as in natural images
+        step = 2**octave
+        coarse = rng.standard_normal((max(2, height // step), max(2, width // step + 1))).astype(np.float32)
+        coarse[:, -1] = coarse[:, 0]  # tile: the last column repeats the first
+        layer = cv2.resize(coarse, (width + step, height), interpolation=cv2.INTER_CUBIC)[:, :width]
+        texture += layer * (9.0 + 3.0 * octave)
+    patches = rng.standard_normal((max(2, height // 48), max(2, width // 48))).astype(np.float32)
+    tint = cv2.resize(patches, (width, height), interpolation=cv2.INTER_CUBIC)  # slow colour changes
+    bgr = np.dstack([texture - 12 * tint, texture + 6 * tint, texture + 14 * tint])
+    return np.clip(bgr, -128, 127).astype(np.int16)
+
+
+@functools.lru_cache(maxsize=4)
+def render_camera_scene(width: int, height: int) -> np.ndarray:
+    """Return the camera-like BGR scene: the simple scene's colours and shapes under a natural texture. Kept (read-only)
+    for the next camera of this size: a stereo pair, a restart (it takes most of a second at 720p)."""
+    scene = render_scene(width, height).astype(np.int16)
+    textured = np.clip(scene * 0.8 + render_texture(width, height) * TEXTURE_WEIGHT + 20, 0, 255).astype(np.uint8)
+    textured.setflags(write=False)
+    return textured
+
+
+def noise_bank(width: int, height: int, sigma: float, seed: int) -> np.ndarray:
+    """Sensor noise around 128 (for cv2.addWeighted's −128 offset), NOISE_MARGIN_PX larger than the plane each way.
+    Grainy as a camera's is after demosaicing and denoising (spatially correlated over about a pixel), not white."""
+    rng = np.random.default_rng(seed)
+    white = rng.standard_normal((height + NOISE_MARGIN_PX, width + NOISE_MARGIN_PX)).astype(np.float32)
+    grain = np.asarray(cv2.GaussianBlur(white, (0, 0), NOISE_GRAIN_PX), np.float32)
+    scaled = grain * np.float32(sigma / max(float(grain.std()), 1e-6))
+    return np.clip(np.rint(scaled + 128.0), 0, 255).astype(np.uint8)
+
+
 @register("testpattern")
 class TestPatternSource(Source):
     """A virtual camera: frames paced by a monotonic clock (frame n is due at t0 + n/fps, so the rate never drifts; waits
@@ -82,12 +134,24 @@ class TestPatternSource(Source):
         self._t0 = 0.0
         self._slot = 0
         self._seq = 0
+        self._scene = camera.options.get("scene", "simple").strip().lower()
+        if self._scene not in SCENES:
+            raise ConfigError(f"options.scene must be one of {', '.join(SCENES)}, got {camera.options['scene']!r}")
+        self._noise: list[np.ndarray] = []  # the camera scene's noise banks: luma, u, v
+        self._noise_rng = np.random.default_rng()
 
     def open(self) -> SourceInfo:
         self._closed.clear()
         w, h = self._width, self._height
         sensor_w, sensor_h = SENSOR_SCALE * w, SENSOR_SCALE * h
-        full = cv2.cvtColor(render_scene(sensor_w, sensor_h), cv2.COLOR_BGR2YUV_I420)
+        render = render_camera_scene if self._scene == "camera" else render_scene
+        full = cv2.cvtColor(render(sensor_w, sensor_h), cv2.COLOR_BGR2YUV_I420)
+        if self._scene == "camera":
+            self._noise = [
+                noise_bank(w, h, LUMA_NOISE_SIGMA, 1),
+                noise_bank(w // 2, h // 2, CHROMA_NOISE_SIGMA, 2),
+                noise_bank(w // 2, h // 2, CHROMA_NOISE_SIGMA, 3),
+            ]
         half = cv2.resize(full[:sensor_h], (w, h), interpolation=cv2.INTER_AREA)  # luma only; chroma below
         full_planes = i420_planes(full, sensor_w, sensor_h)
         half_planes = [half] + [
@@ -154,6 +218,8 @@ class TestPatternSource(Source):
         image = np.empty((h * 3 // 2, w), np.uint8)
         luma, u_plane, v_plane = i420_planes(image, w, h)
         self._render_crop(luma, u_plane, v_plane)
+        if self._noise:
+            self._add_noise((luma, u_plane, v_plane))
         horizontal, vertical = self._flip
         if horizontal or vertical:  # the scene is mirrored as a sensor's transform would; the overlays stay readable
             code = -1 if horizontal and vertical else (1 if horizontal else 0)
@@ -198,6 +264,14 @@ class TestPatternSource(Source):
                 plane[:] = window
             else:
                 cv2.resize(window, (plane.shape[1], plane.shape[0]), dst=plane, interpolation=cv2.INTER_LINEAR)
+
+    def _add_noise(self, planes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        """Each frame's own sensor noise: the banks read at a fresh random offset (a sub-millisecond add per plane)."""
+        dy, dx = (int(value) for value in self._noise_rng.integers(0, NOISE_MARGIN_PX, 2))
+        for plane, bank, scale in zip(planes, self._noise, (1, 2, 2), strict=True):
+            oy, ox = dy // scale, dx // scale
+            noise = bank[oy : oy + plane.shape[0], ox : ox + plane.shape[1]]
+            cv2.addWeighted(plane, 1.0, noise, 1.0, -128.0, dst=plane)
 
     def close(self) -> None:
         self._closed.set()
