@@ -80,7 +80,8 @@ export class Hud {
     const s = this.stats;
     const w = s.window(1000);
     const haveFrames = s.decoded > 0;
-    this.#set('player', LABELS[s.player] ?? (s.player || DASH));
+    const label = LABELS[s.player] ?? (s.player || DASH);
+    this.#set('player', s.playerDetail ? `${label} (${s.playerDetail})` : label);
     this.#set('stream', s.stream || DASH);
     this.#set('resolution', s.width ? `${s.width}×${s.height}` : DASH);
     this.#set('fps', haveFrames ? w.fps.toFixed(1) : DASH);

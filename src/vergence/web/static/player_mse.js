@@ -21,9 +21,20 @@ const KEEP_BEHIND_S = 10; // buffer kept behind currentTime
 const TRIM_EVERY_MS = 5000;
 const MAX_QUEUE = 90; // appends waiting for the SourceBuffer; beyond this we are not live: start over
 
+/**
+ * The MediaSource this browser has: MediaSource, else ManagedMediaSource (an iPhone's only one, iOS 17.1+), which
+ * may evict what it buffered and asks for data only between its `startstreaming` and `endstreaming` events.
+ */
+export function mediaSourceKind() {
+  if ('MediaSource' in window) return { Source: window.MediaSource, managed: false };
+  if ('ManagedMediaSource' in window) return { Source: window.ManagedMediaSource, managed: true };
+  return null;
+}
+
 export function mseSupport(mime = 'video/mp4; codecs="avc1.42E01E"') {
-  if (!('MediaSource' in window)) return 'this browser has no Media Source Extensions';
-  if (!MediaSource.isTypeSupported(mime)) return `MSE cannot play ${mime}`;
+  const kind = mediaSourceKind();
+  if (!kind) return 'this browser has no Media Source Extensions';
+  if (!kind.Source.isTypeSupported(mime)) return `MSE cannot play ${mime}`;
   return null;
 }
 
@@ -35,6 +46,8 @@ export class MsePlayer {
     this.video = elements.video;
     this.onFail = onFail;
     this.mime = null;
+    this.kind = mediaSourceKind();
+    this.stats.playerDetail = this.kind?.managed ? 'managed' : '';
     this.mediaSource = null;
     this.sourceBuffer = null;
     this.queue = []; // {append: Uint8Array} | {remove: [start, end]}
@@ -90,7 +103,7 @@ export class MsePlayer {
       this.fastRate = Math.min(2, Math.max(CATCH_UP_RATE, DISPLAY_HZ / (msg.fps || 30)));
       this.liveAgeMs = LIVE_AGE_MS + 2 * this.frameMs; // the muxer holds a frame back
       const mime = msg.mime || `video/mp4; codecs="${msg.codec}"`;
-      if (!MediaSource.isTypeSupported(mime)) {
+      if (!this.kind.Source.isTypeSupported(mime)) {
         this.onFail(`MSE cannot play ${mime}`);
         return;
       }
@@ -137,8 +150,14 @@ export class MsePlayer {
   }
 
   #openMediaSource() {
-    const mediaSource = new MediaSource();
+    const mediaSource = new this.kind.Source();
     this.mediaSource = mediaSource;
+    if (this.kind.managed) {
+      // A ManagedMediaSource plays only with remote playback (AirPlay) off or given another source; live video has none.
+      this.video.disableRemotePlayback = true;
+      // It asks for data between startstreaming and endstreaming: appends wait in the queue meanwhile.
+      mediaSource.addEventListener('startstreaming', () => this.#pump());
+    }
     this.objectUrl = URL.createObjectURL(mediaSource);
     this.video.src = this.objectUrl;
     mediaSource.addEventListener('sourceopen', () => {
@@ -180,6 +199,7 @@ export class MsePlayer {
   #pump() {
     const sb = this.sourceBuffer;
     if (!sb || sb.updating || !this.queue.length || this.mediaSource.readyState !== 'open') return;
+    if (this.kind.managed && !this.mediaSource.streaming) return; // it has not asked for data (or asked us to stop)
     const op = this.queue.shift();
     this.inFlight = op;
     try {

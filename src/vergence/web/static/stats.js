@@ -28,6 +28,7 @@ export class Stats {
   /** Start over for a new player or stream. */
   reset(player, stream) {
     this.player = player;
+    this.playerDetail = ''; // how the player plays here, when that differs ('managed': MSE through ManagedMediaSource)
     this.stream = stream;
     this.frames = 0; // frames received
     this.decoded = 0; // frames decoded (WebCodecs) or shown (MSE, MJPEG)
@@ -119,7 +120,7 @@ export class Stats {
     return {
       type: 'report',
       stream: this.stream,
-      player: this.player,
+      player: this.playerDetail ? `${this.player} (${this.playerDetail})` : this.player,
       fps: round(w.fps),
       latency_ms: { p50: round(w.latency.p50), p95: round(w.latency.p95), max: round(w.latency.max) },
       frames: this.decoded,
