@@ -78,7 +78,8 @@ def _camera_config(source: str, size: str, fps: float) -> str:
             options0='options = { sync = "server" }',
             options1='options = { sync = "client" }',
         )
-    return CONFIG.format(source=source, size=size, fps=fps, options0="", options1="")
+    scene = 'options = { scene = "camera" }'  # the test camera as hard to encode as a real one
+    return CONFIG.format(source=source, size=size, fps=fps, options0=scene, options1=scene)
 
 
 def run(

@@ -34,7 +34,7 @@ from typing import Any
 
 from bench import ROOT
 from bench.fanout_client import LAG_BIN_MS
-from bench.latency import _Server, serve_argv
+from bench.latency import _Server, scene_env, serve_argv
 
 GOALS = {"min_fps": 29.0, "server_cpu_percent": 50.0}  # each healthy viewer; of one core, with the stalled viewers
 WARMUP_S = 3.0
@@ -315,12 +315,14 @@ def _vergence_phases(
     stalled: int,
     stream: str,
     warmup_s: float,
+    scene: str,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     url = f"ws://127.0.0.1:{port}/ws/video/{stream}"
     argv = serve_argv(port, "--size", size, "--fps", f"{fps:g}")
     env = {
+        **scene_env(scene),
         "VERGENCE_STATE__PATH": str(workdir / "state.json"),  # the defaults, not a saved overlay or zoom
         "VERGENCE_SERVER__MAX_CONNECTIONS_PER_CLIENT": "1000000",  # every viewer is this machine's one account
     }
@@ -395,6 +397,7 @@ def run(
     viewer_poll_ms: float = 0.0,
     stream: str = "cam0",
     warmup_s: float = WARMUP_S,
+    scene: str = "camera",
 ) -> dict[str, Any]:
     """Measure, print the table, optionally write JSON; return the results (with `passed` against GOALS)."""
     if viewers < 2:
@@ -408,7 +411,7 @@ def run(
     load = os.getloadavg()
     clients = Clients(client_processes, workdir, offer_deflate, viewer_poll_ms)
     try:
-        rows, extra = _vergence_phases(clients, workdir, viewers, size, fps, seconds, stalled, stream, warmup_s)
+        rows, extra = _vergence_phases(clients, workdir, viewers, size, fps, seconds, stalled, stream, warmup_s, scene)
         if reference:
             size_bytes = rows[1]["message_bytes"]
             rows.append(_reference_phase(clients, workdir, viewers, fps, seconds, size_bytes, warmup_s))

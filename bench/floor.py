@@ -7,7 +7,9 @@ machine.
 What it does, and nothing more:
 
 - a thread makes 1280×720 yuv420p frames at 30 fps from a monotonic clock (a colourful scene that pans 120 px/s with a
-  bright box sweeping across it: content of the same difficulty as vergence's test pattern), stamps `time.time_ns()` as
+  bright box sweeping across it: content of the same difficulty as vergence's simple test pattern; or, with
+  `--scene-file`, the test camera's scene exported by the latency bench, its grain added fresh to every frame as the
+  camera adds it), stamps `time.time_ns()` as
   the capture time when it starts a frame, and encodes it with PyAV libx264 with the same options as vergence's encoder
   (values copied here, not imported);
 - each access unit goes to every WebSocket client at `/ws` as one binary message: a 24-byte header laid out like
@@ -103,10 +105,29 @@ def make_scene(width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     return tuple(np.ascontiguousarray(np.hstack([p, p])) for p in planes)  # type: ignore[return-value]
 
 
+NOISE_MARGIN_PX = 64  # the noise banks are this much larger than the planes each way
+
+
+def load_scene(path: str, width: int, height: int) -> tuple[tuple[np.ndarray, ...], list[np.ndarray]]:
+    """The test camera's scene as `vergence bench latency` exported it: planes twice as wide (as make_scene's) and
+    noise banks around 128. The planes are kept 12 levels inside 0…255 and the noise is turned into wrapping offsets, so
+    one uint8 add per plane is the camera's saturating add (the grain never reaches ±12)."""
+    data = np.load(path)
+    planes = tuple(np.ascontiguousarray(np.clip(data[name], 12, 243)) for name in ("y", "u", "v"))
+    if planes[0].shape != (height, 2 * width):
+        raise SystemExit(f"{path}: a scene of {planes[0].shape[1] // 2}x{planes[0].shape[0]}, not {width}x{height}")
+    noise = [
+        (np.clip(data[f"noise_{name}"].astype(np.int16), 116, 140) - 128).astype(np.int8).view(np.uint8)
+        for name in "yuv"
+        if f"noise_{name}" in data
+    ]
+    return planes, noise
+
+
 class Floor:
     """Frame thread (make, stamp, encode) → asyncio loop (broadcast to WebSocket clients)."""
 
-    def __init__(self, width: int, height: int, fps: float) -> None:
+    def __init__(self, width: int, height: int, fps: float, scene_file: str | None = None) -> None:
         if width % 2 or height % 2:
             raise ValueError("width and height must be even")
         self.width, self.height, self.fps = width, height, fps
@@ -118,6 +139,10 @@ class Floor:
         self.encode_ms: collections.deque[float] = collections.deque(maxlen=90)  # the last 3 s at 30 fps
         self.started = time.monotonic()
         self._scene = make_scene(width, height)
+        self._noise: list[np.ndarray] = []
+        if scene_file is not None:
+            self._scene, self._noise = load_scene(scene_file, width, height)
+        self._rng = np.random.default_rng()
 
     # ---- frame thread -------------------------------------------------------------------------------------------
     def _codec(self) -> av.VideoCodecContext:
@@ -147,6 +172,11 @@ class Floor:
         bx = int((w - box) * (1 - abs(2 * phase - 1))) & ~1
         by = (h - box - box // 2) & ~1
         luma[by : by + box, bx : bx + box] = 235
+        if self._noise:  # fresh grain in every frame: the noise banks at a random offset, added without overflow
+            dy, dx = (int(n) for n in self._rng.integers(0, NOISE_MARGIN_PX, 2))
+            for plane, bank, scale in zip((luma, chroma[0], chroma[1]), self._noise, (1, 2, 2), strict=True):
+                oy, ox = dy // scale, dx // scale
+                np.add(plane, bank[oy : oy + plane.shape[0], ox : ox + plane.shape[1]], out=plane)
         return image
 
     def run_frames(self) -> None:
@@ -320,9 +350,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT")
     parser.add_argument("--fps", type=float, default=30.0)
+    parser.add_argument("--scene-file", default=None, help="the test camera's scene, exported by the latency bench")
     args = parser.parse_args(argv)
     width, height = (int(n) for n in args.size.lower().split("x"))
-    asyncio.run(Floor(width, height, args.fps).serve(args.host, args.port))
+    asyncio.run(Floor(width, height, args.fps, args.scene_file).serve(args.host, args.port))
 
 
 if __name__ == "__main__":

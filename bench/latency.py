@@ -38,6 +38,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tests.support import chromium
 from tests.support.netns import enter_private_network, private_address
 
@@ -106,6 +108,7 @@ def run(
     json_out: Path | None = None,
     check: bool = False,
     warmup_s: float = 2.0,
+    scene: str = "camera",
 ) -> dict[str, Any]:
     """Measure, print the table, optionally write JSON; return the results. With check, exit 1 when a goal fails."""
     # First of all: a namespace holds only the thread that enters it (and what that thread starts afterwards).
@@ -129,8 +132,9 @@ def run(
             def measure(url: str, root: str, want: str, label: str) -> dict[str, Any]:
                 return _measure(browser, url, root, want, label, seconds=seconds, fps=fps, warmup_s=warmup_s)
 
+            scene_file = export_scene(workdir / "scene.npz", width, height, scene)
             if floor:
-                rows.append(_floor_phase(measure, "floor (before)", width, height, fps, workdir))
+                rows.append(_floor_phase(measure, "floor (before)", width, height, fps, workdir, scene_file))
             if players:
                 port = _free_port()
                 server = _Server(
@@ -140,7 +144,7 @@ def run(
                     "vergence",
                     # A state file of its own: the defaults are measured, not the overlays, stabilization or zoom
                     # someone saved in ~/.local/state (an overlay over the time code would also hide it from WebRTC).
-                    env={"VERGENCE_STATE__PATH": str(workdir / "state.json")},
+                    env={"VERGENCE_STATE__PATH": str(workdir / "state.json"), **scene_env(scene)},
                 )
                 try:
                     with server:
@@ -152,11 +156,11 @@ def run(
                     done = {r["requested"] for r in rows}
                     rows += [_failed(mode, mode, err) for mode in players if mode not in done]
             if floor:
-                rows.append(_floor_phase(measure, "floor (after)", width, height, fps, workdir))
+                rows.append(_floor_phase(measure, "floor (after)", width, height, fps, workdir, scene_file))
             version = browser.version
         finally:
             browser.close()
-    results = _summarise(rows, seconds=seconds, size=size, fps=fps, chromium=version, network=network)
+    results = _summarise(rows, seconds=seconds, size=size, fps=fps, scene=scene, chromium=version, network=network)
     results["floor_options"] = _compare_encoder_options(fps)
     print(_format(results))
     if json_out is not None:
@@ -172,7 +176,13 @@ def run(
 
 
 def _floor_phase(
-    measure: Callable[..., dict[str, Any]], label: str, width: int, height: int, fps: float, workdir: Path
+    measure: Callable[..., dict[str, Any]],
+    label: str,
+    width: int,
+    height: int,
+    fps: float,
+    workdir: Path,
+    scene_file: Path,
 ) -> dict[str, Any]:
     port = _free_port()
     name = label.split()[-1].strip("()")
@@ -188,6 +198,8 @@ def _floor_phase(
             f"{width}x{height}",
             "--fps",
             f"{fps:g}",
+            "--scene-file",
+            str(scene_file),
         ],
         f"http://127.0.0.1:{port}/stats",
         workdir / f"floor-{name}.log",
@@ -476,6 +488,38 @@ def _quantile(values: list[float], q: float) -> float | None:
 # ---- processes and machine --------------------------------------------------------------------------------------
 
 
+SCENES = ("camera", "simple")
+
+
+def scene_env(scene: str) -> dict[str, str]:
+    """The environment that gives a benchmarked server's test camera this scene (`--size`/`--fps` still apply to it):
+    `camera`, as hard to encode as a real camera (the benches' default), or `simple`."""
+    if scene not in SCENES:
+        raise SystemExit(f"vergence bench: --scene must be one of {', '.join(SCENES)}, got {scene!r}")
+    return {"VERGENCE_CAMERAS": json.dumps([{"id": "cam0", "source": "testpattern", "options": {"scene": scene}}])}
+
+
+def export_scene(path: Path, width: int, height: int, scene: str) -> Path:
+    """Write what the floor needs to show the test camera's scene (its full view at the output size, and its noise):
+    the floor runs no vergence code, so it reads the pixels from this file."""
+    from vergence.config import CameraSettings
+    from vergence.sources.testpattern import SENSOR_SCALE, TestPatternSource
+
+    source = TestPatternSource(CameraSettings(size=f"{width}x{height}", options={"scene": scene}))
+    source.open()
+    planes = source._levels[SENSOR_SCALE]  # the full view reads the half-resolution copy: the output's size
+    noise = source._noise or []
+    np.savez(
+        path,
+        y=planes[0],
+        u=planes[1],
+        v=planes[2],
+        **{f"noise_{n}": bank for n, bank in zip("yuv", noise, strict=False)},
+    )
+    source.close()
+    return path
+
+
 def serve_argv(port: int, *args: str) -> list[str]:
     """The command line of a benchmarked `vergence serve` on 127.0.0.1:port."""
     return [sys.executable, "-m", "vergence", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
@@ -625,6 +669,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--no-floor", action="store_true", help="skip the bare floor pipeline")
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--check", action="store_true", help="exit 1 when a WebCodecs goal fails")
+    parser.add_argument("--scene", default="camera", choices=SCENES, help="the test camera's scene")
     args = parser.parse_args(argv)
     run(
         seconds=args.seconds,
@@ -634,6 +679,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         floor=not args.no_floor,
         json_out=args.json,
         check=args.check,
+        scene=args.scene,
     )
 
 

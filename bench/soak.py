@@ -23,7 +23,7 @@ from typing import Any
 
 from websockets.sync.client import connect
 
-from bench.latency import _Server, serve_argv
+from bench.latency import _Server, scene_env, serve_argv
 
 FD_BOUND, TASK_BOUND, THREAD_BOUND = 4, 4, 1  # what may be in flight when a sample is taken
 
@@ -157,6 +157,7 @@ def run(
     rss_bound_mb: float = 32.0,
     churn_per_s: float = 20.0,
     json_out: Path | None = None,
+    scene: str = "camera",
 ) -> dict[str, Any]:
     """Run the soak, print a sample every `sample_s` and the verdict; return the figures."""
     with socket.socket() as sock:
@@ -168,7 +169,7 @@ def run(
     argv = serve_argv(port, "--size", size, "--fps", str(fps))
     base = f"http://127.0.0.1:{port}"
     samples: list[dict[str, Any]] = []
-    with _Server(argv, f"{base}/api/streams", workdir / "vergence.log", "vergence") as server:
+    with _Server(argv, f"{base}/api/streams", workdir / "vergence.log", "vergence", env=scene_env(scene)) as server:
         assert server.proc is not None
         load = _Load(port, viewers, churn_per_s)
         load.start()

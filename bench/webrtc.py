@@ -168,12 +168,12 @@ async def _serve_and_measure(
                 await task
 
 
-def _pattern_frames(size: tuple[int, int], fps: float) -> list[Any]:
+def _pattern_frames(size: tuple[int, int], fps: float, scene: str) -> list[Any]:
     """Test-pattern frames as the server's camera makes them (moving scene, sweeping box, clock, time code)."""
     from vergence.config import CameraSettings
     from vergence.sources.testpattern import TestPatternSource
 
-    source = TestPatternSource(CameraSettings(size=size, fps=fps))
+    source = TestPatternSource(CameraSettings(size=size, fps=fps, options={"scene": scene}))
     source.open()
     try:
         frames = [source.read() for _ in range(max(2, round(fps * PATTERN_SECONDS)))]
@@ -182,13 +182,13 @@ def _pattern_frames(size: tuple[int, int], fps: float) -> list[Any]:
     return frames + frames[-2:0:-1]  # forth and back: no jump where the loop restarts
 
 
-def _measure_encodes(size: tuple[int, int], fps: float, encodes: int, frames: int) -> dict[str, Any]:
+def _measure_encodes(size: tuple[int, int], fps: float, encodes: int, frames: int, scene: str) -> dict[str, Any]:
     """CPU of `encodes` H.264 encoders fed `frames` frames each, interleaved; cores at `fps` per encode."""
     from vergence.config import load_settings
     from vergence.encoders.h264 import H264Encoder
 
     settings = load_settings(None, {}, {}).h264  # what the server was given (defaults and VERGENCE_H264__*)
-    pattern = _pattern_frames(size, fps)
+    pattern = _pattern_frames(size, fps, scene)
     step = round(90_000 / fps)
     encoders = [H264Encoder(f"bench{i}", settings, lambda packet: None, lambda: fps) for i in range(encodes)]
     for encoder in encoders:  # open the codecs outside the measured time, as a running stream has them open
@@ -220,11 +220,12 @@ def run(
     peers: int = 10,
     decode: bool = False,
     json_out: Path | None = None,
+    scene: str = "camera",
 ) -> dict[str, Any]:
     """Measure and print server CPU for N WebRTC peers against N encodes; PASS when the peers cost less."""
     # First, before any thread: a namespace holds only the thread that enters it and what it starts afterwards.
     why_not = enter_private_network()
-    from bench.latency import _Server, serve_argv
+    from bench.latency import _Server, scene_env, serve_argv
 
     width, height = (int(side) for side in size.lower().split("x"))
     with socket.socket() as sock:
@@ -236,11 +237,11 @@ def run(
     os.environ.setdefault("VERGENCE_WEBRTC__MAX_PEERS_PER_CLIENT", str(max(peers, 4)))  # every peer is this process
     base = f"http://127.0.0.1:{port}"
     argv = serve_argv(port, "--size", size, "--fps", f"{fps:g}")
-    with _Server(argv, f"{base}/api/streams", workdir / "vergence.log", "vergence") as server:
+    with _Server(argv, f"{base}/api/streams", workdir / "vergence.log", "vergence", env=scene_env(scene)) as server:
         assert server.proc is not None
         with _decoding_skipped(not decode):
             served = asyncio.run(_serve_and_measure(base, server.proc.pid, seconds, fps, peers, decode))
-    encoded = _measure_encodes((width, height), fps, peers, round(fps * seconds))
+    encoded = _measure_encodes((width, height), fps, peers, round(fps * seconds), scene)
 
     increment = served["peers_cores"] - served["baseline_cores"]
     per_peer = increment / peers

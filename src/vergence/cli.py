@@ -405,6 +405,9 @@ def hash_password() -> None:
     typer.echo(passwords.hash_password(password))
 
 
+SCENE_HELP = "the test camera's scene: camera (as hard to encode as a real camera) or simple"
+
+
 @bench_app.command("latency")
 def bench_latency(
     seconds: Annotated[float, typer.Option(help="measuring time per player mode")] = 10.0,
@@ -416,10 +419,18 @@ def bench_latency(
     check: Annotated[
         bool, typer.Option(help="exit 1 when a WebCodecs goal (p50, p95, ratio to the floor) fails")
     ] = False,
+    scene: Annotated[str, typer.Option(help=SCENE_HELP)] = "camera",
 ) -> None:
     """Measure capture→decoded latency per player mode in headless Chromium, beside a bare floor pipeline."""
     _bench("latency").run(
-        seconds=seconds, size=size, fps=fps, players=players.split(","), floor=floor, json_out=json_out, check=check
+        seconds=seconds,
+        size=size,
+        fps=fps,
+        players=players.split(","),
+        floor=floor,
+        json_out=json_out,
+        check=check,
+        scene=scene,
     )
 
 
@@ -478,9 +489,12 @@ def bench_webrtc(
     peers: Annotated[int, typer.Option(help="WebRTC peers at once, and encodes to compare with")] = 10,
     decode: Annotated[bool, typer.Option(help="decode on the bench's peers (default: count pictures only)")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the results as JSON here")] = None,
+    scene: Annotated[str, typer.Option(help=SCENE_HELP)] = "camera",
 ) -> None:
     """Server CPU for N WebRTC peers (the stream's H.264 passed through) against N H.264 encodes of the same frames."""
-    results = _bench("webrtc").run(seconds=seconds, size=size, fps=fps, peers=peers, decode=decode, json_out=json_out)
+    results = _bench("webrtc").run(
+        seconds=seconds, size=size, fps=fps, peers=peers, decode=decode, json_out=json_out, scene=scene
+    )
     if not results["pass"]:
         raise typer.Exit(1)
 
@@ -506,6 +520,7 @@ def bench_fanout(
     check: Annotated[
         bool, typer.Option(help="exit 1 unless every viewer gets ≥ 29 fps with the server under 50 % of one core")
     ] = False,
+    scene: Annotated[str, typer.Option(help=SCENE_HELP)] = "camera",
 ) -> None:
     """Server CPU and every viewer's frame rate for N WebSocket viewers of one stream, beside a bare uvicorn fan-out."""
     results = _bench("fanout").run(
@@ -519,6 +534,7 @@ def bench_fanout(
         json_out=json_out,
         offer_deflate=deflate_offer,
         viewer_poll_ms=viewer_poll_ms,
+        scene=scene,
     )
     if check and not results["passed"]:
         raise typer.Exit(1)
@@ -550,6 +566,7 @@ def bench_soak(
     rss_bound_mb: Annotated[float, typer.Option(help="most RSS growth allowed after the warm-up (MB)")] = 32.0,
     churn_per_s: Annotated[float, typer.Option(help="viewers arriving and leaving per second")] = 20.0,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the results as JSON here")] = None,
+    scene: Annotated[str, typer.Option(help=SCENE_HELP)] = "camera",
 ) -> None:
     """A server under steady viewers, PTZ, churn and recordings for minutes: do fds, tasks, threads or RSS grow?"""
     results = _bench("soak").run(
@@ -562,6 +579,7 @@ def bench_soak(
         rss_bound_mb=rss_bound_mb,
         churn_per_s=churn_per_s,
         json_out=json_out,
+        scene=scene,
     )
     if not results["pass"]:
         raise typer.Exit(1)

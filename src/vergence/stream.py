@@ -123,7 +123,10 @@ class Stream:
                 self.id,
                 "fmp4",
                 Fmp4Muxer(
-                    self.h264, lambda packet: self.fmp4.publish(packet), lambda: (self.info.width, self.info.height)
+                    self.h264,
+                    lambda packet: self.fmp4.publish(packet),
+                    lambda: (self.info.width, self.info.height),
+                    lambda: self.info.fps,
                 ),
                 linger_s=settings.hub.encoder_linger_s,
                 # No replay for MSE: a SourceBuffer given a second of backlog either plays it late or, when the player

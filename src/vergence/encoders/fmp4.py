@@ -1,8 +1,10 @@
-"""Fragmented MP4 for Media Source Extensions, muxed by FFmpeg (PyAV): an init segment, then one fragment per frame."""
+"""Fragmented MP4 for Media Source Extensions: an init segment (FFmpeg's, PyAV), then one fragment per frame, written
+here the moment its frame arrives."""
 
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Callable
 
 import av
@@ -15,31 +17,39 @@ from vergence.media.writes import Writes
 
 log = logging.getLogger(__name__)
 
-# empty_moov: the init segment carries no samples; frag_every_frame: one moof+mdat per frame; default_base_moof: what MSE
-# expects for data offsets.
+# empty_moov: the init segment carries no samples; default_base_moof: what MSE expects for data offsets.
 MOVFLAGS = "empty_moov+default_base_moof+frag_every_frame"
+TIMESCALE_FALLBACK = 90_000
+# trun flags: data offset, then per sample its duration, size and flags.
+TRUN_FLAGS = 0x000001 | 0x000100 | 0x000200 | 0x000400
+KEY_SAMPLE = 0x02000000  # depends on no other sample
+DELTA_SAMPLE = 0x01010000  # depends on others; not a sync sample
 
 
 class Fmp4Muxer:
-    """Producer of a stream's `fmp4` channel: listens to its H.264 channel and remuxes every packet without re-encoding.
+    """Producer of a stream's `fmp4` channel: listens to its H.264 channel and repackages every packet, no re-encoding.
 
-    FFmpeg closes fragment N when packet N+1 arrives (only then is N's duration known), so each fragment leaves one frame
-    after its packet. Muxing a packet into memory takes well under a millisecond, so it runs on the event loop.
+    FFmpeg makes the init segment (it builds the `avcC` from the first keyframe's SPS and PPS). The fragments are
+    written here: FFmpeg's mp4 muxer closes a fragment only when the next packet arrives (its duration is known only
+    then), which held every frame back one frame interval (33 ms at 30 fps). Each fragment here leaves with its own
+    packet. Their times are a frame count on the stream's nominal rate, not the capture clock: a skipped frame then
+    leaves no gap in the timeline, and a gap of more than two frame durations would make MSE drop every frame until
+    the next keyframe. The capture time of each fragment travels in its frame header.
     """
 
     def __init__(
-        self, h264_channel: Channel, publish: Callable[[EncodedPacket], None], size: Callable[[], tuple[int, int]]
+        self,
+        h264_channel: Channel,
+        publish: Callable[[EncodedPacket], None],
+        size: Callable[[], tuple[int, int]],
+        fps: Callable[[], float] = lambda: 30.0,
     ) -> None:
         self._h264 = h264_channel
         self._size = size
+        self._fps = fps
         self._publish = publish
-        self._container: av.container.OutputContainer | None = None
-        self._stream: av.stream.Stream | None = None
-        self._file: Writes | None = None
-        self._pending: EncodedPacket | None = None  # the packet whose fragment the muxer still holds
-        self._first_pts = 0
+        self._open_track: _Track | None = None
         self._parameter_sets = b""
-        self._init_sent = False
         self._listening = False
 
     def start(self) -> None:
@@ -52,74 +62,131 @@ class Fmp4Muxer:
         if self._listening:
             self._listening = False
             self._h264.remove_listener(self._on_packet)
-        self._close()
+        self._open_track = None
 
     def request_keyframe(self) -> None:
         self._h264.request_keyframe()
 
     def _on_packet(self, packet: EncodedPacket) -> None:
-        if self._container is None:
+        track = self._open_track
+        new_parameters = packet.config and h264.parameter_sets(packet.data) != self._parameter_sets
+        if track is None or new_parameters:  # the first keyframe, or a new SPS (size change): a new init segment
             if not (packet.keyframe and packet.config):
-                return  # a container starts at a keyframe that carries SPS/PPS
-            self._open(packet)
-        elif packet.config and h264.parameter_sets(packet.data) != self._parameter_sets:
-            self._close()  # new SPS (size change): a new init segment
-            self._open(packet)
-        try:
-            self._mux(packet)
-        except (av.error.FFmpegError, ValueError) as err:
-            log.warning("fMP4 mux of %s failed (%s); restarting at the next keyframe", self._h264.stream_id, err)
-            self._close()
-            self._h264.request_keyframe()
+                self._open_track = None
+                return  # a track starts at a keyframe that carries SPS/PPS
+            try:
+                track = self._open(packet)
+            except (av.error.FFmpegError, ValueError) as err:
+                log.warning("fMP4 init of %s failed (%s); trying at the next keyframe", self._h264.stream_id, err)
+                self._open_track = None
+                self._h264.request_keyframe()
+                return
+        data = fragment(
+            track.sequence, track.decode_time, track.duration, avcc_sample(packet.data), packet.keyframe, track.track_id
+        )
+        self._publish(
+            EncodedPacket(
+                data=data,
+                keyframe=packet.keyframe,
+                seq=packet.seq,
+                pts=track.decode_time,
+                capture_ns=packet.capture_ns,
+            )
+        )
+        track.sequence += 1
+        track.decode_time += track.duration
 
-    def _open(self, packet: EncodedPacket) -> None:
-        self._file = Writes()
+    def _open(self, packet: EncodedPacket) -> _Track:
+        """Publish FFmpeg's init segment for the stream that starts with `packet`; return the track to write to."""
         self._parameter_sets = h264.parameter_sets(packet.data)
-        container = av.open(self._file, "w", format="mp4", options={"movflags": MOVFLAGS})
+        written = Writes()
+        container = av.open(written, "w", format="mp4", options={"movflags": MOVFLAGS})
         width, height = self._size()
         # No extradata given: PyAV extracts SPS/PPS from the first keyframe before FFmpeg writes the init segment.
-        self._stream = container.add_mux_stream("h264", width=width, height=height, time_base=TIME_BASE)
-        self._container = container
-        self._first_pts = packet.pts
-        self._pending = None
-        self._init_sent = False
-
-    def _mux(self, packet: EncodedPacket) -> None:
-        assert self._container is not None and self._stream is not None and self._file is not None
+        stream = container.add_mux_stream("h264", width=width, height=height, time_base=TIME_BASE)
         av_packet = av.Packet(packet.data)
-        av_packet.stream = self._stream
+        av_packet.stream = stream
         av_packet.time_base = TIME_BASE
-        av_packet.pts = av_packet.dts = packet.pts - self._first_pts
-        av_packet.is_keyframe = packet.keyframe
-        self._container.mux(av_packet)
-        written = b"".join(self._file.take())
-        if not self._init_sent and written:
-            init, written = split_init_segment(written)
-            self._init_sent = True
-            self._publish(
-                EncodedPacket(data=init, keyframe=True, init=True, seq=packet.seq, pts=0, capture_ns=packet.capture_ns)
-            )
-        previous, self._pending = self._pending, packet
-        if written and previous is not None:
-            self._publish(
-                EncodedPacket(
-                    data=written,
-                    keyframe=previous.keyframe,
-                    seq=previous.seq,
-                    pts=previous.pts - self._first_pts,
-                    capture_ns=previous.capture_ns,
-                )
-            )
+        av_packet.pts = av_packet.dts = 0
+        av_packet.is_keyframe = True
+        container.mux(av_packet)
+        init, _ = split_init_segment(b"".join(written.take()))
+        try:
+            container.close()
+        except av.error.FFmpegError:
+            pass
+        track_id, timescale = init_track(init)
+        duration = max(1, round(timescale / max(self._fps(), 1.0)))
+        track = _Track(track_id, timescale, duration)
+        self._open_track = track
+        self._publish(
+            EncodedPacket(data=init, keyframe=True, init=True, seq=packet.seq, pts=0, capture_ns=packet.capture_ns)
+        )
+        return track
 
-    def _close(self) -> None:
-        container, self._container = self._container, None
-        self._stream = None
-        self._pending = None
-        if container is not None:
-            try:
-                container.close()
-            except av.error.FFmpegError:
-                pass
+
+class _Track:
+    """Where the next fragment of the current init segment goes."""
+
+    def __init__(self, track_id: int, timescale: int, duration: int) -> None:
+        self.track_id = track_id
+        self.timescale = timescale
+        self.duration = duration  # one frame at the stream's nominal rate, in the track's timescale
+        self.sequence = 1
+        self.decode_time = 0
+
+
+def _box(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+
+def _full_box(kind: bytes, version: int, flags: int, payload: bytes) -> bytes:
+    return _box(kind, struct.pack(">I", (version << 24) | flags) + payload)
+
+
+def fragment(sequence: int, decode_time: int, duration: int, sample: bytes, keyframe: bool, track_id: int = 1) -> bytes:
+    """One `moof` + `mdat` holding one sample (ISO/IEC 14496-12): its decode time, duration, size and sync flag."""
+
+    def moof(data_offset: int) -> bytes:
+        trun = struct.pack(">iIII", data_offset, duration, len(sample), KEY_SAMPLE if keyframe else DELTA_SAMPLE)
+        traf = _box(
+            b"traf",
+            _full_box(b"tfhd", 0, 0x020000, struct.pack(">I", track_id))  # default-base-is-moof
+            + _full_box(b"tfdt", 1, 0, struct.pack(">Q", decode_time))
+            + _full_box(b"trun", 0, TRUN_FLAGS, struct.pack(">I", 1) + trun),
+        )
+        return _box(b"moof", _full_box(b"mfhd", 0, 0, struct.pack(">I", sequence)) + traf)
+
+    size = len(moof(0))
+    return moof(size + 8) + _box(b"mdat", sample)
+
+
+def avcc_sample(annexb: bytes) -> bytes:
+    """An access unit as MP4 stores it: each NAL unit after its 4-byte length instead of a start code."""
+    return b"".join(struct.pack(">I", len(nal)) + nal for nal in h264.iter_nal_units(annexb) if nal)
+
+
+def init_track(init: bytes) -> tuple[int, int]:
+    """The video track's id (`tkhd`) and timescale (`mdhd`) in an init segment (1 and 90 kHz if unreadable)."""
+    track_id, timescale = 1, TIMESCALE_FALLBACK
+    for kind, start, end in iter_boxes(init):
+        if kind != "moov":
+            continue
+        for trak_kind, trak_start, trak_end in iter_boxes(init[start + 8 : end]):
+            if trak_kind != "trak":
+                continue
+            trak = init[start + 8 + trak_start + 8 : start + 8 + trak_end]
+            for child, child_start, child_end in iter_boxes(trak):
+                body = trak[child_start + 8 : child_end]
+                if child == "tkhd":
+                    track_id = struct.unpack(">I", body[12:16] if body[0] == 0 else body[20:24])[0]
+                elif child == "mdia":
+                    for grandchild, g_start, _ in iter_boxes(body):
+                        if grandchild == "mdhd":
+                            mdhd = body[g_start + 8 :]
+                            timescale = struct.unpack(">I", mdhd[12:16] if mdhd[0] == 0 else mdhd[20:24])[0]
+            return track_id, timescale
+    return track_id, timescale
 
 
 def iter_boxes(data: bytes) -> list[tuple[str, int, int]]:

@@ -16,7 +16,7 @@ const JUMP_ABOVE_S = 3; // lag above this: jump (Chrome counts the frames it dec
 const SEEK_SETTLE_MS = 2000; // give a jump time to take effect before judging the lag again
 const START_BUFFER_S = 0.2; // buffered before playing: less, and startup jitter stalls it at once (and drops)
 const START_ANYWAY_S = 2; // buffered when nothing looks live: play anyway
-const LIVE_AGE_MS = 150; // a fragment younger than this (+ 2 frames) on arrival is live, not backlog
+const LIVE_AGE_MS = 150; // a fragment younger than this (+ a frame) on arrival is live, not backlog
 const KEEP_BEHIND_S = 10; // buffer kept behind currentTime
 const TRIM_EVERY_MS = 5000;
 const MAX_QUEUE = 90; // appends waiting for the SourceBuffer; beyond this we are not live: start over
@@ -101,7 +101,7 @@ export class MsePlayer {
       if (msg.width && msg.height) this.stats.setResolution(msg.width, msg.height);
       this.frameMs = 1000 / (msg.fps || 30);
       this.fastRate = Math.min(2, Math.max(CATCH_UP_RATE, DISPLAY_HZ / (msg.fps || 30)));
-      this.liveAgeMs = LIVE_AGE_MS + 2 * this.frameMs; // the muxer holds a frame back
+      this.liveAgeMs = LIVE_AGE_MS + this.frameMs;
       const mime = msg.mime || `video/mp4; codecs="${msg.codec}"`;
       if (!this.kind.Source.isTypeSupported(mime)) {
         this.onFail(`MSE cannot play ${mime}`);
