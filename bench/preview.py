@@ -9,9 +9,7 @@ server and of ffplay, and the stream's H.264 packets (none: the preview encodes 
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
 import tempfile
 import time
 import urllib.request
@@ -22,23 +20,8 @@ import av
 
 from bench.dual import _cpu_seconds
 from bench.latency import _Server, serve_argv
+from tests.support.xvfb import virtual_display
 from vergence.media import timecode
-
-
-def _display(size: str) -> tuple[subprocess.Popen[bytes], str]:
-    read, write = os.pipe()
-    xvfb = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write), "-screen", "0", f"{size}x24", "-nolisten", "tcp"],
-        pass_fds=(write,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write)
-    with os.fdopen(read) as chosen:
-        number = chosen.readline().strip()
-    if not number.isdigit():
-        raise RuntimeError(f"Xvfb did not start (exit {xvfb.poll()}): apt install xvfb")
-    return xvfb, f":{number}"
 
 
 def _player_pid(server_pid: int) -> int:
@@ -66,20 +49,18 @@ def run(
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     workdir = Path(tempfile.mkdtemp(prefix="vergence-preview-"))
-    xvfb, display = _display(size)
+    width, height = (int(side) for side in size.lower().split("x"))
     base = f"http://127.0.0.1:{port}"
     argv = serve_argv(port, "--preview", "--size", size, "--fps", f"{fps:g}")
-    env = {"DISPLAY": display, "SDL_AUDIODRIVER": "dummy", "VERGENCE_STATE__PATH": str(workdir / "state.json")}
-    try:
+    with virtual_display(width, height) as display:
+        env = {"DISPLAY": display, "SDL_AUDIODRIVER": "dummy", "VERGENCE_STATE__PATH": str(workdir / "state.json")}
         with _Server(argv, f"{base}/api/streams", workdir / "vergence.log", "vergence", env=env) as server:
             assert server.proc is not None
             grab = av.open(display, format="x11grab", options={"video_size": size, "framerate": f"{2 * fps:g}"})
-            ages: list[float] = []
             frames = grab.decode(video=0)
-            while not ages:  # the window shows its first picture
-                code = timecode.read(next(frames).to_ndarray(format="gray"))
-                ages += [0.0] if code else []  # a black screen reads as 0
-            ages.clear()
+            while not timecode.read(next(frames).to_ndarray(format="gray")):  # until the window shows a picture
+                pass
+            ages: list[float] = []
             player = _player_pid(server.proc.pid)
             cpu0 = (_cpu_seconds(server.proc.pid), _cpu_seconds(player), time.monotonic())
             grabbed = 0
@@ -94,9 +75,6 @@ def run(
             cpu1 = (_cpu_seconds(server.proc.pid), _cpu_seconds(player), time.monotonic())
             grab.close()
             stats = json.loads(urllib.request.urlopen(f"{base}/api/stats", timeout=5).read())
-    finally:
-        xvfb.terminate()
-        xvfb.wait(timeout=10)
     elapsed = cpu1[2] - cpu0[2]
     stream = stats["streams"]["cam0"]
     results: dict[str, Any] = {

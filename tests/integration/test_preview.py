@@ -4,7 +4,6 @@ and nothing is encoded for it."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.polling import poll
+from tests.support.xvfb import virtual_display
 from vergence.media import timecode
 
 SCREEN = (640, 480)
@@ -21,21 +21,9 @@ SCREEN = (640, 480)
 
 @pytest.fixture
 def display() -> Iterator[str]:
-    """A virtual X display of SCREEN's size; its number as Xvfb chose it (`-displayfd`)."""
-    read, write = os.pipe()
-    xvfb = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write), "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
-        pass_fds=(write,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write)
-    with os.fdopen(read) as chosen:
-        number = chosen.readline().strip()  # written once the display accepts clients
-    assert number.isdigit(), f"Xvfb did not start (exit {xvfb.poll()})"
-    yield f":{number}"
-    xvfb.terminate()
-    xvfb.wait(timeout=10)
+    """A virtual X display of SCREEN's size."""
+    with virtual_display(*SCREEN) as name:
+        yield name
 
 
 def screenshot(display: str) -> np.ndarray:
