@@ -442,7 +442,7 @@ def bench_quality(
     ] = "",
     fps: Annotated[float, typer.Option(help="frames per second")] = 30.0,
     seconds: Annotated[float, typer.Option(help="seconds of video per measurement")] = 10.0,
-    scene: Annotated[str, typer.Option(help="the test camera's scene: camera or simple")] = "camera",
+    scene: Annotated[str, typer.Option(help=SCENE_HELP)] = "camera",
     json_out: Annotated[Path | None, typer.Option("--json", help="write the results as JSON here")] = None,
 ) -> None:
     """PSNR (mean, minimum), bitrate and largest frame of vergence's H.264 settings on the test camera's scene."""
