@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -64,16 +65,20 @@ def test_the_preview_window_shows_the_stream_live_without_an_encode(vergence_ser
     assert all(not channels[name]["running"] and channels[name]["packets"] == 0 for name in ("h264", "jpeg", "raw"))
 
 
-def test_a_preview_without_a_display_says_why_and_the_server_goes_on(vergence_server):
-    env = {"DISPLAY": ":99999", "WAYLAND_DISPLAY": "", "SDL_VIDEODRIVER": "x11", "SDL_AUDIODRIVER": "dummy"}
+def test_a_preview_without_a_display_says_why_and_opens_once_the_display_is_there(vergence_server):
+    """A service that starts before the desktop does: the window fails, the stream goes on, and the window opens when
+    the display comes up (tried again after 2 s, then 4, …)."""
+    number = next(n for n in range(150, 200) if not Path(f"/tmp/.X11-unix/X{n}").exists())
+    env = {"DISPLAY": f":{number}", "WAYLAND_DISPLAY": "", "SDL_VIDEODRIVER": "x11", "SDL_AUDIODRIVER": "dummy"}
     server = vergence_server("--preview", "--size", "320x240", env=env)
-    preview = poll(
-        lambda: (p := httpx.get(f"{server.url}/api/stats").json()["services"]["preview"])["state"] == "failed" and p,
-        "the preview's failure",
-    )
-    assert "ffplay exited with" in preview["message"], preview
-    assert "preview of cam0: " in server.log()
+    preview = lambda: httpx.get(f"{server.url}/api/stats").json()["services"]["preview"]  # noqa: E731
+    failed = poll(lambda: (p := preview())["state"] == "failed" and p, "the preview's failure")
+    assert "ffplay exited with" in failed["message"] and failed["failures"] >= 1, failed
+    assert "preview of cam0: " in server.log() and "trying again in" in server.log()
     assert httpx.get(f"{server.url}/api/streams").json()[0]["state"] == "running"
+    with virtual_display(320, 240, number):
+        shown = poll(lambda: (p := preview())["state"] == "running" and p["frames"] > 10 and p, "the window", 30)
+    assert shown["message"] is None, shown
 
 
 def test_a_missing_player_is_a_clear_error_at_start(tmp_path):

@@ -10,13 +10,15 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def virtual_display(width: int, height: int) -> Iterator[str]:
-    """Run Xvfb with one screen of this size; yield its DISPLAY (the number Xvfb chose itself, `-displayfd`)."""
+def virtual_display(width: int, height: int, number: int | None = None) -> Iterator[str]:
+    """Run Xvfb with one screen of this size; yield its DISPLAY once it accepts clients (`-displayfd`): display
+    `number`, or one Xvfb chose itself."""
     if shutil.which("Xvfb") is None:
         raise RuntimeError("Xvfb is not installed: apt-get install xvfb (scripts/install.sh --test does)")
     read, write = os.pipe()
     xvfb = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write), "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp"],
+        ["Xvfb", *([f":{number}"] if number is not None else []), "-displayfd", str(write)]
+        + ["-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp"],
         pass_fds=(write,),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

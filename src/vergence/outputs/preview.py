@@ -6,8 +6,9 @@ pictures as the encoders get them (overlays and plugins drawn, I420 as captured)
 process of its own, so a window that hangs or crashes never touches the stream. The writer keeps only the newest
 picture (as an encoder does): a slow display skips pictures instead of delaying capture.
 
-A window the user closes stays closed (the server goes on); a player that fails says why in the log and in
-`/api/stats` (`services.preview`).
+A window the user closes stays closed (the server goes on); a player that fails (no display yet: a service that starts
+before the desktop does) says why in the log and in `/api/stats` (`services.preview`) and is tried again after
+RETRY_S, doubling up to RETRY_MAX_S.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import shutil
 import subprocess
 import tempfile
+import time
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 
 PIXEL_FORMATS = {"yuv420p": "yuv420p", "bgr24": "bgr24"}  # vergence's Frame.pix_fmt → ffplay's -pixel_format
 STOP_TIMEOUT_S = 3.0
+RETRY_S, RETRY_MAX_S = 2.0, 60.0
 
 
 class PreviewWindow(Encoder):
@@ -51,6 +54,8 @@ class PreviewWindow(Encoder):
         self.state = "starting"
         self.message: str | None = None
         self.frames = 0
+        self.failures = 0
+        self._retry_at = 0.0  # monotonic time a failed player may be started again
 
     def command(self, pix_fmt: str, width: int, height: int) -> list[str]:
         """ffplay reading raw pictures of this shape from stdin, showing each as soon as it is read."""
@@ -66,7 +71,9 @@ class PreviewWindow(Encoder):
         ]
 
     def encode(self, frame: Frame) -> list[EncodedPacket]:
-        if self.state in ("closed", "failed") or frame.pix_fmt not in PIXEL_FORMATS:
+        if self.state == "closed" or frame.pix_fmt not in PIXEL_FORMATS:
+            return []
+        if self.state == "failed" and time.monotonic() < self._retry_at:
             return []
         shape = (frame.pix_fmt, frame.width, frame.height)
         if self._process is None or shape != self._shape:
@@ -116,8 +123,11 @@ class PreviewWindow(Encoder):
             self.state, self.message = "closed", "the window was closed"
             log.info("preview of %s: the window was closed; the server goes on", self._stream.id)
         else:
+            self.failures += 1
+            wait_s = min(RETRY_MAX_S, RETRY_S * 2 ** (self.failures - 1))
+            self._retry_at = time.monotonic() + wait_s
             self.state, self.message = "failed", f"{self._player} exited with {code}: {said or 'no message'}"
-            log.error("preview of %s: %s", self._stream.id, self.message)
+            log.error("preview of %s: %s; trying again in %.0f s", self._stream.id, self.message, wait_s)
 
     def _said(self) -> str:
         if self._stderr is None:
@@ -185,6 +195,7 @@ class Preview:
             "message": window.message if window is not None else None,
             "frames": window.frames if window is not None else 0,
             "skipped": window.frames_skipped if window is not None else 0,
+            "failures": window.failures if window is not None else 0,
         }
 
 
