@@ -90,3 +90,12 @@ def test_a_new_sps_starts_a_new_init_segment_and_nothing_plays_before_a_keyframe
     channel.send(bigger[0])
     assert [p.init for p in published] == [True, False, True, False]
     assert published[-1].pts == 0  # the new track's time starts over
+
+
+def test_the_fragment_header_is_the_size_the_data_offset_assumes():
+    from vergence.encoders.fmp4 import MOOF_BYTES, _moof, fragment, iter_boxes
+
+    for keyframe in (True, False):
+        assert len(_moof(7, 2**40, 3000, 12345, keyframe, 1)) == MOOF_BYTES
+        data = fragment(7, 2**40, 3000, b"\0\0\0\1x", keyframe)
+        assert [(kind, start) for kind, start, _ in iter_boxes(data)] == [("moof", 0), ("mdat", MOOF_BYTES)]

@@ -144,21 +144,25 @@ def _full_box(kind: bytes, version: int, flags: int, payload: bytes) -> bytes:
     return _box(kind, struct.pack(">I", (version << 24) | flags) + payload)
 
 
+def _moof(sequence: int, decode_time: int, duration: int, size: int, keyframe: bool, track_id: int) -> bytes:
+    """The `moof` of a one-sample fragment whose `mdat` follows it at once (ISO/IEC 14496-12)."""
+    sample = struct.pack(">iIII", MOOF_BYTES + 8, duration, size, KEY_SAMPLE if keyframe else DELTA_SAMPLE)
+    traf = _box(
+        b"traf",
+        _full_box(b"tfhd", 0, 0x020000, struct.pack(">I", track_id))  # default-base-is-moof
+        + _full_box(b"tfdt", 1, 0, struct.pack(">Q", decode_time))
+        + _full_box(b"trun", 0, TRUN_FLAGS, struct.pack(">I", 1) + sample),
+    )
+    return _box(b"moof", _full_box(b"mfhd", 0, 0, struct.pack(">I", sequence)) + traf)
+
+
+# Every field of that moof has a fixed size: mfhd 16 + traf (8 + tfhd 16 + tfdt 20 + trun 32) + its own 8.
+MOOF_BYTES = 100
+
+
 def fragment(sequence: int, decode_time: int, duration: int, sample: bytes, keyframe: bool, track_id: int = 1) -> bytes:
-    """One `moof` + `mdat` holding one sample (ISO/IEC 14496-12): its decode time, duration, size and sync flag."""
-
-    def moof(data_offset: int) -> bytes:
-        trun = struct.pack(">iIII", data_offset, duration, len(sample), KEY_SAMPLE if keyframe else DELTA_SAMPLE)
-        traf = _box(
-            b"traf",
-            _full_box(b"tfhd", 0, 0x020000, struct.pack(">I", track_id))  # default-base-is-moof
-            + _full_box(b"tfdt", 1, 0, struct.pack(">Q", decode_time))
-            + _full_box(b"trun", 0, TRUN_FLAGS, struct.pack(">I", 1) + trun),
-        )
-        return _box(b"moof", _full_box(b"mfhd", 0, 0, struct.pack(">I", sequence)) + traf)
-
-    size = len(moof(0))
-    return moof(size + 8) + _box(b"mdat", sample)
+    """One `moof` + `mdat` holding one sample: its decode time, duration, size and sync flag."""
+    return _moof(sequence, decode_time, duration, len(sample), keyframe, track_id) + _box(b"mdat", sample)
 
 
 def avcc_sample(annexb: bytes) -> bytes:
@@ -166,27 +170,31 @@ def avcc_sample(annexb: bytes) -> bytes:
     return b"".join(struct.pack(">I", len(nal)) + nal for nal in h264.iter_nal_units(annexb) if nal)
 
 
+def child_box(data: bytes, *path: str) -> bytes | None:
+    """The body of the first box along `path` (`"moov", "trak", "tkhd"`), or None where one is missing."""
+    for kind in path:
+        found = next(((start, end) for name, start, end in iter_boxes(data) if name == kind), None)
+        if found is None:
+            return None
+        data = data[found[0] + 8 : found[1]]
+    return data
+
+
 def init_track(init: bytes) -> tuple[int, int]:
-    """The video track's id (`tkhd`) and timescale (`mdhd`) in an init segment (1 and 90 kHz if unreadable)."""
-    track_id, timescale = 1, TIMESCALE_FALLBACK
-    for kind, start, end in iter_boxes(init):
-        if kind != "moov":
-            continue
-        for trak_kind, trak_start, trak_end in iter_boxes(init[start + 8 : end]):
-            if trak_kind != "trak":
-                continue
-            trak = init[start + 8 + trak_start + 8 : start + 8 + trak_end]
-            for child, child_start, child_end in iter_boxes(trak):
-                body = trak[child_start + 8 : child_end]
-                if child == "tkhd":
-                    track_id = struct.unpack(">I", body[12:16] if body[0] == 0 else body[20:24])[0]
-                elif child == "mdia":
-                    for grandchild, g_start, _ in iter_boxes(body):
-                        if grandchild == "mdhd":
-                            mdhd = body[g_start + 8 :]
-                            timescale = struct.unpack(">I", mdhd[12:16] if mdhd[0] == 0 else mdhd[20:24])[0]
-            return track_id, timescale
+    """The first track's id (`tkhd`) and timescale (`mdhd`) in an init segment (1 and 90 kHz where unreadable): the
+    muxer writes one video track."""
+    tkhd, mdhd = child_box(init, "moov", "trak", "tkhd"), child_box(init, "moov", "trak", "mdia", "mdhd")
+    track_id = _version_field(tkhd, 12, 20) or 1
+    timescale = _version_field(mdhd, 12, 20) or TIMESCALE_FALLBACK
     return track_id, timescale
+
+
+def _version_field(body: bytes | None, at_v0: int, at_v1: int) -> int | None:
+    """A 32-bit field of a full box that sits at `at_v0` in version 0 and at `at_v1` in version 1."""
+    if not body:
+        return None
+    at = at_v0 if body[0] == 0 else at_v1
+    return int.from_bytes(body[at : at + 4], "big") if len(body) >= at + 4 else None
 
 
 def iter_boxes(data: bytes) -> list[tuple[str, int, int]]:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PIXEL_FORMATS = {"yuv420p": "yuv420p", "bgr24": "bgr24"}  # vergence's Frame.pix_fmt → ffplay's -pixel_format
+PIXEL_FORMATS = ("yuv420p", "bgr24")  # the Frame.pix_fmt values ffplay's -pixel_format reads under the same names
 STOP_TIMEOUT_S = 3.0
 RETRY_S, RETRY_MAX_S = 2.0, 60.0
 
@@ -66,7 +66,7 @@ class PreviewWindow(Encoder):
             *("-window_title", f"vergence: {self._stream.id}"),
             *("-fflags", "nobuffer", "-flags", "low_delay", "-framedrop", "-an", "-sn"),
             *(["-fs"] if self._settings.fullscreen else []),
-            *("-f", "rawvideo", "-pixel_format", PIXEL_FORMATS[pix_fmt]),
+            *("-f", "rawvideo", "-pixel_format", pix_fmt),
             *("-video_size", f"{width}x{height}", "-framerate", rate, "-i", "pipe:0"),
         ]
 
