@@ -26,7 +26,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
-TEST_DEBS = ("chromium", "mosquitto", "nginx", "libnginx-mod-rtmp", "ffmpeg", "iproute2", "xvfb", "prometheus")
+TEST_DEBS = (
+    *("chromium", "mosquitto", "nginx", "libnginx-mod-rtmp", "ffmpeg", "iproute2", "xvfb", "prometheus"),
+    # GStreamer: the [rtsp] server (gst-rtsp-server on the system's python3) and the RTSP client the tests play it with.
+    *("python3-gi", "gir1.2-gst-rtsp-server-1.0", "gstreamer1.0-plugins-base", "gstreamer1.0-plugins-good"),
+    *("gstreamer1.0-tools", "gstreamer1.0-libav"),
+    "janus",  # the SFU the [[whip]] tests publish to
+)
 # npm fetches jMuxer for the tests of pi-h264-to-browser's pages; Debian's package only where no npm is on PATH (NodeSource's
 # nodejs, for one, brings its own and conflicts with Debian's).
 NPM_DEB = "npm"

@@ -168,6 +168,7 @@ SERVICES = {
     "compat.camera_web_stream": "vergence.outputs.camera_web_stream",
     "compat.rpi_camerastreaming": "vergence.control.transports.rpi_camerastreaming",
     "preview": "vergence.outputs.preview",
+    "rtsp": "vergence.outputs.rtsp",
 }
 
 

@@ -281,12 +281,24 @@ class Authenticator:
             attempt.succeeded()
             return principal
 
-    async def _by_password(self, value: str, client: str) -> Principal:
+    async def by_basic(self, value: str, client: str) -> Principal:
+        """The principal of basic credentials (base64 `name:password`) from a door whose clients can send nothing else
+        (an RTSP URL's `user:password@`): a user's password, or a token as the password under any other name.
+        Refused(401) for wrong ones, 429 while the client must wait."""
+        return await self._by_password(value, client, token_as_password=True)
+
+    async def _by_password(self, value: str, client: str, token_as_password: bool = False) -> Principal:
         with self._attempt(client) as attempt:
             try:
                 name, _, password = base64.b64decode(value, validate=True).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError):
                 raise _failed(attempt, "malformed basic credentials") from None
+            if token_as_password and name not in self._users:
+                principal = self._tokens.get(_digest(password))
+                if principal is None:
+                    raise _failed(attempt, "unknown token")
+                attempt.succeeded()
+                return principal
             known = self._users.get(name)
             stored = known[0] if known is not None else self._unknown_user
             if stored is None or not await self._matches(name, password, stored) or known is None:

@@ -508,6 +508,21 @@ class PreviewSettings(_Section):
     player: str = Field("ffplay", min_length=1, description="the ffplay command (Debian and Raspberry Pi OS: ffmpeg)")
 
 
+class RtspSettings(_Section):
+    """An RTSP server (`rtsp://HOST:8554/<stream>`) on GStreamer's gst-rtsp-server, for NVRs, VLC and ground software:
+    each stream's own H.264 (no re-encode) over RTP/UDP or TCP-interleaved, viewers as in [auth]."""
+
+    enabled: bool = Field(False, description="serve RTSP")
+    host: str = Field("0.0.0.0", min_length=1, description="address to bind")
+    port: int = Field(8554, ge=1, le=65535, description="TCP port, 1 … 65535")
+    streams: list[str] = Field(default_factory=list, description="streams served, each at /<stream> (empty: all)")
+    python: str = Field(
+        "/usr/bin/python3",
+        min_length=1,
+        description="the system Python that has GStreamer's bindings (python3-gi, gir1.2-gst-rtsp-server-1.0)",
+    )
+
+
 class CompatSettings(_Section):
     """The interfaces of the projects vergence replaces, each where it lived; all off by default (docs/migrating.md)."""
 
@@ -635,6 +650,7 @@ class Settings(_Section):
     webrtc: WebRtcSettings = Field(default_factory=WebRtcSettings)
     compat: CompatSettings = Field(default_factory=CompatSettings)
     preview: PreviewSettings = Field(default_factory=PreviewSettings)
+    rtsp: RtspSettings = Field(default_factory=RtspSettings)
 
     @model_validator(mode="after")
     def _check_cameras(self) -> Settings:
@@ -664,7 +680,9 @@ class Settings(_Section):
         wanted = [(f"udp[{i}].stream", output.stream) for i, output in enumerate(self.udp)]
         wanted += [(f"restream[{i}].stream", output.stream) for i, output in enumerate(self.restream)]
         wanted += [
-            (f"{section}.streams", stream) for section in ("zmq", "mqtt") for stream in getattr(self, section).streams
+            (f"{section}.streams", stream)
+            for section in ("zmq", "mqtt", "rtsp")
+            for stream in getattr(self, section).streams
         ]
         if self.compat.camera_web_stream.mqtt_topic is not None and not self.mqtt.enabled:
             raise ValueError("compat.camera_web_stream.mqtt_topic needs [mqtt] enabled = true (its broker)")
