@@ -47,9 +47,19 @@ fi
 
 if [ "${#test_flag[@]}" -gt 0 ]; then
   # Third-party browser clients the tests load, pinned, from npm: jMuxer (pi-h264-to-browser's pages play with it,
-  # tests/compat) and medooze's WHEP client (tests/browser/test_whep_client.py).
+  # tests/compat) and medooze's WHEP client (tests/browser/test_whep_client.py); and what meetecho's simple-whip-server
+  # (the WHIP front of the Janus the [[whip]] tests publish to) runs on, at Debian bookworm's versions.
   npm install --prefix build/node --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
-    jmuxer@2.1.1 whip-whep@1.2.0 >/dev/null
+    jmuxer@2.1.1 whip-whep@1.2.0 \
+    express@4.18.2 body-parser@1.20.1 cors@2.8.5 colors@1.4.0 debug@4.3.4 websocket@1.0.34 async@3.2.4 >/dev/null
+  if [ ! -f build/simple-whip-server/usr/share/simple-whip-server/src/server.js ]; then
+    # Debian packages simple-whip-server, but its package depends on Debian's nodejs, which conflicts with NodeSource's
+    # (on this kind of machine): its files are unpacked here instead, and run with whatever node is on PATH.
+    deb_dir="$(mktemp -d)" && chmod 777 "$deb_dir"  # apt downloads as _apt
+    (cd "$deb_dir" && apt-get download -qq simple-whip-server)
+    dpkg-deb -x "$deb_dir"/simple-whip-server_*.deb build/simple-whip-server
+    rm -rf "$deb_dir"
+  fi
 fi
 
 if [ "$CHECK_PICAMERA2" = 1 ] && ! error="$(.venv/bin/python -c 'import picamera2' 2>&1)"; then

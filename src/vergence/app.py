@@ -157,7 +157,7 @@ class Vergence:
 # Outputs by config section (a list of entries each), and services by config section (enabled or not): each module is
 # imported only when its section is used, and makes its part with `create_output(entry, streams)` or
 # `create_service(parts)` (or the function after a colon). A missing optional package is a ConfigError naming it.
-OUTPUTS = {"udp": "vergence.outputs.udp", "restream": "vergence.outputs.restream"}
+OUTPUTS = {"udp": "vergence.outputs.udp", "restream": "vergence.outputs.restream", "whip": "vergence.outputs.whip"}
 SERVICES = {
     "zmq": "vergence.control.transports.zmq",
     "mqtt": "vergence.control.transports.mqtt",

@@ -461,6 +461,30 @@ def bench_preview(
     _bench("preview").run(seconds=seconds, size=size, fps=fps, json_out=json_out)
 
 
+@bench_app.command("rtsp")
+def bench_rtsp(
+    seconds: Annotated[float, typer.Option(help="measuring time per client")] = 10.0,
+    size: Annotated[str, typer.Option(help="picture size")] = "1280x720",
+    fps: Annotated[float, typer.Option(help="frames per second")] = 30.0,
+    scene: Annotated[str, typer.Option(help=SCENE_HELP)] = "camera",
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the results as JSON here")] = None,
+) -> None:
+    """Capture→decoded latency over [rtsp] (GStreamer's rtspsrc, TCP and UDP) and its CPU against a WebSocket viewer."""
+    _bench("rtsp").run(seconds=seconds, size=size, fps=fps, scene=scene, json_out=json_out)
+
+
+@bench_app.command("whip")
+def bench_whip(
+    seconds: Annotated[float, typer.Option(help="measuring time per phase")] = 10.0,
+    size: Annotated[str, typer.Option(help="picture size")] = "1280x720",
+    fps: Annotated[float, typer.Option(help="frames per second")] = 30.0,
+    scene: Annotated[str, typer.Option(help=SCENE_HELP)] = "camera",
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the results as JSON here")] = None,
+) -> None:
+    """Server CPU publishing over WHIP to Janus (started by the bench) against serving one WebSocket viewer."""
+    _bench("whip").run(seconds=seconds, size=size, fps=fps, scene=scene, json_out=json_out)
+
+
 @bench_app.command("dual")
 def bench_dual(
     seconds: Annotated[float, typer.Option(help="measuring time")] = 20.0,

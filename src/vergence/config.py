@@ -375,6 +375,23 @@ class RestreamSettings(_Section):
     retry_max_s: float = Field(30.0, gt=0, le=600, description="longest reconnect delay (s)")
 
 
+class WhipSettings(_Section):
+    """Publish a stream's H.264 over WebRTC to a server that takes WHIP (an SFU: Janus, mediamtx, LiveKit, Cloudflare
+    Stream), as encoded (no re-encode), reconnecting with backoff."""
+
+    id: str = Field("whip0", pattern=r"^[A-Za-z0-9_-]{1,32}$", description="output id: 1-32 of A-Z a-z 0-9 _ -")
+    stream: str = Field("cam0", description="stream id to publish")
+    url: str = Field(..., pattern=r"^https?://", description="the WHIP endpoint (http:// or https:// URL)")
+    token: SecretStr | None = Field(None, max_length=4096, description="bearer token the endpoint asks for, if any")
+    enabled: bool = Field(True, description="publish from the start")
+    retry_initial_s: float = Field(0.5, gt=0, le=60, description="first reconnect delay (s), doubled per failure")
+    retry_max_s: float = Field(2.0, gt=0, le=600, description="longest reconnect delay (s)")
+    connect_timeout_s: float = Field(10.0, gt=0, le=120, description="a session must connect within this time (s)")
+    stall_timeout_s: float = Field(
+        3.0, gt=0, le=120, description="a session whose server sends no receiver report for this long has failed (s)"
+    )
+
+
 class ZmqSettings(_Section):
     """ZeroMQ: frames on a PUB socket, commands on a REP socket."""
 
@@ -640,6 +657,7 @@ class Settings(_Section):
     processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
     udp: list[UdpOutputSettings] = Field(default_factory=list, description="RTP / MPEG-TS UDP outputs")
     restream: list[RestreamSettings] = Field(default_factory=list, description="pushes to RTMP / RTSP servers")
+    whip: list[WhipSettings] = Field(default_factory=list, description="WebRTC publishes to WHIP endpoints")
     zmq: ZmqSettings = Field(default_factory=ZmqSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     tcp: TcpFeedSettings = Field(default_factory=TcpFeedSettings)
@@ -673,12 +691,13 @@ class Settings(_Section):
                 raise ValueError(f"stereo.id {self.stereo.id!r} is already a camera id")
             if self.stereo.depth and self.stereo.depth_id in (*by_id, self.stereo.id):
                 raise ValueError(f"stereo.depth_id {self.stereo.depth_id!r} is already a stream id")
-        output_ids = [udp.id for udp in self.udp] + [push.id for push in self.restream]
+        output_ids = [output.id for section in (self.udp, self.restream, self.whip) for output in section]
         if len(set(output_ids)) != len(output_ids):
-            raise ValueError(f"udp and restream ids must be unique, got {output_ids}")
+            raise ValueError(f"udp, restream and whip ids must be unique, got {output_ids}")
         known = self.stream_ids()
         wanted = [(f"udp[{i}].stream", output.stream) for i, output in enumerate(self.udp)]
         wanted += [(f"restream[{i}].stream", output.stream) for i, output in enumerate(self.restream)]
+        wanted += [(f"whip[{i}].stream", output.stream) for i, output in enumerate(self.whip)]
         wanted += [
             (f"{section}.streams", stream)
             for section in ("zmq", "mqtt", "rtsp")
@@ -722,6 +741,7 @@ class _Environment(BaseSettings):
     processing: dict[str, Any] = {}
     udp: list[dict[str, Any]] | None = None
     restream: list[dict[str, Any]] | None = None
+    whip: list[dict[str, Any]] | None = None
     zmq: dict[str, Any] = {}
     mqtt: dict[str, Any] = {}
     tcp: dict[str, Any] = {}
@@ -731,6 +751,7 @@ class _Environment(BaseSettings):
     recording: dict[str, Any] = {}
     webrtc: dict[str, Any] = {}
     preview: dict[str, Any] = {}
+    rtsp: dict[str, Any] = {}
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

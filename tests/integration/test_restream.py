@@ -17,7 +17,8 @@ import pytest
 
 from tests.conftest import ServerProcess, free_port, start_server
 from tests.nginx_rtmp import decode_frames, probe, running_nginx_rtmp
-from vergence.outputs.restream import Backoff, exit_reason, muxer_for
+from vergence.outputs.base import Backoff
+from vergence.outputs.restream import exit_reason, muxer_for
 
 WIDTH, HEIGHT = 320, 240
 TIMEOUT_S = 30.0  # generous: the machine is shared with other test runs

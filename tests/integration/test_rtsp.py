@@ -13,22 +13,18 @@ import signal
 import statistics
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 
 from tests.conftest import ServerProcess, free_port, start_server
 from tests.polling import poll
-from vergence.media import timecode
+from tests.support import rtsp_client
 
 WIDTH, HEIGHT, FPS = 320, 240, 30
-FRAME_NS = 1_000_000_000 // FPS
 TOKEN = "rtsp-viewer-token-0123456789"
 CLIENT_TIMEOUT_S = 60
 
@@ -55,52 +51,18 @@ def service(server: ServerProcess) -> dict[str, Any]:
 
 
 def read_pictures(command: list[str], count: int) -> list[tuple[int, int]]:
-    """Run a client that writes raw grey pictures on stdout; return (time code, arrival ns) of its first `count`."""
-    size = WIDTH * HEIGHT
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert process.stdout is not None
-    timer = threading.Timer(CLIENT_TIMEOUT_S, process.kill)  # a client that hangs ends; the count below says so
-    timer.start()
-    pictures = []
-    try:
-        while len(pictures) < count:
-            data = process.stdout.read(size)
-            if len(data) < size:
-                break
-            arrived = time.time_ns()
-            code = timecode.read(np.frombuffer(data, np.uint8).reshape(HEIGHT, WIDTH))
-            assert code is not None, "a picture without a readable time code"
-            pictures.append((code, arrived))
-    finally:
-        timer.cancel()
-        process.kill()
-        _, stderr = process.communicate()
-    assert len(pictures) == count, f"{command[0]} decoded {len(pictures)} pictures: {stderr.decode()[-2000:]}"
-    return pictures
+    return rtsp_client.read_pictures(command, WIDTH, HEIGHT, count, CLIENT_TIMEOUT_S)
 
 
 def assert_few_lost(pictures: list[tuple[int, int]]) -> None:
     """The pictures are in order, none twice, and cover at most count + 10 capture instants."""
     codes = [code for code, _ in pictures]
     assert codes == sorted(codes) and len(set(codes)) == len(codes), "pictures out of order or repeated"
-    instants = round((codes[-1] - codes[0]) / FRAME_NS) + 1
+    instants = rtsp_client.captured_between(pictures, FPS)
     assert instants <= len(codes) + 10, f"{len(codes)} pictures decoded of {instants} captured meanwhile"
 
 
-def gstreamer(url: str, transport: str, credentials: tuple[str, str] | None = None) -> list[str]:
-    auth = [f"user-id={credentials[0]}", f"user-pw={credentials[1]}"] if credentials else []
-    return [
-        *("gst-launch-1.0", "-q", "rtspsrc", f"location={url}", f"protocols={transport}", "latency=0", *auth),
-        *("!", "rtph264depay", "!", "avdec_h264", "!", "videoconvert", "!", "video/x-raw,format=GRAY8"),
-        *("!", "fdsink", "fd=1", "sync=false"),
-    ]
-
-
-def ffmpeg(url: str, transport: str) -> list[str]:
-    return [
-        *("ffmpeg", "-loglevel", "error", "-rtsp_transport", transport, "-i", url),
-        *("-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"),
-    ]
+gstreamer, ffmpeg = rtsp_client.gstreamer, rtsp_client.ffmpeg
 
 
 @pytest.mark.parametrize("transport", ["tcp", "udp"])

@@ -51,6 +51,26 @@ class Service(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
+#: A connection that stayed up this long resets the reconnect delay to its first value.
+STABLE_S = 60.0
+
+
+class Backoff:
+    """Reconnect delays: `initial_s`, doubled after each failure up to `max_s`; back to `initial_s` after a stable run."""
+
+    def __init__(self, initial_s: float, max_s: float, stable_s: float = STABLE_S) -> None:
+        self.initial_s, self.max_s, self.stable_s = initial_s, max_s, stable_s
+        self._next_s = initial_s
+
+    def failed(self, up_for_s: float) -> float:
+        """Return how long to wait after a failure that ended a connection up for `up_for_s` (0: it never came up)."""
+        if up_for_s >= self.stable_s:
+            self._next_s = self.initial_s
+        delay_s = self._next_s
+        self._next_s = min(delay_s * 2, self.max_s)
+        return delay_s
+
+
 class ThreadedConsumer:
     """Consume a channel on a named thread, in order, under the hub's buffer policy.
 

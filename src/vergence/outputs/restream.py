@@ -38,7 +38,7 @@ from vergence.hub import Item
 from vergence.media import h264
 from vergence.media.frame import TIME_BASE, EncodedPacket
 from vergence.metrics import WindowedRate
-from vergence.outputs.base import ThreadedConsumer
+from vergence.outputs.base import Backoff, ThreadedConsumer
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -50,8 +50,6 @@ log = logging.getLogger(__name__)
 
 #: Longest a connect or one frame's write may take before the push counts as failed (the child's SIGALRM).
 IO_TIMEOUT_S = 10.0
-#: A connection that stayed up this long resets the reconnect delay to `retry_initial_s`.
-STABLE_S = 60.0
 #: How long a stopped push may take to end its session politely (RTMP deleteStream, RTSP TEARDOWN) before it is killed.
 STOP_GRACE_S = 2.0
 AU_HEADER = struct.Struct(">IqB")
@@ -69,22 +67,6 @@ def muxer_for(url: str) -> tuple[str, dict[str, str]]:
     if scheme in ("rtsp", "rtsps"):
         return "rtsp", {"rtsp_transport": "tcp", "timeout": str(int(IO_TIMEOUT_S * 1_000_000))}
     raise ValueError(f"cannot push to {redact(url)}: the URL must start with rtmp://, rtmps://, rtsp:// or rtsps://")
-
-
-class Backoff:
-    """Reconnect delays: `initial_s`, doubled after each failure up to `max_s`; back to `initial_s` after a stable run."""
-
-    def __init__(self, initial_s: float, max_s: float, stable_s: float = STABLE_S) -> None:
-        self.initial_s, self.max_s, self.stable_s = initial_s, max_s, stable_s
-        self._next_s = initial_s
-
-    def failed(self, up_for_s: float) -> float:
-        """Return how long to wait after a failure that ended a connection up for `up_for_s` (0: it never came up)."""
-        if up_for_s >= self.stable_s:
-            self._next_s = self.initial_s
-        delay_s = self._next_s
-        self._next_s = min(delay_s * 2, self.max_s)
-        return delay_s
 
 
 # --- the child -------------------------------------------------------------------------------------------------------

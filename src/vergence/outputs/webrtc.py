@@ -220,7 +220,7 @@ class WebRtcPeers:
         peer = Peer(peer_id, resource, stream.id, address, client, pc, track, principal)
         track.on_sent = lambda pts, item: self._send_frame_time(peer, pts, item)
         try:
-            sender = self._add_video(pc, track)  # before the offer: aiortc picks the codecs while it reads the offer
+            sender = add_video(pc, track)  # before the offer: aiortc picks the codecs while it reads the offer
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
             if sender.transport is None or sender.transport.state == "closed":
                 raise WebRtcError("the offer's video m-line could not be used")
@@ -244,14 +244,6 @@ class WebRtcPeers:
         log.info("WebRTC peer %s (%s) for %s", peer.id, client, stream.id)
         return peer
 
-    @staticmethod
-    def _add_video(pc: RTCPeerConnection, track: PassthroughTrack) -> RTCRtpSender:
-        """Our one video transceiver, H.264 only: the stream's encoder decides the profile, not the peer."""
-        transceiver = pc.addTransceiver(track, direction="sendonly")
-        codecs = RTCRtpSender.getCapabilities("video").codecs
-        transceiver.setCodecPreferences([c for c in codecs if c.mimeType in ("video/H264", "video/rtx")])
-        return transceiver.sender
-
     def _watch_state(self, peer: Peer) -> None:
         @peer.pc.on("connectionstatechange")
         def changed() -> None:
@@ -273,7 +265,7 @@ class WebRtcPeers:
         heard_at, last_report = time.monotonic(), None
         while not peer.closing:
             await asyncio.sleep(STATS_EVERY_S)
-            report = await _last_receiver_report(peer)
+            report = await last_receiver_report(peer.pc)
             if report is not None and report != last_report:
                 heard_at, last_report = time.monotonic(), report
             elif time.monotonic() - heard_at > self.settings.stall_timeout_s:
@@ -327,7 +319,7 @@ class WebRtcPeers:
             close()
         peer.track.stop()
         await peer.pc.close()
-        _fail_pending_ice(peer.pc)
+        fail_pending_ice(peer.pc)
         current = asyncio.current_task()
         for task in list(peer.tasks):
             if task is not current:
@@ -352,9 +344,17 @@ class WebRtcPeers:
         return described
 
 
-async def _last_receiver_report(peer: Peer) -> Any:
+def add_video(pc: RTCPeerConnection, track: PassthroughTrack) -> RTCRtpSender:
+    """Our one video transceiver, H.264 only: the stream's encoder decides the profile, not the peer."""
+    transceiver = pc.addTransceiver(track, direction="sendonly")
+    codecs = RTCRtpSender.getCapabilities("video").codecs
+    transceiver.setCodecPreferences([c for c in codecs if c.mimeType in ("video/H264", "video/rtx")])
+    return transceiver.sender
+
+
+async def last_receiver_report(pc: RTCPeerConnection) -> Any:
     """The newest receiver report about our video (packets received, jitter), or None before the first one."""
-    for sender in peer.pc.getSenders():
+    for sender in pc.getSenders():
         with contextlib.suppress(Exception):  # a transport closing under us
             stats = await sender.getStats()
             for entry in stats.values():
@@ -363,7 +363,7 @@ async def _last_receiver_report(peer: Peer) -> Any:
     return None
 
 
-def _fail_pending_ice(pc: RTCPeerConnection) -> None:
+def fail_pending_ice(pc: RTCPeerConnection) -> None:
     """Turn an ICE verdict that a closed connection has not read yet into a failure.
 
     aioice 0.13: when the check list completes just before close(), connect() reads the verdict afterwards and starts
