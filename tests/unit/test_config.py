@@ -82,3 +82,27 @@ def test_environment_takes_json_lists_for_keys_of_a_section(monkeypatch):
     monkeypatch.setenv("VERGENCE_ZMQ__STREAMS", "[not json")
     with pytest.raises(ConfigError, match=r"zmq\.streams"):
         load_settings()
+
+
+def test_whip_and_rtsp_entries_are_checked_where_they_are_written(tmp_path: Path, monkeypatch):
+    config = tmp_path / "vergence.toml"
+    whip = '[[whip]]\nid = "sfu"\nurl = "https://sfu.example/whip/robot"\ntoken = "s3cret-token"\n'
+    config.write_text(whip + '[rtsp]\nenabled = true\nstreams = ["cam0"]\n')
+    settings = load_settings(config)
+    assert settings.whip[0].stream == "cam0" and settings.rtsp.port == 8554
+    assert "s3cret-token" not in repr(settings)
+    config.write_text('[[whip]]\nurl = "rtmp://sfu.example/live"\n')
+    with pytest.raises(ConfigError, match=r"whip\[0\]\.url = .*http:// or https://"):
+        load_settings(config)
+    config.write_text(whip + '[[restream]]\nid = "sfu"\nurl = "rtmp://media/live"\n')
+    with pytest.raises(ConfigError, match="udp, restream and whip ids must be unique"):
+        load_settings(config)
+    config.write_text('[[whip]]\nurl = "http://sfu/whip"\nstream = "cam9"\n')
+    with pytest.raises(ConfigError, match=r"whip\[0\]\.stream = 'cam9' is not a stream id"):
+        load_settings(config)
+    config.write_text('[rtsp]\nenabled = true\nstreams = ["cam9"]\n')
+    with pytest.raises(ConfigError, match=r"rtsp\.streams = 'cam9' is not a stream id"):
+        load_settings(config)
+    monkeypatch.setenv("VERGENCE_RTSP__PORT", "9554")  # the environment reaches the new sections too
+    config.write_text('[rtsp]\nenabled = true\n')
+    assert load_settings(config).rtsp.port == 9554
