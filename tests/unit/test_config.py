@@ -104,5 +104,5 @@ def test_whip_and_rtsp_entries_are_checked_where_they_are_written(tmp_path: Path
     with pytest.raises(ConfigError, match=r"rtsp\.streams = 'cam9' is not a stream id"):
         load_settings(config)
     monkeypatch.setenv("VERGENCE_RTSP__PORT", "9554")  # the environment reaches the new sections too
-    config.write_text('[rtsp]\nenabled = true\n')
+    config.write_text("[rtsp]\nenabled = true\n")
     assert load_settings(config).rtsp.port == 9554
