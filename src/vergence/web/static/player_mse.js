@@ -12,6 +12,14 @@ const CATCH_UP_UNTIL_S = 0.12; // …until it is below this
 const CATCH_UP_RATE = 1.1;
 const FAST_ABOVE_S = 0.5; // lag above this: play as fast as the display shows every frame (2× at 30 fps)
 const DISPLAY_HZ = 60;
+// Near the edge. Chrome's clock stops at the start of the last buffered frame until the next one is in; at 1× it keeps
+// whatever lead it had, and every frame then waits about a frame before it is shown (60–70 ms capture→shown here). A
+// rate a little above 1 keeps the clock against the edge instead: each frame is shown once decoded (20–30 ms). Any rate
+// but 1 costs a frame now and then (Chrome's 30-on-60 Hz cadence), so the rate stays as close to 1 as still reaches it.
+const SLACK_WINDOW_MS = 500; // slack: how long before it was due a frame was buffered; judged by its least over this
+const APPROACH_ABOVE_S = 0.015; // least slack above this: approach at APPROACH_RATE…
+const APPROACH_RATE = 1.02;
+const EDGE_RATE = 1.01; // …else stay against the edge
 const JUMP_ABOVE_S = 3; // lag above this: jump (Chrome counts the frames it decodes to get there as dropped)
 const SEEK_SETTLE_MS = 2000; // give a jump time to take effect before judging the lag again
 const START_BUFFER_S = 0.2; // buffered before playing: less, and startup jitter stalls it at once (and drops)
@@ -57,6 +65,7 @@ export class MsePlayer {
     this.lastSeekAt = -Infinity;
     this.droppedBefore = 0; // dropped frames of earlier MediaSources
     this.lastPresented = 0;
+    this.slacks = []; // [performance.now(), slack s] of the frames appended over the last SLACK_WINDOW_MS
     this.socket = new LiveSocket(wsUrl(`/ws/fmp4/${encodeURIComponent(stream)}`), {
       onOpen: () => { this.stats.status = 'connected'; },
       onText: (msg) => this.#onText(msg),
@@ -187,6 +196,7 @@ export class MsePlayer {
     this.lastArrivalMs = null;
     this.inFlight = null;
     this.lastPresented = 0;
+    this.slacks = [];
     this.video.playbackRate = 1;
     if (this.objectUrl) {
       this.video.removeAttribute('src');
@@ -222,8 +232,26 @@ export class MsePlayer {
 
   #afterUpdate() {
     if (this.inFlight?.live) this.liveBuffered = true;
+    if (this.inFlight?.append && this.playing) this.#noteSlack();
     this.#keepLive();
     this.#pump();
+  }
+
+  /** How long before it was due the frame just appended was buffered (0 or less: the clock waited for it). */
+  #noteSlack() {
+    const buffered = this.video.buffered;
+    if (!buffered.length || !this.frameMs) return;
+    // Chrome holds the last buffered frame back until the next one is in: a frame is due one frame before the end.
+    const slack = buffered.end(buffered.length - 1) - (2 * this.frameMs) / 1000 - this.video.currentTime;
+    const now = performance.now();
+    this.slacks.push([now, slack]);
+    while (this.slacks.length && this.slacks[0][0] < now - SLACK_WINDOW_MS) this.slacks.shift();
+  }
+
+  #leastSlack() {
+    let least = Infinity;
+    for (const [, slack] of this.slacks) least = Math.min(least, slack);
+    return least;
   }
 
   #keepLive() {
@@ -242,15 +270,15 @@ export class MsePlayer {
       video.play().catch((err) => { this.stats.status = `cannot play: ${err.message}`; });
       return;
     }
-    // Chrome refills a few frames after any stall, then plays at 1× and keeps that lag for good: play faster until
-    // close to the end instead (no frame dropped); too close and arrival jitter stalls it again.
+    // A backlog (a stall, the server's first GOP): play faster until close to the end, then keep against the edge.
     const lag = end - video.currentTime;
     let rate = video.playbackRate;
     const fast = this.fastRate;
     if (lag > FAST_ABOVE_S) rate = fast;
     else if (lag > CATCH_UP_ABOVE_S) rate = rate === fast ? fast : CATCH_UP_RATE;
-    else if (lag < CATCH_UP_UNTIL_S) rate = 1;
     else if (rate === fast) rate = CATCH_UP_RATE;
+    else if (rate === CATCH_UP_RATE && lag > CATCH_UP_UNTIL_S) rate = CATCH_UP_RATE;
+    else rate = this.slacks.length && this.#leastSlack() > APPROACH_ABOVE_S ? APPROACH_RATE : EDGE_RATE;
     if (rate !== video.playbackRate) video.playbackRate = rate;
     const now = performance.now();
     if (lag > JUMP_ABOVE_S && now - this.lastSeekAt > SEEK_SETTLE_MS) {
