@@ -3,9 +3,14 @@
 The load, all at once for the whole run: WebSocket viewers and an MJPEG viewer that stay, PTZ moving over the control
 WebSocket, viewers of every kind arriving and leaving (`churn_per_s`; some without a closing handshake), recordings
 started and stopped, a photo now and then. Every `sample_s` the server's fds, asyncio tasks and threads (from
-/api/stats) and its resident memory (/proc) are read. Growth is measured from the first sample after `warmup_s` (first
-allocations, caches, the allocator's arenas) to the last; the run passes when fds, tasks and threads are back within
-a few of the warm value and RSS grew less than `rss_bound_mb`.
+/api/stats) and its resident memory (/proc) are read and printed.
+
+The verdict compares two quiet moments, not two instants under load (where whatever is in flight, a viewer arriving, a
+recording closing, shows up as growth or as none): the load runs for `warmup_s` (first allocations, caches, the
+allocator's arenas), stops, and once the server has settled (its counts unchanged for SETTLED_READS reads in a row)
+fds, tasks and threads are the baseline; then the load runs for the rest of the run, stops, and the server settles
+again. It passes when fds, tasks and threads are back within DRAINED_BOUND of the baseline and RSS grew less than
+`rss_bound_mb`.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from websockets.sync.client import connect
 
 from bench.latency import _Server, scene_env, serve_argv
 
-FD_BOUND, TASK_BOUND, THREAD_BOUND = 4, 4, 1  # what may be in flight when a sample is taken
+DRAINED_BOUND = 1  # fds, tasks and threads once the load has gone: back to the baseline, give or take one
+SETTLED_READS, SETTLE_EVERY_S, SETTLE_TIMEOUT_S = 5, 0.5, 60.0
 
 
 def _get(url: str) -> dict[str, Any]:
@@ -171,64 +177,108 @@ def run(
     samples: list[dict[str, Any]] = []
     with _Server(argv, f"{base}/api/streams", workdir / "vergence.log", "vergence", env=scene_env(scene)) as server:
         assert server.proc is not None
-        load = _Load(port, viewers, churn_per_s)
-        load.start()
-        started = time.monotonic()
+        pid = server.proc.pid
         print(f"soak: {minutes:g} min of {size}@{fps:g}, {viewers} steady viewers + MJPEG + PTZ + churn + recordings")
         print(f"{'t_s':>6} {'fds':>5} {'tasks':>6} {'threads':>8} {'pool':>5} {'rss_mb':>8} {'fps':>6} {'churned':>8}")
-        frames_before, at_before = sum(load.frames), started
-        try:
-            while time.monotonic() - started < minutes * 60:
-                load.stop.wait(min(sample_s, max(0.0, minutes * 60 - (time.monotonic() - started))))
-                now = time.monotonic()
-                process = _get(f"{base}/api/stats")["process"]
-                frames = sum(load.frames)
-                sample = {
-                    "t_s": round(now - started, 1),
-                    **{key: process[key] for key in ("fds", "tasks", "threads", "pool_threads")},
-                    "rss_mb": round(_rss_mb(server.proc.pid), 1),
-                    "fps": round((frames - frames_before) / max(now - at_before, 1e-9) / viewers, 1),
-                    "churned": load.churned,
-                }
-                frames_before, at_before = frames, now
-                samples.append(sample)
-                print(
-                    " ".join(
-                        f"{sample[key]:>{width}}" for key, width in zip(sample, (6, 5, 6, 8, 5, 8, 6, 8), strict=True)
-                    )
-                )
-        finally:
-            load.close()
-    results = _verdict(samples, warmup_s, rss_bound_mb, load.errors, load.commands)
+        started = time.monotonic()
+        warm_load = _Load(port, viewers, churn_per_s)
+        _load_for(warm_load, warmup_s, base, pid, samples, started, sample_s)
+        baseline = _settled(base, pid)
+        print(f"warm-up over, load stopped, settled: {_counts(baseline)}")
+        load = _Load(port, viewers, churn_per_s)
+        _load_for(load, max(0.0, minutes * 60 - warmup_s), base, pid, samples, started, sample_s)
+        drained = _settled(base, pid)
+        print(f"load stopped, settled: {_counts(drained)}")
+    churned = warm_load.churned + load.churned
+    errors = warm_load.errors + load.errors
+    commands = {key: warm_load.commands[key] + load.commands[key] for key in load.commands}
+    results = _verdict(baseline, drained, samples, rss_bound_mb, errors, commands)
     results.update({"minutes": minutes, "size": size, "fps": fps, "viewers": viewers, "samples": samples})
+    growth = results["growth"]
     print(
-        f"growth after {warmup_s:g} s warm-up: fds {results['growth']['fds']:+d}, tasks {results['growth']['tasks']:+d}, "
-        f"threads {results['growth']['threads']:+d}, RSS {results['growth']['rss_mb']:+.1f} MB "
-        f"(bounds ±{FD_BOUND}, ±{TASK_BOUND}, ±{THREAD_BOUND}, {rss_bound_mb:g} MB); {load.churned} arrivals and "
-        f"departures; commands carried out {load.commands['ok']}, refused {load.commands['refused']}; "
-        f"client errors: {len(load.errors)}; {'PASS' if results['pass'] else 'FAIL'}"
+        f"after the load, against the settled baseline after {warmup_s:g} s: fds {growth['fds']:+d}, tasks "
+        f"{growth['tasks']:+d}, threads {growth['threads']:+d}, RSS {growth['rss_mb']:+.1f} MB (bounds "
+        f"±{DRAINED_BOUND}, {rss_bound_mb:g} MB); {churned} arrivals and departures; commands carried out "
+        f"{commands['ok']}, refused {commands['refused']}; client errors: {len(errors)}; "
+        f"{'PASS' if results['pass'] else 'FAIL'}"
     )
-    for error in load.errors[:10]:
+    for error in errors[:10]:
         print(f"  client error: {error}")
     if json_out is not None:
         json_out.write_text(json.dumps(results, indent=2))
     return results
 
 
+def _load_for(
+    load: _Load, seconds: float, base: str, pid: int, samples: list[dict[str, Any]], started: float, sample_s: float
+) -> None:
+    """Run `load` for `seconds`, appending (and printing) a sample every `sample_s`; stop it."""
+    load.start()
+    begun = time.monotonic()
+    frames_before, at_before = sum(load.frames), begun
+    try:
+        while time.monotonic() - begun < seconds:
+            load.stop.wait(min(sample_s, max(0.0, seconds - (time.monotonic() - begun))))
+            now = time.monotonic()
+            frames = sum(load.frames)
+            sample = {
+                "t_s": round(now - started, 1),
+                **_read(base, pid),
+                "fps": round((frames - frames_before) / max(now - at_before, 1e-9) / len(load.frames), 1),
+                "churned": load.churned,
+            }
+            frames_before, at_before = frames, now
+            samples.append(sample)
+            print(
+                " ".join(f"{sample[key]:>{width}}" for key, width in zip(sample, (6, 5, 6, 8, 5, 8, 6, 8), strict=True))
+            )
+    finally:
+        load.close()
+
+
+def _read(base: str, pid: int) -> dict[str, Any]:
+    process = _get(f"{base}/api/stats")["process"]
+    return {
+        **{key: process[key] for key in ("fds", "tasks", "threads", "pool_threads")},
+        "rss_mb": round(_rss_mb(pid), 1),
+    }
+
+
+def _counts(sample: dict[str, Any]) -> str:
+    return ", ".join(f"{key} {sample[key]}" for key in ("fds", "tasks", "threads", "pool_threads", "rss_mb"))
+
+
+def _settled(base: str, pid: int) -> dict[str, Any]:
+    """The server's counts once they stayed the same for SETTLED_READS reads in a row (connections closed, encoders
+    stopped); after SETTLE_TIMEOUT_S the last read, marked unsettled."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    reads: list[dict[str, Any]] = []
+    while True:
+        read = _read(base, pid)
+        key = (read["fds"], read["tasks"], read["threads"])
+        reads = [r for r in reads if (r["fds"], r["tasks"], r["threads"]) == key] + [read]
+        if len(reads) >= SETTLED_READS:
+            return {**read, "settled": True}
+        if time.monotonic() > deadline:
+            return {**read, "settled": False}
+        time.sleep(SETTLE_EVERY_S)  # poll interval of a deadline loop
+
+
 def _verdict(
-    samples: list[dict[str, Any]], warmup_s: float, rss_bound_mb: float, errors: list[str], commands: dict[str, int]
+    baseline: dict[str, Any],
+    drained: dict[str, Any],
+    samples: list[dict[str, Any]],
+    rss_bound_mb: float,
+    errors: list[str],
+    commands: dict[str, int],
 ) -> dict[str, Any]:
-    if not samples:
-        return {"pass": False, "growth": {"fds": 0, "tasks": 0, "threads": 0, "rss_mb": 0.0}, "why": "no samples"}
-    warm = next((s for s in samples if s["t_s"] >= warmup_s), samples[0])
-    last = samples[-1]
-    growth = {key: last[key] - warm[key] for key in ("fds", "tasks", "threads")}
-    growth["rss_mb"] = round(last["rss_mb"] - warm["rss_mb"], 1)
+    growth = {key: drained[key] - baseline[key] for key in ("fds", "tasks", "threads")}
+    growth["rss_mb"] = round(drained["rss_mb"] - baseline["rss_mb"], 1)
     healthy = all(s["fps"] >= 0.9 * samples[0]["fps"] for s in samples[1:]) if len(samples) > 1 else True
     passed = (
-        growth["fds"] <= FD_BOUND
-        and growth["tasks"] <= TASK_BOUND
-        and growth["threads"] <= THREAD_BOUND
+        baseline["settled"]
+        and drained["settled"]
+        and all(abs(growth[key]) <= DRAINED_BOUND for key in ("fds", "tasks", "threads"))
         and growth["rss_mb"] <= rss_bound_mb
         and not errors
         and commands["ok"] > 0
@@ -237,7 +287,8 @@ def _verdict(
     return {
         "pass": passed,
         "growth": growth,
-        "warm_sample": warm,
+        "baseline": baseline,
+        "drained": drained,
         "viewers_kept_rate": healthy,
         "commands": dict(commands),
     }

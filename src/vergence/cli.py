@@ -586,8 +586,10 @@ def bench_soak(
     fps: Annotated[float, typer.Option(help="frames per second")] = 30.0,
     viewers: Annotated[int, typer.Option(help="steady WebSocket viewers")] = 4,
     sample_s: Annotated[float, typer.Option(help="seconds between samples")] = 10.0,
-    warmup_s: Annotated[float, typer.Option(help="growth is measured from the first sample after this")] = 60.0,
-    rss_bound_mb: Annotated[float, typer.Option(help="most RSS growth allowed after the warm-up (MB)")] = 32.0,
+    warmup_s: Annotated[
+        float, typer.Option(help="the load runs this long, stops, and the settled server is the baseline")
+    ] = 60.0,
+    rss_bound_mb: Annotated[float, typer.Option(help="most RSS growth allowed over the baseline (MB)")] = 32.0,
     churn_per_s: Annotated[float, typer.Option(help="viewers arriving and leaving per second")] = 20.0,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the results as JSON here")] = None,
     scene: Annotated[str, typer.Option(help=SCENE_HELP)] = "camera",
