@@ -15,6 +15,7 @@ again. It passes when fds, tasks and threads are back within DRAINED_BOUND of th
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from bench.latency import _Server, scene_env, serve_argv
 
 DRAINED_BOUND = 1  # fds, tasks and threads once the load has gone: back to the baseline, give or take one
 SETTLED_READS, SETTLE_EVERY_S, SETTLE_TIMEOUT_S = 5, 0.5, 60.0
+PHOTO_NUMBERS = itertools.count(1)
 
 
 def _get(url: str) -> dict[str, Any]:
@@ -139,8 +141,8 @@ class _Load:
         if self.stop.wait(20):
             self._count(_post(f"{self.base}/api/commands", b"record stop"))
             return
-        self.photos += 1  # a name of its own each time: a photo never overwrites one (the same name is refused)
-        self._count(_post(f"{self.base}/api/commands", f"photo soak-{self.photos}".encode()))
+        self.photos += 1  # a name of its own each time, across loads: a photo never overwrites one (refused)
+        self._count(_post(f"{self.base}/api/commands", f"photo soak-{next(PHOTO_NUMBERS)}".encode()))
         self._count(_post(f"{self.base}/api/commands", b"record stop"))
         self.stop.wait(10)
 
@@ -179,7 +181,9 @@ def run(
         assert server.proc is not None
         pid = server.proc.pid
         print(f"soak: {minutes:g} min of {size}@{fps:g}, {viewers} steady viewers + MJPEG + PTZ + churn + recordings")
-        print(f"{'t_s':>6} {'fds':>5} {'tasks':>6} {'threads':>8} {'pool':>5} {'rss_mb':>8} {'fps':>6} {'churned':>8}")
+        print(
+            f"{'t_s':>6} {'fds':>5} {'tasks':>6} {'threads':>8} {'pool':>5} {'rss_mb':>8} {'conns':>6} {'fps':>6} {'churned':>8}"
+        )
         started = time.monotonic()
         warm_load = _Load(port, viewers, churn_per_s)
         _load_for(warm_load, warmup_s, base, pid, samples, started, sample_s)
@@ -230,33 +234,40 @@ def _load_for(
             frames_before, at_before = frames, now
             samples.append(sample)
             print(
-                " ".join(f"{sample[key]:>{width}}" for key, width in zip(sample, (6, 5, 6, 8, 5, 8, 6, 8), strict=True))
+                " ".join(
+                    f"{sample[key]:>{width}}" for key, width in zip(sample, (6, 5, 6, 8, 5, 8, 6, 6, 8), strict=True)
+                )
             )
     finally:
         load.close()
 
 
 def _read(base: str, pid: int) -> dict[str, Any]:
-    process = _get(f"{base}/api/stats")["process"]
+    stats = _get(f"{base}/api/stats")
+    process = stats["process"]
     return {
         **{key: process[key] for key in ("fds", "tasks", "threads", "pool_threads")},
         "rss_mb": round(_rss_mb(pid), 1),
+        "connections": (stats.get("connections") or {}).get("open", 0),
     }
 
 
 def _counts(sample: dict[str, Any]) -> str:
-    return ", ".join(f"{key} {sample[key]}" for key in ("fds", "tasks", "threads", "pool_threads", "rss_mb"))
+    keys = ("fds", "tasks", "threads", "pool_threads", "rss_mb", "connections")
+    return ", ".join(f"{key} {sample[key]}" for key in keys)
 
 
 def _settled(base: str, pid: int) -> dict[str, Any]:
-    """The server's counts once they stayed the same for SETTLED_READS reads in a row (connections closed, encoders
-    stopped); after SETTLE_TIMEOUT_S the last read, marked unsettled."""
+    """The server's counts once every client connection but the reader's own has closed (a heavy viewer's close
+    handshake waits behind the video still in flight) and they stayed the same for SETTLED_READS reads in a row; after
+    SETTLE_TIMEOUT_S the last read, marked unsettled."""
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
     reads: list[dict[str, Any]] = []
     while True:
         read = _read(base, pid)
         key = (read["fds"], read["tasks"], read["threads"])
-        reads = [r for r in reads if (r["fds"], r["tasks"], r["threads"]) == key] + [read]
+        quiet = read["connections"] <= 1  # this read's own
+        reads = [r for r in reads if (r["fds"], r["tasks"], r["threads"]) == key] + [read] if quiet else []
         if len(reads) >= SETTLED_READS:
             return {**read, "settled": True}
         if time.monotonic() > deadline:

@@ -69,6 +69,7 @@ def test_chromium_plays_what_vergence_published_to_janus_and_it_resumes_after_ja
         assert (seen["width"], seen["height"]) == (WIDTH, HEIGHT), seen
         sent = output(server)
         assert sent["frames"] >= 60 and sent["bytes"] > 0, sent
+        assert httpx.get(f"{server.url}/api/stats", timeout=5).json()["outputs"]["whip0"]["state"] == "live"
         metrics = httpx.get(f"{server.url}/metrics", timeout=5).text
         assert 'vergence_output_up{output="whip0",kind="whip",stream="cam0"} 1' in metrics
 

@@ -13,6 +13,7 @@ A child that dies is started again after RETRY_S, doubling up to RETRY_MAX_S; it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import shutil
@@ -190,6 +191,7 @@ class RtspServer:
             for line in stdout:
                 loop.call_soon_threadsafe(self._on_line, process, line.decode(errors="replace").rstrip("\n"))
         finally:
+            stdout.close()
             try:
                 loop.call_soon_threadsafe(self._on_exit, process)
             except RuntimeError:
@@ -309,9 +311,13 @@ class RtspServer:
 
     def _kill(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait()
+        if process is not None:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            with self._pipe, contextlib.suppress(OSError):
+                if process.stdin is not None:
+                    process.stdin.close()
 
 
 def create_service(parts: Parts) -> RtspServer:

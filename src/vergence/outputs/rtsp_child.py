@@ -29,8 +29,11 @@ ROLE = "viewer"
 CAPS = "video/x-h264,stream-format=byte-stream,alignment=au"
 #: config-interval=0: vergence's keyframes carry their SPS/PPS already; the payloader would put another copy before each
 #: IDR slice, between the slices of one picture, which FFmpeg then decodes as separate pictures (half of each lost).
+#: appsrc drops what comes while it holds MAX_QUEUED_BYTES (a pipeline that stopped taking data): memory stays bounded.
+MAX_QUEUED_BYTES = 8_000_000
 LAUNCH = (
     f'( appsrc name=src is-live=true do-timestamp=true format=time caps="{CAPS}" '
+    f"max-bytes={MAX_QUEUED_BYTES} leaky-type=downstream "
     "! rtph264pay name=pay0 pt=96 config-interval=0 )"
 )
 
