@@ -72,10 +72,11 @@ class _Load:
         self.photos = 0
         self.errors: list[str] = []
         self.threads = [
-            threading.Thread(target=self._guard, args=(self._viewer, i), daemon=True) for i in range(viewers)
+            threading.Thread(target=self._guard, args=(self._viewer, i), name=f"viewer{i}", daemon=True)
+            for i in range(viewers)
         ]
         for work in (self._mjpeg, self._ptz, self._churn, self._recorder):
-            self.threads.append(threading.Thread(target=self._guard, args=(work,), daemon=True))
+            self.threads.append(threading.Thread(target=self._guard, args=(work,), name=work.__name__, daemon=True))
 
     def start(self) -> None:
         logging.getLogger("websockets").setLevel(
@@ -88,6 +89,9 @@ class _Load:
         self.stop.set()
         for thread in self.threads:
             thread.join(15)
+        stuck = [thread.name for thread in self.threads if thread.is_alive()]
+        if stuck:
+            print(f"soak: load threads still running after their stop: {', '.join(stuck)}")
 
     def _guard(self, work: Any, *args: Any) -> None:
         while not self.stop.is_set():

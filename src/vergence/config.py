@@ -143,6 +143,12 @@ class HubSettings(_Section):
     encoder_linger_s: float = Field(
         2.0, ge=0, le=600, description="seconds an encoder keeps running after its last consumer left, 0 … 600"
     )
+    viewer_stall_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="a WebSocket viewer whose connection takes nothing for this long is cut (s), 0 < … ≤ 3600",
+    )
 
 
 class ServerSettings(_Section):

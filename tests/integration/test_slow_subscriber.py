@@ -110,3 +110,35 @@ def test_a_stalled_viewer_costs_the_others_no_frame_and_resumes_at_a_keyframe(ve
             header, payload = parse_header(slow.recv(timeout=5))
             assert len(decoder.decode(payload)) == 1
     slow.close()
+
+
+def test_a_viewer_that_takes_nothing_for_viewer_stall_s_is_cut_and_the_encoder_stops(vergence_server):
+    """A client that keeps its connection but never reads again (a frozen tab; here a socket nobody reads, with a tiny
+    window) would hold a task, a file descriptor and the running encoder for good: it is cut after [hub]
+    viewer_stall_s, and with nobody else watching the encoder stops."""
+    server = vergence_server(
+        "--size", "1280x720", env={"VERGENCE_HUB__VIEWER_STALL_S": "2", "VERGENCE_HUB__ENCODER_LINGER_S": "0"}
+    )
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled = connect(f"{server.ws_url}/ws/video/cam0", sock=sock, max_size=None, max_queue=1, legacy=True)
+    port = sock.getsockname()[1]
+    try:
+
+        def h264() -> dict:
+            return httpx.get(f"{server.url}/api/stats").json()["streams"]["cam0"]["channels"]["h264"]
+
+        joined_at = time.monotonic()
+        while not any(sub["name"].endswith(f":{port}") for sub in h264()["subscribers"]):
+            assert time.monotonic() < joined_at + 20, f"the viewer never joined: {h264()}"
+            time.sleep(0.05)  # poll interval of a deadline loop
+        while h264()["subscribers"] or h264()["running"]:
+            assert time.monotonic() < joined_at + 20, f"the stalled viewer was never cut: {h264()}"
+            time.sleep(0.05)  # poll interval of a deadline loop
+        # Not before its connection had taken nothing for 2 s (it took the first frames until its window filled).
+        assert time.monotonic() - joined_at >= 2
+        assert f"ws 127.0.0.1:{port} took nothing for 2 s: cut" in server.log()
+        assert httpx.get(f"{server.url}/api/stats").json()["connections"]["open"] == 1  # this request's own
+    finally:
+        stalled.close()
+        sock.close()

@@ -98,7 +98,7 @@ async def single_camera(websocket: WebSocket, vergence: Server) -> None:
     stream = vergence.streams[vergence.settings.cameras[0].id]
     allowed = may_command(principal_of(websocket.scope))
     texts = CropTexts(vergence, stream, allowed)
-    await serve_channel(websocket, stream, stream.h264, vergence.settings.hub.h264_buffer_packets, True, texts)
+    await serve_channel(websocket, stream, stream.h264, vergence.settings.hub, True, texts)
 
 
 @router.websocket("/cam{index}/")
@@ -109,7 +109,7 @@ async def dual_camera(websocket: WebSocket, index: str, vergence: Server) -> Non
         await refuse_unknown_stream(websocket, f"cam{index}")
         return
     stream = vergence.streams[cameras[int(index)].id]
-    await serve_channel(websocket, stream, stream.h264, vergence.settings.hub.h264_buffer_packets, True)
+    await serve_channel(websocket, stream, stream.h264, vergence.settings.hub, True)
 
 
 class DualPtz:

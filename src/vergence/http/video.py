@@ -20,7 +20,7 @@ async def video_ws(websocket: WebSocket, stream_id: str, vergence: Server, raw: 
     if stream is None:
         await refuse_unknown_stream(websocket, stream_id)
         return
-    await serve_channel(websocket, stream, stream.h264, vergence.settings.hub.h264_buffer_packets, raw)
+    await serve_channel(websocket, stream, stream.h264, vergence.settings.hub, raw)
 
 
 @router.websocket("/ws/fmp4/{stream_id}")
@@ -30,7 +30,7 @@ async def fmp4_ws(websocket: WebSocket, stream_id: str, vergence: Server) -> Non
     if stream is None:
         await refuse_unknown_stream(websocket, stream_id)
         return
-    await serve_channel(websocket, stream, stream.fmp4, vergence.settings.hub.h264_buffer_packets, raw=False)
+    await serve_channel(websocket, stream, stream.fmp4, vergence.settings.hub, raw=False)
 
 
 @router.get(

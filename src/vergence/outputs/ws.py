@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
@@ -18,9 +18,13 @@ from vergence.media.frame import HEADER, HEADER_VERSION, EncodedPacket
 from vergence.outputs.ws_direct import DIRECT_SEND, DirectSend, websocket_message
 from vergence.stream import Stream
 
+if TYPE_CHECKING:
+    from vergence.config import HubSettings
+
 log = logging.getLogger(__name__)
 
 CLOSE_UNKNOWN_STREAM = 4404
+CLOSE_TIMEOUT_S = 2.0  # a close that cannot be written (a stalled client) is given up
 
 
 async def refuse_unknown_stream(websocket: WebSocket, stream_id: str) -> None:
@@ -65,16 +69,19 @@ async def serve_channel(
     websocket: WebSocket,
     stream: Stream,
     channel: Channel,
-    max_packets: int,
+    hub: HubSettings,
     raw: bool,
     on_text: Callable[[str], Awaitable[None]] | None = None,
 ) -> None:
     """Send one channel to one WebSocket client until either side goes away; what it sends as text goes to
-    `on_text` (pi-h264-to-browser's pages send PTZ on their video socket)."""
+    `on_text` (pi-h264-to-browser's pages send PTZ on their video socket).
+
+    A client whose connection takes nothing for `hub.viewer_stall_s` is cut: one that stopped reading (a frozen tab, a
+    link TCP has not yet given up on) would otherwise hold its connection, a task and the encoder for good."""
     await websocket.accept()
     client = websocket.client
     subscription = channel.subscribe(
-        "gop", max_packets, name=f"ws {client.host}:{client.port}" if client else "ws", kind="ws"
+        "gop", hub.h264_buffer_packets, name=f"ws {client.host}:{client.port}" if client else "ws", kind="ws"
     )
     viewer = _Viewer(websocket, stream, channel, raw)
     if viewer.direct is not None:
@@ -84,7 +91,12 @@ async def serve_channel(
         while True:
             item = await subscription.get()
             viewer.busy = True  # until it is sent, later packets queue behind it
-            await viewer.send(item)
+            try:
+                await asyncio.wait_for(viewer.send(item), hub.viewer_stall_s)
+            except TimeoutError:
+                log.info("%s took nothing for %g s: cut", subscription.name, hub.viewer_stall_s)
+                viewer.abort()
+                break
             viewer.busy = False
     except (SubscriptionClosed, WebSocketDisconnect):
         pass
@@ -93,9 +105,9 @@ async def serve_channel(
     finally:
         subscription.close()
         watcher.cancel()
-        if websocket.application_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-                await websocket.close()
+        if websocket.application_state == WebSocketState.CONNECTED and not viewer.aborted:
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect, TimeoutError):
+                await asyncio.wait_for(websocket.close(), CLOSE_TIMEOUT_S)
 
 
 def _observe_send(channel: Channel, packet: EncodedPacket) -> None:
@@ -120,6 +132,13 @@ class _Viewer:
         self.busy = False
         self.direct: DirectSend | None = websocket.scope.get("extensions", {}).get(DIRECT_SEND)
         self._wire_key = "ws-raw" if raw else "ws"
+        self.aborted = False
+
+    def abort(self) -> None:
+        """Drop the connection without a closing handshake (which a client that reads nothing would never get)."""
+        self.aborted = True
+        if self.direct is not None:
+            self.direct.abort()
 
     def take(self, packet: EncodedPacket) -> bool:
         """The subscription's sink: write `packet` now and return True, or False to have it queued."""

@@ -48,6 +48,10 @@ class DirectSend:
         transport.write(message)
         return True
 
+    def abort(self) -> None:
+        """Drop the connection at once, unsent data and all."""
+        self._protocol.transport.abort()
+
     async def writable(self) -> None:
         """Wait until the transport takes writes again (or the connection is lost)."""
         await self._protocol.writable.wait()
