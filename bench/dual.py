@@ -53,6 +53,26 @@ def _viewer(url: str, stop: threading.Event, counts: dict[str, int], key: str) -
                 counts[key] += 1
 
 
+def websocket_viewer_cpu(port: int, pids: list[int], seconds: float, stream: str = "cam0") -> dict[str, float]:
+    """One WebSocket viewer of `stream` alone for `seconds` (after its first second of frames): the CPU of `pids`
+    (cores) and the viewer's frame rate. The yardstick other deliveries (RTSP, WHIP) are measured against."""
+    stop = threading.Event()
+    counts = {"ws": 0}
+    viewer = threading.Thread(target=_viewer, args=(f"ws://127.0.0.1:{port}/ws/video/{stream}", stop, counts, "ws"))
+    viewer.start()
+    try:
+        deadline = time.monotonic() + 20
+        while counts["ws"] < 30 and time.monotonic() < deadline:
+            time.sleep(0.05)  # poll interval of a deadline loop: the encoder starts, the viewer gets its first GOP
+        cpu0, t0, frames0 = sum(_cpu_seconds(pid) for pid in pids), time.monotonic(), counts["ws"]
+        time.sleep(seconds)  # the measuring window
+        cpu1, t1, frames1 = sum(_cpu_seconds(pid) for pid in pids), time.monotonic(), counts["ws"]
+    finally:
+        stop.set()
+        viewer.join(timeout=10)
+    return {"server_cpu_cores": round((cpu1 - cpu0) / (t1 - t0), 3), "fps": round((frames1 - frames0) / (t1 - t0), 1)}
+
+
 def _mover(base: str, stop: threading.Event) -> None:
     """Keep PTZ moving on both cameras: zoom in and out, pan to and fro, resent every half second."""
     direction = 1.0

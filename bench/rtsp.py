@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 import socket
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.dual import _cpu_seconds, _viewer
+from bench.dual import _cpu_seconds, websocket_viewer_cpu
 from bench.latency import _Server, serve_argv
 from tests.support.rtsp_client import captured_between, gstreamer, read_pictures
 
@@ -99,22 +98,7 @@ def run(
                 "captured": captured_between(measured, fps),
                 "server_cpu_cores": round((cpu1 - cpu0) / (t1 - t0), 3),
             }
-        stop = threading.Event()
-        counts = {"ws": 0}
-        viewer = threading.Thread(target=_viewer, args=(f"ws://127.0.0.1:{port}/ws/video/cam0", stop, counts, "ws"))
-        viewer.start()
-        deadline = time.monotonic() + 20
-        while counts["ws"] < WARMUP_FRAMES and time.monotonic() < deadline:
-            time.sleep(0.05)  # poll interval of a deadline loop: the viewer's first second
-        cpu0, t0, frames0 = _cpu(pids), time.monotonic(), counts["ws"]
-        time.sleep(seconds)  # the measuring window
-        cpu1, t1, frames1 = _cpu(pids), time.monotonic(), counts["ws"]
-        stop.set()
-        viewer.join(timeout=10)
-        results["websocket"] = {
-            "server_cpu_cores": round((cpu1 - cpu0) / (t1 - t0), 3),
-            "fps": round((frames1 - frames0) / (t1 - t0), 1),
-        }
+        results["websocket"] = websocket_viewer_cpu(port, pids, seconds)
         stats = json.loads(urllib.request.urlopen(f"{base}/api/stats", timeout=5).read())
         results["rtsp_service"] = stats["services"]["rtsp"]
     for transport in ("tcp", "udp"):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import socket
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -66,7 +65,7 @@ def run(
     why_not = enter_private_network()
     if why_not is not None:
         raise SystemExit(f"vergence bench whip: no private network for WebRTC: {why_not}")
-    from bench.dual import _cpu_seconds, _viewer
+    from bench.dual import _cpu_seconds, websocket_viewer_cpu
     from bench.latency import _Server, serve_argv
     from tests.support.janus import start_sfu
 
@@ -84,20 +83,7 @@ def run(
             assert server.proc is not None
             pid = server.proc.pid
 
-            stop = threading.Event()
-            counts = {"ws": 0}
-            viewer = threading.Thread(target=_viewer, args=(f"ws://127.0.0.1:{port}/ws/video/cam0", stop, counts, "ws"))
-            viewer.start()
-            time.sleep(WARMUP_S)  # warm-up: the encoder starts, the viewer has its first GOP
-            cpu0, t0, frames0 = _cpu_seconds(pid), time.monotonic(), counts["ws"]
-            time.sleep(seconds)  # the measuring window
-            cpu1, t1, frames1 = _cpu_seconds(pid), time.monotonic(), counts["ws"]
-            stop.set()
-            viewer.join(timeout=10)
-            results["websocket"] = {
-                "server_cpu_cores": round((cpu1 - cpu0) / (t1 - t0), 3),
-                "fps": round((frames1 - frames0) / (t1 - t0), 1),
-            }
+            results["websocket"] = websocket_viewer_cpu(port, [pid], seconds)
 
             _switch(base, True)
             deadline = time.monotonic() + 20

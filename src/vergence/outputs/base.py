@@ -7,10 +7,16 @@ import concurrent.futures
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from vergence.errors import CommandError
 from vergence.hub import Channel, Item, Subscription, SubscriptionClosed
 from vergence.registry import Registry
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from vergence.stream import Stream
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +36,14 @@ class Output(Protocol):
     async def stop(self) -> None: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+
+def find_stream(streams: Mapping[str, Stream], output_id: str, stream_id: str) -> Stream:
+    """The stream an output sends; CommandError naming both when it is not (or no longer) there."""
+    stream = streams.get(stream_id)
+    if stream is None:
+        raise CommandError(f"output {output_id}: unknown stream {stream_id!r}")
+    return stream
 
 
 class Outputs(Registry[Output]):

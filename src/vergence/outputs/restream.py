@@ -33,12 +33,12 @@ from functools import partial
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from vergence.errors import CommandError, redact
+from vergence.errors import redact
 from vergence.hub import Item
 from vergence.media import h264
 from vergence.media.frame import TIME_BASE, EncodedPacket
 from vergence.metrics import WindowedRate
-from vergence.outputs.base import Backoff, ThreadedConsumer
+from vergence.outputs.base import Backoff, ThreadedConsumer, find_stream
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -253,10 +253,7 @@ class RestreamOutput:
         return self._enabled
 
     def _stream(self) -> Stream:
-        stream = self._streams.get(self.stream_id)
-        if stream is None:
-            raise CommandError(f"output {self.id}: unknown stream {self.stream_id!r}")
-        return stream
+        return find_stream(self._streams, self.id, self.stream_id)
 
     async def start(self) -> None:
         """Start pushing from the next keyframe; a no-op when running."""

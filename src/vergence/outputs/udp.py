@@ -25,7 +25,7 @@ from vergence.media.frame import TIME_BASE, EncodedPacket
 from vergence.media.rtp import U32, is_rtcp, pacing_offsets, rtp_fields, shift_timestamp, ts_datagrams
 from vergence.media.writes import Writes
 from vergence.metrics import RateLimitedLog, WindowedMean, WindowedRate
-from vergence.outputs.base import ThreadedConsumer
+from vergence.outputs.base import ThreadedConsumer, find_stream
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -208,10 +208,7 @@ class UdpOutput:
         return self._protocol
 
     def _stream(self) -> Stream:
-        stream = self._streams.get(self.stream_id)
-        if stream is None:
-            raise CommandError(f"output {self.id}: unknown stream {self.stream_id!r}")
-        return stream
+        return find_stream(self._streams, self.id, self.stream_id)
 
     async def start(self) -> None:
         """Resolve the destination and start sending from the next keyframe; CommandError when the host is bad."""

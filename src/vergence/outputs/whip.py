@@ -22,10 +22,10 @@ from urllib.parse import urljoin
 
 import httpx
 
-from vergence.errors import CommandError, redact
+from vergence.errors import redact
 from vergence.media.frame import EncodedPacket
 from vergence.metrics import WindowedRate
-from vergence.outputs.base import Backoff
+from vergence.outputs.base import Backoff, find_stream
 from vergence.outputs.webrtc import (
     PassthroughTrack,
     RTCConfiguration,
@@ -82,10 +82,7 @@ class WhipOutput:
         return self._enabled
 
     def _stream(self) -> Stream:
-        stream = self._streams.get(self.stream_id)
-        if stream is None:
-            raise CommandError(f"output {self.id}: unknown stream {self.stream_id!r}")
-        return stream
+        return find_stream(self._streams, self.id, self.stream_id)
 
     async def start(self) -> None:
         """Start publishing; a no-op when running."""

@@ -92,7 +92,8 @@ async def serve_channel(
             item = await subscription.get()
             viewer.busy = True  # until it is sent, later packets queue behind it
             try:
-                await asyncio.wait_for(viewer.send(item), hub.viewer_stall_s)
+                async with asyncio.timeout(hub.viewer_stall_s):  # no task of its own, unlike wait_for
+                    await viewer.send(item)
             except TimeoutError:
                 log.info("%s took nothing for %g s: cut", subscription.name, hub.viewer_stall_s)
                 viewer.abort()
