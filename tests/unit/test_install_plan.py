@@ -467,6 +467,9 @@ def _run_install_sh(
         "python3": _PYTHON3.format(**values),
         "venv-python": _VENV_PYTHON.format(log=log, import_rc=import_rc),
         "apt-get": f'#!/bin/bash\necho "apt-get $*" >> {log}\n',
+        # The test-only downloads (npm's packages, simple-whip-server's .deb) are logged, not fetched.
+        "npm": f'#!/bin/bash\necho "npm $*" >> {log}\n',
+        "dpkg-deb": f'#!/bin/bash\necho "dpkg-deb $1 $(basename "$2") $3" >> {log}\n',
     }
     for name, text in stubs.items():
         (bin_dir / name).write_text(text)
@@ -491,6 +494,11 @@ def test_install_sh_on_debian_does_what_it_did(tmp_path):
         "pip install -q --upgrade pip",
         "pip install -q -e .[test]",
         "pip install -q --no-deps picamera2==0.3.36",  # the real picamera2, over the fake libcamera in tests/fakes
+        "npm install --prefix build/node --no-save --no-package-lock --no-audit --no-fund --loglevel=error "
+        "jmuxer@2.1.1 whip-whep@1.2.0 express@4.18.2 body-parser@1.20.1 cors@2.8.5 colors@1.4.0 debug@4.3.4 "
+        "websocket@1.0.34 async@3.2.4",
+        "apt-get download -qq simple-whip-server",  # its Debian package conflicts with NodeSource's nodejs: unpacked
+        "dpkg-deb -x simple-whip-server_*.deb build/simple-whip-server",
     ]
     assert f"install.sh: installing {' '.join(TEST_DEBS)} libcap-dev" in result.stderr
 
