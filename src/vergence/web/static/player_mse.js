@@ -14,12 +14,12 @@ const FAST_ABOVE_S = 0.5; // lag above this: play as fast as the display shows e
 const DISPLAY_HZ = 60;
 // Near the edge. Chrome's clock stops at the start of the last buffered frame until the next one is in; at 1× it keeps
 // whatever lead it had, and every frame then waits about a frame before it is shown (60–70 ms capture→shown here). A
-// rate a little above 1 keeps the clock against the edge instead: each frame is shown once decoded (20–30 ms). Any rate
+// rate a little above 1 keeps the clock against the edge instead: each frame is shown once decoded (30–34 ms). Any rate
 // but 1 costs a frame now and then (Chrome's 30-on-60 Hz cadence), so the rate stays as close to 1 as still reaches it.
 const SLACK_WINDOW_MS = 500; // slack: how long before it was due a frame was buffered; judged by its least over this
 const APPROACH_ABOVE_S = 0.015; // least slack above this: approach at APPROACH_RATE…
 const APPROACH_RATE = 1.02;
-const EDGE_RATE = 1.01; // …else stay against the edge
+const EDGE_RATE = 1.005; // …else stay against the edge
 const JUMP_ABOVE_S = 3; // lag above this: jump (Chrome counts the frames it decodes to get there as dropped)
 const SEEK_SETTLE_MS = 2000; // give a jump time to take effect before judging the lag again
 const START_BUFFER_S = 0.2; // buffered before playing: less, and startup jitter stalls it at once (and drops)
