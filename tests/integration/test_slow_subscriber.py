@@ -54,7 +54,9 @@ class HealthyViewer:
 
 
 def test_a_stalled_viewer_costs_the_others_no_frame_and_resumes_at_a_keyframe(vergence_server):
-    server = vergence_server("--size", "1280x720", env={"VERGENCE_HUB__H264_BUFFER_PACKETS": str(BUFFER_PACKETS)})
+    # A stall it comes back from: well within [hub] viewer_stall_s, however long the machine makes the test take.
+    env = {"VERGENCE_HUB__H264_BUFFER_PACKETS": str(BUFFER_PACKETS), "VERGENCE_HUB__VIEWER_STALL_S": "300"}
+    server = vergence_server("--size", "1280x720", env=env)
     # A tiny receive window and a one-message client queue: once both are full this client reads nothing more.
     sock = socket.create_connection(("127.0.0.1", server.port))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
