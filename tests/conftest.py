@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import httpx
 import pytest
 
 from tests.support.netns import enter_private_network, private_address, why_no_private_network
+from tests.support.ports import free_port
 
 STARTUP_TIMEOUT_S = 20.0
 
@@ -52,12 +52,6 @@ def ice_address() -> str:
     if address is None:
         pytest.fail(f"no private network for WebRTC: {why_no_private_network()}")
     return address
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

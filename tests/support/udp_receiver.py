@@ -6,7 +6,6 @@ is read from the time code the test pattern paints, and its arrival is the wall 
 from __future__ import annotations
 
 import shutil
-import socket
 import statistics
 import subprocess
 import threading
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.support.ports import free_port
 from vergence.media import timecode
 
 FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
@@ -30,19 +30,7 @@ RAW_OUTPUT = ["-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-p
 
 def free_udp_port() -> int:
     """A UDP port free on 127.0.0.1 together with the one above it (RTCP)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rtp:
-            rtp.bind(("127.0.0.1", 0))
-            port = rtp.getsockname()[1]
-            if port >= 65535:
-                continue
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rtcp:
-                try:
-                    rtcp.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free pair of UDP ports on 127.0.0.1")
+    return free_port(2)
 
 
 def rtp_input(sdp_path: Path) -> list[str]:
