@@ -75,6 +75,7 @@ class Vergence:
             self.controllers.add_rig(
                 stereo.left, stereo.right, (stereo.left_offset_px, stereo.right_offset_px), stereo.id
             )
+        self.controllers.add_tracking(settings.tracking)
         processing = settings.processing
         for stream in self.streams.values():
             self.controllers.add_processing(stream, processing.plugin_budget_ms, processing.plugin_dir)
@@ -132,6 +133,7 @@ class Vergence:
     async def stop(self) -> None:
         """Stop outputs and services, save the control state, then stop the sources."""
         await self.stop_outputs()
+        self.controllers.stop_tracking("the server stopped")
         await self.controllers.flush()
         for stream in self.streams.values():
             stream.stop()

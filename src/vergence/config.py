@@ -349,6 +349,23 @@ class ProcessingSettings(_Section):
     )
 
 
+class TrackingSettings(_Section):
+    """Following a target with the crop (`track` commands)."""
+
+    method: Literal["template", "mil"] = Field(
+        "template",
+        description="template: correlation with the target's picture (about 0.5 ms a frame at 720p); mil: OpenCV's "
+        "TrackerMIL (about 20-25 ms, loses the target when the view moves)",
+    )
+    point_box_pct: float = Field(
+        12.0, gt=0, le=100, description="the side of the box a point stands for, % of the frame's height, 0 < … ≤ 100"
+    )
+    lost_after_s: float = Field(
+        0.3, gt=0, le=10, description="a target not found for this long is lost (s), 0 < … ≤ 10"
+    )
+    draw: bool = Field(True, description="draw the tracked box on the stream (green: tracking, red: lost)")
+
+
 class UdpOutputSettings(_Section):
     """H.264 to one UDP destination: RTP (with an SDP) or MPEG-TS, e.g. to a drone's ground station."""
 
@@ -661,6 +678,7 @@ class Settings(_Section):
     state: StateSettings = Field(default_factory=StateSettings)
     stereo: StereoSettings = Field(default_factory=StereoSettings)
     processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     udp: list[UdpOutputSettings] = Field(default_factory=list, description="RTP / MPEG-TS UDP outputs")
     restream: list[RestreamSettings] = Field(default_factory=list, description="pushes to RTMP / RTSP servers")
     whip: list[WhipSettings] = Field(default_factory=list, description="WebRTC publishes to WHIP endpoints")
@@ -745,6 +763,7 @@ class _Environment(BaseSettings):
     state: dict[str, Any] = {}
     stereo: dict[str, Any] = {}
     processing: dict[str, Any] = {}
+    tracking: dict[str, Any] = {}
     udp: list[dict[str, Any]] | None = None
     restream: list[dict[str, Any]] | None = None
     whip: list[dict[str, Any]] | None = None

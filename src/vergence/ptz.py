@@ -183,6 +183,16 @@ def state_for_crop(crop: Rect, sensor: SensorGeometry, output_size: tuple[int, i
     return _clamp(state, limits)
 
 
+def look_at(
+    state: PtzState, x: float, y: float, sensor: SensorGeometry, output_size: tuple[int, int], max_zoom: float
+) -> PtzState:
+    """Return `state` (its zoom kept) centred on the sensor point (x, y), or as near as the crop limits allow."""
+    limits = _limits(sensor, output_size, max_zoom)
+    pan = (x - limits.x0) / (limits.x1 - limits.x0)
+    tilt = (y - limits.y0) / (limits.y1 - limits.y0)
+    return _clamp(replace(state, pan=pan, tilt=tilt), limits)
+
+
 def zoom_to(
     state: PtzState, zoom: float, sensor: SensorGeometry, output_size: tuple[int, int], max_zoom: float
 ) -> PtzState:

@@ -232,6 +232,7 @@ class Stream:
         if crop is not None and frame.pix_fmt == "yuv420p":
             started = time.perf_counter()
             frame.image = crop_i420(frame.image, frame.width, frame.height, crop)
+            frame.crop = crop.as_tuple()
             self.stage_ms["ptz"].add((time.perf_counter() - started) * 1000)
         if self.camera.grayscale and frame.pix_fmt == "yuv420p":
             frame.image = gray_i420(frame.image, frame.width, frame.height)

@@ -162,9 +162,13 @@ def run_every_command(server: ServerProcess, send: Callable[[str, str | None], t
     assert b'Camera:Pitch="5.729578"' in (tmp / "DCIM" / "IMG_0001.jpg").read_bytes()  # 0.1 rad in the XMP
     refused, why = send("take_photo", "/etc/IMG_0002.jpg")
     assert not refused and "photo_dirs" in why, why
-    for tracking in (("init_tracking_poi", "100,200"), ("stop_tracking", None)):
-        refused, why = send(*tracking)
-        assert not refused and "not supported yet" in why, why
+    ok("init_tracking_poi", "100,200")  # pixels of the picture
+    tracking = state(server)["tracking"]["cam0"]
+    assert tracking["state"] in ("tracking", "searching", "lost"), tracking
+    ok("stop_tracking")
+    assert state(server)["tracking"]["cam0"]["state"] == "idle"
+    refused, why = send("init_tracking_poi", "100000,200")
+    assert not refused and "outside" in why, why
     ok("record", "flight1.mp4")
     assert state(server)["recordings"]["cam0"]["recording"], state(server)["recordings"]
     ok("stop_recording")

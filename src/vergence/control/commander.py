@@ -38,6 +38,7 @@ from vergence.control.commands import (
     StatusCommand,
     StereoCommand,
     TiltCommand,
+    TrackCommand,
     ZoomCommand,
 )
 from vergence.control.parsing import as_object, command_type, parse_command, validate
@@ -131,7 +132,11 @@ class Commander:
             case PresetCommand():
                 return self._preset(command)
             case StereoCommand():
+                if (command.pan, command.tilt) != (None, None):
+                    self._hands_on(command.stream)
                 return self.rig(command.stream).move(command.pan, command.tilt, command.zoom, command.vergence)
+            case TrackCommand():
+                return self._track(command)
             case FlipCommand():
                 return self._camera(command.stream).set_flip(command.horizontal, command.vertical)
             case PauseCommand():
@@ -239,7 +244,41 @@ class Commander:
 
     # ---- handlers that choose between parts
 
+    def _hands_on(self, stream_id: str | None) -> None:
+        """Someone moves the view by hand: tracking on the camera (or the rig's eyes) ends, the view goes where told."""
+        cameras = (
+            [self.rig(stream_id).left, self.rig(stream_id).right]
+            if self._is_rig(stream_id)
+            else [self._camera(stream_id)]
+        )
+        for camera in cameras:
+            tracking = self.controllers.tracking.get(camera.stream.id)
+            if tracking is not None:
+                tracking.stop("moved by command")
+
+    def _track(self, command: TrackCommand) -> dict[str, Any]:
+        if self._is_rig(command.stream):
+            raise InvalidCommand("track one camera; following with both eyes on the stereo stream is not built yet")
+        camera = self._camera(command.stream)
+        tracking = self.controllers.get_tracking(camera.stream.id)
+        if command.action == "stop":
+            return tracking.stop()
+        if command.point_px is not None:
+            width, height = camera.stream.info.width, camera.stream.info.height
+            x, y = command.point_px
+            if not (0 <= x < width and 0 <= y < height):
+                raise InvalidCommand(
+                    f"point ({x:g}, {y:g}) is outside the {width}x{height} picture of {camera.stream.id}"
+                )
+            return tracking.start(point=(100 * x / width, 100 * y / height))
+        if command.box is not None:
+            return tracking.start(box=command.box)
+        assert command.x is not None and command.y is not None
+        return tracking.start(point=(command.x, command.y))
+
     def _ptz(self, stream_id: str | None, pan: float | None, tilt: float | None, zoom: float | None) -> dict[str, Any]:
+        if (pan, tilt) != (None, None):
+            self._hands_on(stream_id)
         if self._is_rig(stream_id):
             return self.rig(stream_id).move(pan, tilt, zoom, None)
         return self._camera(stream_id).set_ptz(pan, tilt, zoom)
@@ -260,6 +299,8 @@ class Commander:
         if self._is_rig(command.stream):
             raise InvalidCommand("a velocity move moves one camera; move the stereo pair with ptz or stereo")
         controller = self._camera(command.stream)
+        if (command.pan_per_s, command.tilt_per_s) != (0.0, 0.0):
+            self._hands_on(command.stream)
         return controller.move(command.pan_per_s, command.tilt_per_s, command.zoom_per_s, command.duration_s)
 
     def _preset(self, command: PresetCommand) -> dict[str, Any]:
@@ -274,6 +315,7 @@ class Commander:
             return controller.save_preset(command.name, state)
         if command.action == "delete":
             return controller.delete_preset(command.name)
+        self._hands_on(command.stream)
         return controller.recall_preset(command.name)
 
     def _roi(self, command: RoiCommand) -> dict[str, Any]:

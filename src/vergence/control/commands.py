@@ -205,6 +205,62 @@ class StereoCommand(StreamCommand):
     usage = "stereo [STREAM] [VERGENCE] [pan=… tilt=… zoom=…]"
 
 
+class TrackCommand(StreamCommand):
+    """Follow a target with the crop: what is at a point or inside a box (% of the frame) in the next frame, or `stop`.
+    The zoom stays as it is; a pan, tilt, move or preset recall stops tracking."""
+
+    type: Literal["track"]
+    action: Literal["start", "stop"] = "start"
+    x: float | None = Field(None, ge=0, le=100, description="start: the target's centre, % of the width")
+    y: float | None = Field(None, ge=0, le=100, description="start: the target's centre, % of the height")
+    box: tuple[float, float, float, float] | None = Field(
+        None, description="start: the target's box, x1, y1, x2, y2 in % of the frame (x2 > x1, y2 > y1)"
+    )
+    point_px: tuple[float, float] | None = Field(
+        None,
+        description="start: the target's centre in pixels of the stream's picture (PiStreamer's init_tracking_poi)",
+    )
+
+    words = ("value",)
+    usage = "track [STREAM] X,Y|X1,Y1,X2,Y2|stop"
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TrackCommand:
+        given = [name for name in ("point", "box", "point_px") if self._given(name)]
+        if self.action == "stop":
+            if given:
+                raise ValueError("stop takes no target")
+            return self
+        if (self.x is None) != (self.y is None):
+            raise ValueError("a point needs both x and y")
+        if len(given) != 1:
+            raise ValueError("give one target: x and y (a point), box (x1, y1, x2, y2), or point_px")
+        if self.box is not None:
+            x1, y1, x2, y2 = self.box
+            if not all(0 <= value <= 100 for value in self.box) or x2 <= x1 or y2 <= y1:
+                raise ValueError(f"box corners are in % (0 … 100) with x2 > x1 and y2 > y1, got {list(self.box)}")
+        return self
+
+    def _given(self, name: str) -> bool:
+        if name == "point":
+            return self.x is not None
+        return getattr(self, name) is not None
+
+    @classmethod
+    def from_words(cls, words: list[str]) -> dict[str, Any]:
+        if len(words) != 1:
+            raise ValueError(f"expected one value; {cls.usage}")
+        word = words[0].lower()
+        if word == "stop":
+            return {"action": "stop"}
+        values = word.split(",")
+        if len(values) == 2:
+            return {"x": values[0], "y": values[1]}
+        if len(values) == 4:
+            return {"box": values}
+        raise ValueError(f"expected X,Y or X1,Y1,X2,Y2 (% of the frame) or stop, got {words[0]!r}")
+
+
 class FlipCommand(StreamCommand):
     """Mirror one camera (a backend may restart that camera, never another)."""
 
@@ -542,6 +598,7 @@ MODELS: tuple[type[Command], ...] = (
     MoveCommand,
     PresetCommand,
     StereoCommand,
+    TrackCommand,
     FlipCommand,
     PauseCommand,
     OverlayCommand,
@@ -567,6 +624,7 @@ AnyCommand = Annotated[
     | MoveCommand
     | PresetCommand
     | StereoCommand
+    | TrackCommand
     | FlipCommand
     | PauseCommand
     | OverlayCommand

@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from vergence import ptz
+from vergence.config import TrackingSettings
 from vergence.control.commands import MAX_MOVE_S
 from vergence.control.processing import ProcessingController
 from vergence.control.state import StateStore
+from vergence.control.tracking import Tracking
 from vergence.errors import CommandError, InvalidCommand, NotFound
 from vergence.events import EventBus, Publish
 from vergence.stream import Stream
@@ -63,6 +65,7 @@ class CameraController:
         self._velocity = ptz.Velocity()
         self._move_until = 0.0
         self._mover: asyncio.Task[None] | None = None
+        self._follow_event_at = 0.0
         stream.on_geometry = self._reapply
         stream.processing.ptz = self.describe  # what plugins see as ctx.ptz
         self._reapply()
@@ -176,6 +179,21 @@ class CameraController:
 
     def _stop_moving(self) -> None:
         self._velocity = ptz.Velocity()
+        self._publish({"type": "ptz", **self.describe(), "moving": False})
+        self._on_change()
+
+    def follow(self, x: float, y: float) -> None:
+        """Centre the view on the sensor point (x, y), zoom kept: the tracker's moves, one a frame. Controllers hear the
+        position at most ten times a second; it is saved when tracking ends (`followed`)."""
+        self.state = ptz.look_at(self.state, x, y, self.stream.geometry, self.output_size, self.max_zoom)
+        self._reapply()
+        now = time.monotonic()
+        if now - self._follow_event_at >= MOVE_EVENT_INTERVAL_S:
+            self._follow_event_at = now
+            self._publish({"type": "ptz", **self.describe(), "moving": True})
+
+    def followed(self) -> None:
+        """Tracking ended: say where the view stopped, and save it."""
         self._publish({"type": "ptz", **self.describe(), "moving": False})
         self._on_change()
 
@@ -306,6 +324,7 @@ class Controllers:
         }
         self.rig: StereoRig | None = None
         self.processing: dict[str, ProcessingController] = {}
+        self.tracking: dict[str, Tracking] = {}
         self._saving: asyncio.Task[None] | None = None
         self._dirty = False
 
@@ -318,6 +337,22 @@ class Controllers:
             self.cameras[left], self.cameras[right], offsets, saved, self._changed, self.events.publish, stream_id
         )
         return self.rig
+
+    def add_tracking(self, settings: TrackingSettings) -> None:
+        """Let every camera follow a target (`track`)."""
+        for stream_id, camera in self.cameras.items():
+            self.tracking[stream_id] = Tracking(camera, settings, self.events.publish)
+
+    def get_tracking(self, camera: str) -> Tracking:
+        tracking = self.tracking.get(camera)
+        if tracking is None:
+            raise NotFound(f"{camera!r} cannot track: only a camera can; cameras: {', '.join(self.tracking)}")
+        return tracking
+
+    def stop_tracking(self, reason: str = "stopped") -> None:
+        """Stop every camera's tracking (a hand on the eyes, the server stopping)."""
+        for tracking in self.tracking.values():
+            tracking.stop(reason)
 
     def add_processing(self, stream: Stream, budget_ms: float, plugin_dir: Path | None = None) -> None:
         """Give a stream (a camera or a derived one) its overlays, ROIs, stabilization and plugins, as saved."""
@@ -347,6 +382,7 @@ class Controllers:
         if self.rig is not None:
             snapshot["stereo"] = self.rig.describe()
         snapshot["processing"] = {sid: p.describe() for sid, p in self.processing.items()}
+        snapshot["tracking"] = {sid: t.describe() for sid, t in self.tracking.items()}
         return snapshot
 
     def _changed(self) -> None:

@@ -13,7 +13,8 @@ commands vergence unchanged. Each name becomes one command (the table in docs/mi
     max_zoom F                         zoom max=F (and back to 1) take_photo [FILE]    photo (FILE: a name or a path)
     stabilize [start|stop]             stabilize on|off          gps_data JSON         gps (1e-7 degrees, mm)
     misc_data JSON                     attitude (pitch, roll, model, focal length for photos)
-    init_tracking_poi X,Y / stop_tracking   refused: `unsupported` until vergence tracks
+    init_tracking_poi X,Y              track point_px=X,Y (pixels of the picture)
+    stop_tracking                      track stop
 
 `kill` (PiStreamer's FIFO line that ends the daemon) is not a command: the local inboxes (FIFO, SQLite) take it.
 """
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any
 
-from vergence.errors import CommandError, InvalidCommand
+from vergence.errors import InvalidCommand
 
 Fields = dict[str, Any]
 KILL = "kill"  # PiStreamer's line that ends the daemon; vergence's local inboxes answer it with a clean shutdown
@@ -104,8 +105,12 @@ def _attitude(value: str) -> Fields:
     return fields
 
 
-def _tracking(value: str) -> Fields:
-    raise CommandError("tracking a point is not supported yet", code="unsupported")
+def _track_point(value: str) -> Fields:
+    """PiStreamer's `init_tracking_poi X,Y`: the target's centre in pixels of the picture."""
+    words = value.replace(" ", "").split(",")
+    if len(words) != 2:
+        raise InvalidCommand(f"init_tracking_poi: expected X,Y in pixels, got {value!r}")
+    return {"type": "track", "point_px": words}
 
 
 NAMES: dict[str, tuple[str, Callable[[str], Fields]]] = {
@@ -127,8 +132,8 @@ NAMES: dict[str, tuple[str, Callable[[str], Fields]]] = {
     "stabilize": ("stabilize", _stabilize),
     "gps_data": ("gps", _gps),
     "misc_data": ("attitude", _attitude),
-    "init_tracking_poi": ("track", _tracking),
-    "stop_tracking": ("track", _tracking),
+    "init_tracking_poi": ("track", _track_point),
+    "stop_tracking": ("track", lambda value: {"type": "track", "action": "stop"}),
 }
 JSON_VALUED = {"gps_data", "misc_data"}  # their value is the rest of the line, spaces and all
 # Names PiStreamer shares with vergence (`zoom`, read alike, is not here): a line in vergence's own spelling (a target,

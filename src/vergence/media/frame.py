@@ -36,6 +36,10 @@ class Frame:
     #: I420 in video (limited) range, luma 16–235: what a Raspberry Pi camera's video modes deliver. JPEG is full range,
     #: so a JPEG of such a frame is expanded first (`full_range_planes`); H.264 carries limited range as it is.
     limited_range: bool = False
+    #: The part of the sensor (or of the decoded picture) this picture shows, as (x, y, width, height) in sensor pixels
+    #: (a source that crops at the sensor says which crop this very frame has; a crop lands frames after it is asked
+    #: for). None: the whole sensor, or unknown. The tracker maps what it sees back to the sensor with it.
+    crop: tuple[int, int, int, int] | None = None
 
     def gray(self) -> np.ndarray:
         """Return the luma plane (a view for I420, a conversion for BGR)."""

@@ -26,6 +26,8 @@ class Processing:
         self.overlay = OverlaySettings()
         self.rois: tuple[RoiBox, ...] = ()
         self.plugins: tuple[Plugin, ...] = ()
+        #: Draws the tracked target on a frame (set by the camera's tracking while it tracks; capture thread).
+        self.marker: Callable[[Frame, Canvas], None] | None = None
         self.zoom = 1.0
         self.recording = False
         self._stabilize = False
@@ -58,6 +60,7 @@ class Processing:
         return (
             self._stabilize
             or bool(self.plugins)
+            or self.marker is not None
             or overlay.timestamp
             or overlay.crosshair
             or overlay.grid
@@ -86,7 +89,7 @@ class Processing:
         out = Frame(
             image, frame.pix_fmt, frame.width, frame.height, frame.seq, frame.pts, frame.capture_ns, frame.camera
         )
-        out.timings_ms, out.limited_range = frame.timings_ms, frame.limited_range
+        out.timings_ms, out.limited_range, out.crop = frame.timings_ms, frame.limited_range, frame.crop
         plugins = self.plugins
         if plugins:
             started = time.perf_counter()
@@ -94,6 +97,7 @@ class Processing:
                 plugin.offer(out)  # inline plugins run now; the others get a copy on their branch
             self._stage_ms["plugins"].add((time.perf_counter() - started) * 1000)
         started = time.perf_counter()
+        marker = self.marker
         draw_overlays(
             out.image,
             out.width,
@@ -103,15 +107,19 @@ class Processing:
             zoom=self.zoom,
             recording=self.recording,
             rois=self.rois,
-            extra=_plugin_drawings(plugins) if plugins else None,
+            extra=_drawings(out, plugins, marker) if plugins or marker is not None else None,
         )
         self._stage_ms["overlay"].add((time.perf_counter() - started) * 1000)
         return out
 
 
-def _plugin_drawings(plugins: tuple[Plugin, ...]) -> Callable[[Canvas], None]:
+def _drawings(
+    frame: Frame, plugins: tuple[Plugin, ...], marker: Callable[[Frame, Canvas], None] | None
+) -> Callable[[Canvas], None]:
     def draw(canvas: Canvas) -> None:
         for plugin in plugins:
             plugin.draw(canvas)
+        if marker is not None:
+            marker(frame, canvas)
 
     return draw

@@ -97,7 +97,8 @@ class AvSource(Source):
         started = time.perf_counter()
         if not self._live:
             self._pace(decoded)
-        image = self._scaled(decoded)
+        crop = self._crop  # this frame's crop, whatever another thread sets meanwhile
+        image = self._scaled(decoded, crop)
         frame = Frame(
             image=image,
             pix_fmt="yuv420p",
@@ -107,14 +108,15 @@ class AvSource(Source):
             pts=round((time.monotonic() - self._t0) * TIME_BASE.denominator),
             capture_ns=capture_ns if self._live else time.time_ns(),
             camera=self.camera.id,
+            crop=None if crop is None else crop.as_tuple(),
         )
         frame.timings_ms["capture"] = (time.perf_counter() - started) * 1000
         self._seq += 1
         return frame
 
-    def _scaled(self, decoded: av.VideoFrame) -> np.ndarray:
+    def _scaled(self, decoded: av.VideoFrame, crop: Rect | None) -> np.ndarray:
         """Return the decoded picture (or the crop's window of it) as I420 at the output size."""
-        crop, out_w, out_h = self._crop, self.camera.width, self.camera.height
+        out_w, out_h = self.camera.width, self.camera.height
         # I420 needs even sizes: an odd last row or column of the decoded picture is left out of the "sensor".
         width, height = decoded.width & ~1, decoded.height & ~1
         if crop is None or crop == Rect(0, 0, width, height):

@@ -71,6 +71,8 @@ class Source(ABC):
     # Pan/tilt/zoom. A source that crops at the sensor (picamera2's ScalerCrop, the test pattern's virtual sensor) says so
     # with `crops_at_sensor` and applies crops itself; for the others the pipeline crops and scales in software.
     crops_at_sensor: ClassVar[bool] = False
+    #: Frames from setting a crop to the first frame that has it (the tracker aims that far ahead).
+    crop_delay_frames: ClassVar[int] = 1
 
     def sensor_geometry(self) -> SensorGeometry | None:
         """Return the sensor's size and crop limits, once opened (None: the delivered picture is the whole sensor)."""

@@ -85,6 +85,7 @@ class Picamera2Source(Source):
     switches this camera to a still mode and back, on its capture thread, between two live frames."""
 
     crops_at_sensor = True
+    crop_delay_frames = 3  # a ScalerCrop rides on the next request queued: it lands 2-4 frames on (BUFFER_COUNT)
     camera_make = "Raspberry Pi"
 
     def __init__(self, camera: CameraSettings) -> None:
@@ -604,6 +605,7 @@ class Picamera2Source(Source):
             capture_ns=self._capture_ns(metadata),
             camera=self.camera.id,
             limited_range=self._limited_range,
+            crop=_reported_crop(metadata.get("ScalerCrop")),
         )
         frame.timings_ms["capture"] = (time.perf_counter() - started) * 1000
         self._seq += 1
@@ -673,3 +675,12 @@ class Picamera2Source(Source):
             except Exception as err:  # closing must never fail: the device is being given up anyway
                 log.warning("%s: closing picamera2 camera %d: %s", self.camera.id, self._index, err)
             release_tuning(self._index)
+
+
+def _reported_crop(reported: Any) -> tuple[int, int, int, int] | None:
+    """The ScalerCrop a frame's metadata reports (the crop it really has), as (x, y, width, height)."""
+    try:
+        x, y, width, height = (int(value) for value in reported)
+    except (TypeError, ValueError):
+        return None
+    return (x, y, width, height)

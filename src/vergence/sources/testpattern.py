@@ -4,6 +4,12 @@ Two scenes (`options.scene`): `simple`, flat colours and circles (cheap to encod
 1 Mbit/s at 720p30), and `camera`, as hard to encode as a real camera's picture: fine texture at every scale, the same
 slow pan and sweeping box, and fresh sensor noise in every frame (about 4–5 Mbit/s for the same encoder). The benches
 run on `camera`; both keep the time code and the clock.
+
+A target to track (`options.target = "orbit"`): a magenta disc with a bright ring and a dark centre that circles the
+sensor's centre at `target_speed` sensor pixels a second (default 200) on a circle of `target_radius` sensor pixels
+(default a fifth of the sensor's height), in the sensor's own coordinates: moving the crop moves it in the picture, as
+a real object would. `target_leave_s` seconds after the camera opens it leaves the scene. Its place at any instant is
+`target_position`: the tests' truth.
 """
 
 from __future__ import annotations
@@ -31,6 +37,11 @@ SENSOR_SCALE = 2  # the virtual sensor is this many times the output size each w
 # exact; behind by more, the missed slots are skipped, as a camera that stalled would.
 MAX_CATCH_UP_S = 0.25
 SCENES = ("simple", "camera")
+TARGETS = ("none", "orbit")
+TARGET_SPEED_PX_S = 200.0
+TARGET_RADIUS_OF_HEIGHT = 0.2  # the orbit's radius, of the sensor's height
+TARGET_SIZE_OF_HEIGHT = 1 / 24  # the disc's radius, of the sensor's height
+TARGET_YUV = (105, 212, 235)  # magenta (BGR 255, 0, 255) in BT.601: what the tests look for by its colour
 # The camera scene, tuned on this machine (bench/quality.py): libx264 ultrafast at qp 23 needs 4.1 Mbit/s at 720p30.
 TEXTURE_WEIGHT = 0.15
 # The camera scene's sensor noise: Gaussian, in 8-bit levels (a small sensor's video mode in daylight), luma and chroma.
@@ -45,6 +56,19 @@ def _outlined_text(luma: np.ndarray, text: str, origin: tuple[int, int], scale: 
     thickness = max(1, round(2 * scale))
     cv2.putText(luma, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, 16, thickness + 3, cv2.LINE_8)
     cv2.putText(luma, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, 235, thickness, cv2.LINE_8)
+
+
+def _option_float(camera: CameraSettings, key: str, default: float) -> float:
+    text = camera.options.get(key)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"options.{key} must be a number, got {text!r}") from None
+    if not value > 0:
+        raise ConfigError(f"options.{key} must be above 0, got {text!r}")
+    return value
 
 
 def render_scene(width: int, height: int) -> np.ndarray:
@@ -139,6 +163,14 @@ class TestPatternSource(Source):
             raise ConfigError(f"options.scene must be one of {', '.join(SCENES)}, got {camera.options['scene']!r}")
         self._noise: list[np.ndarray] = []  # the camera scene's noise banks: luma, u, v
         self._noise_rng = np.random.default_rng()
+        self._target = camera.options.get("target", "none").strip().lower()
+        if self._target not in TARGETS:
+            raise ConfigError(f"options.target must be one of {', '.join(TARGETS)}, got {camera.options['target']!r}")
+        self._target_speed = _option_float(camera, "target_speed", TARGET_SPEED_PX_S)
+        self._target_radius = _option_float(
+            camera, "target_radius", TARGET_RADIUS_OF_HEIGHT * SENSOR_SCALE * self._height
+        )
+        self._target_leave_s = _option_float(camera, "target_leave_s", math.inf)
 
     def open(self) -> SourceInfo:
         self._closed.clear()
@@ -191,7 +223,8 @@ class TestPatternSource(Source):
         if late_s > MAX_CATCH_UP_S:  # a real stall: skip the missed slots rather than burst out stale frames
             self._slot += int(late_s / self._period_s)
         started = time.perf_counter()
-        image = self._draw(time.time_ns())
+        crop = self._crop  # this frame's crop, whatever another thread sets meanwhile
+        image = self._draw(time.time_ns(), crop)
         # The picture exists now: this is the moment a sensor would have captured it. Only the time code, which must carry
         # this very value, is painted after it (a few microseconds).
         capture_ns = time.time_ns()
@@ -206,18 +239,23 @@ class TestPatternSource(Source):
             pts=self._slot * self._pts_step,
             capture_ns=capture_ns,
             camera=self.camera.id,
+            crop=crop.as_tuple(),
         )
         frame.timings_ms["capture"] = (time.perf_counter() - started) * 1000
         self._slot += 1
         self._seq += 1
         return frame
 
-    def _draw(self, now_ns: int) -> np.ndarray:
-        """Render the scene, the moving box, the clock and the frame label (everything but the time code)."""
+    def _draw(self, now_ns: int, crop: Rect | None = None) -> np.ndarray:
+        """Render the scene through `crop` (default: the current one), the target, the moving box, the clock and the
+        frame label (everything but the time code)."""
+        crop = self._crop if crop is None else crop
         w, h = self._width, self._height
         image = np.empty((h * 3 // 2, w), np.uint8)
         luma, u_plane, v_plane = i420_planes(image, w, h)
-        self._render_crop(luma, u_plane, v_plane)
+        self._render_crop(crop, luma, u_plane, v_plane)
+        if self._target != "none":
+            self._draw_target(crop, luma, u_plane, v_plane)
         if self._noise:
             self._add_noise((luma, u_plane, v_plane))
         horizontal, vertical = self._flip
@@ -247,10 +285,9 @@ class TestPatternSource(Source):
         frame of pan whenever they did)."""
         return self._t0 + self._slot * self._period_s
 
-    def _render_crop(self, luma: np.ndarray, u_plane: np.ndarray, v_plane: np.ndarray) -> None:
+    def _render_crop(self, crop: Rect, luma: np.ndarray, u_plane: np.ndarray, v_plane: np.ndarray) -> None:
         """Render the window of the sliding virtual scene that the crop selects, scaled to the output (the ISP's job)."""
         w = self._width
-        crop = self._crop
         sensor_w = self._geometry.width
         slide = int(self._scene_s() * PAN_PX_PER_S * SENSOR_SCALE) % sensor_w
         # A crop at least twice the output reads the half-resolution copy: the full view costs a plain copy.
@@ -264,6 +301,39 @@ class TestPatternSource(Source):
                 plane[:] = window
             else:
                 cv2.resize(window, (plane.shape[1], plane.shape[0]), dst=plane, interpolation=cv2.INTER_LINEAR)
+
+    def target_position(self, scene_s: float) -> tuple[float, float] | None:
+        """Where the target's centre is on the sensor at the scene's instant `scene_s` (sensor pixels); None once it has
+        left the scene (or there is none)."""
+        if self._target == "none" or scene_s - self._t0 >= self._target_leave_s:
+            return None
+        sensor = self._geometry
+        angle = scene_s * self._target_speed / max(1.0, self._target_radius)
+        return (
+            sensor.width / 2 + self._target_radius * math.cos(angle),
+            sensor.height / 2 + self._target_radius * math.sin(angle),
+        )
+
+    def _draw_target(self, crop: Rect, luma: np.ndarray, u_plane: np.ndarray, v_plane: np.ndarray) -> None:
+        """Draw the target where it is on the sensor, as the crop shows it."""
+        position = self.target_position(self._scene_s())
+        if position is None:
+            return
+        scale = self._width / crop.width  # output pixels per sensor pixel
+        x, y = (position[0] - crop.x) * scale, (position[1] - crop.y) * scale
+        radius = TARGET_SIZE_OF_HEIGHT * self._geometry.height * scale
+        if not (-radius < x < self._width + radius and -radius < y < self._height + radius):
+            return
+        shift = 4  # cv2's fixed-point coordinates: sub-pixel placement, so the disc glides instead of stepping
+        for plane, factor, values in (
+            (luma, 1, (TARGET_YUV[0], 235, 40)),
+            (u_plane, 2, (TARGET_YUV[1],) * 3),
+            (v_plane, 2, (TARGET_YUV[2],) * 3),
+        ):
+            centre = (round(x / factor * 16), round(y / factor * 16))
+            for fraction, value in zip((1.0, 0.55, 0.2), values, strict=True):
+                r = max(1, round(radius * fraction / factor * 16))
+                cv2.circle(plane, centre, r, value, -1, cv2.LINE_AA, shift)
 
     def _add_noise(self, planes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
         """Each frame's own sensor noise: the banks read at a fresh random offset (a sub-millisecond add per plane)."""
