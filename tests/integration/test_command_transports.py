@@ -198,6 +198,9 @@ SEQUENCE: tuple[Cmd | Probe | Until, ...] = (
     Cmd({"type": "zoom", "stream": "cam0", "action": "stop"}, "zoom cam0 stop", _moved),
     Cmd({"type": "zoom", "stream": "cam0", "max": 6}, "zoom cam0 max=6"),
     Probe("/api/cameras/cam0/ptz", {"zoom": 1.0, "max_zoom": 6.0}),
+    # Tracking while the whole field is in view: the view cannot move, so every run leaves the same state.
+    Cmd({"type": "track", "stream": "cam0", "x": 50, "y": 50}, "track cam0 50,50"),
+    Cmd({"type": "track", "stream": "cam0", "action": "stop"}, "track cam0 stop"),
     Cmd(
         {"type": "move", "stream": "cam0", "pan_per_s": 0.5, "tilt_per_s": -0.25, "zoom_per_s": 0, "duration_s": 1},
         "move cam0 0.5 -0.25 0 1",
@@ -358,6 +361,7 @@ BAD: tuple[Bad, ...] = (
     _invalid({"type": "move", "stream": "cam0", "pan_per_s": 11}, "move cam0 11 0 0 1"),
     _invalid({"type": "preset", "stream": "cam0", "action": "save", "name": "a/b"}, "preset cam0 save a/b"),
     _invalid({"type": "stereo", "stream": "stereo", "vergence": 0.9}, "stereo stereo 0.9"),
+    _invalid({"type": "track", "stream": "cam0", "x": 150, "y": 50}, "track cam0 150,50"),
     _invalid({"type": "flip", "stream": "cam0", "horizontal": "sideways"}, "flip cam0 sideways"),
     _invalid({"type": "pause", "stream": "cam0", "paused": "maybe"}, "pause cam0 maybe"),
     _invalid({"type": "overlay", "stream": "cam0", "grid": "maybe"}, "overlay cam0 grid=maybe"),
@@ -385,6 +389,7 @@ BAD: tuple[Bad, ...] = (
     _not_found({"type": "move", "stream": "cam7", "pan_per_s": 0.1}, "move cam7 0.1 0 0 1"),
     _not_found({"type": "preset", "stream": "cam7", "action": "recall", "name": "home"}, "preset cam7 recall home"),
     _not_found({"type": "stereo", "stream": "cam7", "vergence": 0.1}, "stereo cam7 0.1"),
+    _not_found({"type": "track", "stream": "cam7", "action": "stop"}, "track cam7 stop"),
     _not_found({"type": "flip", "stream": "cam7", "horizontal": True}, "flip cam7 h"),
     _not_found({"type": "pause", "stream": "cam7", "paused": True}, "pause cam7 on"),
     _not_found({"type": "overlay", "stream": "cam7", "grid": True}, "overlay cam7 grid=on"),
