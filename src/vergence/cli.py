@@ -461,6 +461,17 @@ def bench_preview(
     _bench("preview").run(seconds=seconds, size=size, fps=fps, json_out=json_out)
 
 
+@bench_app.command("tracking")
+def bench_tracking(
+    seconds: Annotated[float, typer.Option(help="seconds per run")] = 10.0,
+    size: Annotated[str, typer.Option(help="picture size")] = "1280x720",
+    fps: Annotated[float, typer.Option(help="frames per second")] = 30.0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the results as JSON here")] = None,
+) -> None:
+    """Tracking methods side by side on the test camera's moving target: cost per frame, error, losses."""
+    _bench("tracking").run(seconds=seconds, size=size, fps=fps, json_out=json_out)
+
+
 @bench_app.command("rtsp")
 def bench_rtsp(
     seconds: Annotated[float, typer.Option(help="measuring time per client")] = 10.0,

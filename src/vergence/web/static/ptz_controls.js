@@ -1,5 +1,5 @@
 // Pan / tilt / zoom of the current stream's camera: a small panel of sliders, drag on the picture to pan, wheel or
-// pinch to zoom. On the stereo stream the panel drives the eyes: both together (linked, the left eye leads), or one eye
+// pinch to zoom; Alt-click (or a long press) on the picture tracks what is there, Esc stops tracking. On the stereo stream the panel drives the eyes: both together (linked, the left eye leads), or one eye
 // alone, plus the vergence slider that turns the eyes in or out. The sliders show what the server says (docs/protocol.md, "Pan / tilt / zoom" and "Control WebSocket");
 // what this page wants goes out over the control socket, coalesced to one message per animation frame (≤ ~30/s).
 
@@ -7,6 +7,9 @@ const SEND_GAP_MS = 33; // at most ~30 messages a second
 const LOCAL_HOLD_MS = 400; // after the user's own input, trust the local target over (older) server echoes
 const WHEEL_ZOOM_PER_PX = 0.002; // zoom × e^(0.002 × 100) ≈ 1.22 per wheel notch
 const HOME = { pan: 0.5, tilt: 0.5, zoom: 1 };
+const LONG_PRESS_MS = 600; // a touch held this long without moving picks a target to track
+const LONG_PRESS_SLOP_PX = 10;
+const TRACKING_TEXT = { tracking: 'tracking', searching: 'tracking: looking for the target…', lost: 'target lost' };
 
 const clamp = (value, low, high) => Math.min(Math.max(value, low), high);
 
@@ -32,6 +35,9 @@ export class PtzControls {
     this.home = find('ptz-home');
     this.label = find('ptz-zoom-label');
     this.status = find('ptz-status');
+    this.trackStatus = find('ptz-track');
+    this.tracking = {}; // camera → the tracking state the server last sent
+    this.longPress = null; // {timer, x, y} while a touch may become a long press
     this.eyesSelect = find('ptz-eyes');
     this.vergenceSlider = find('ptz-vergence');
     this.vergenceLabel = find('ptz-vergence-label');
@@ -60,7 +66,13 @@ export class PtzControls {
       c.on('state', (msg) => {
         this.cameras = { ...(msg.cameras ?? {}) };
         this.rig = msg.stereo ?? null;
+        this.tracking = { ...(msg.tracking ?? {}) };
         this.#follow();
+      }),
+      c.on('tracking', (msg) => {
+        if (typeof msg.stream !== 'string') return;
+        this.tracking[msg.stream] = msg;
+        if (msg.stream === this.camera) this.#showTracking();
       }),
       c.on('stereo', (msg) => {
         this.rig = msg;
@@ -117,6 +129,9 @@ export class PtzControls {
     s.addEventListener('pointercancel', (e) => this.#pointerUp(e));
     s.addEventListener('wheel', (e) => this.#wheel(e), { passive: false });
     s.addEventListener('dragstart', (e) => e.preventDefault()); // the MJPEG <img> would start a native drag
+    window.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape' && this.#trackingHere()) this.#stopTracking();
+    });
     this.#refreshEnabled();
   }
 
@@ -153,6 +168,7 @@ export class PtzControls {
       this.pending = {};
     }
     this.#fromServer();
+    this.#showTracking();
   }
 
   /** The server's state of the current camera, or null when it has none (or the socket never said). */
@@ -325,15 +341,37 @@ export class PtzControls {
   #pointerDown(e) {
     if (!this.enabled || e.target.closest('#ptz')) return;
     if (e.pointerType === 'mouse' && e.button !== 0) return;
+    e.preventDefault();
+    if (e.pointerType === 'mouse' && e.altKey) {
+      this.#trackAt(e.clientX, e.clientY);
+      return;
+    }
     this.stage.setPointerCapture?.(e.pointerId);
     this.pointers.set(e.pointerId, { x: e.clientX, y: e.clientY });
     this.#startGesture();
-    e.preventDefault();
+    this.#cancelLongPress();
+    if (e.pointerType !== 'mouse' && this.pointers.size === 1) {
+      const press = { x: e.clientX, y: e.clientY };
+      press.timer = setTimeout(() => {
+        this.longPress = null;
+        this.pointers.clear(); // the finger picked a target: it does not drag the view when it lifts
+        this.gesture = null;
+        this.#trackAt(press.x, press.y);
+      }, LONG_PRESS_MS);
+      this.longPress = press;
+    }
+  }
+
+  #cancelLongPress() {
+    if (this.longPress) clearTimeout(this.longPress.timer);
+    this.longPress = null;
   }
 
   #pointerMove(e) {
     const p = this.pointers.get(e.pointerId);
     if (!p || !this.gesture) return;
+    const press = this.longPress;
+    if (press && Math.hypot(e.clientX - press.x, e.clientY - press.y) > LONG_PRESS_SLOP_PX) this.#cancelLongPress();
     p.x = e.clientX;
     p.y = e.clientY;
     const g = this.gesture;
@@ -351,6 +389,7 @@ export class PtzControls {
   }
 
   #pointerUp(e) {
+    this.#cancelLongPress();
     if (!this.pointers.delete(e.pointerId)) return;
     // Two fingers down to one: go on panning from where that finger is now.
     this.gesture = null;
@@ -380,5 +419,42 @@ export class PtzControls {
     this.#want({ zoom: from.zoom * Math.exp(-px * WHEEL_ZOOM_PER_PX) });
     // A pan gesture in progress goes on from the new zoom.
     if (this.gesture) this.#startGesture();
+  }
+
+  // ---- tracking
+
+  /** Track what is at the page point (x, y): its place in % of the camera's picture. */
+  #trackAt(x, y) {
+    const status = (text) => {
+      this.trackStatus.textContent = text;
+      this.trackStatus.hidden = !text;
+    };
+    if (this.stereo) {
+      status('tracking works on one camera: open cam0 or cam1');
+      return;
+    }
+    const rect = this.stage.getBoundingClientRect();
+    const pic = this.#pictureSize();
+    const left = rect.left + (rect.width - pic.width) / 2;
+    const top = rect.top + (rect.height - pic.height) / 2;
+    const px = ((x - left) / pic.width) * 100;
+    const py = ((y - top) / pic.height) * 100;
+    if (px < 0 || px > 100 || py < 0 || py > 100) return;
+    this.control.command({ type: 'track', stream: this.camera, x: Number(px.toFixed(2)), y: Number(py.toFixed(2)) });
+  }
+
+  #trackingHere() {
+    const state = this.tracking[this.camera]?.state;
+    return state !== undefined && state !== 'idle';
+  }
+
+  #stopTracking() {
+    this.control.command({ type: 'track', stream: this.camera, action: 'stop' });
+  }
+
+  #showTracking() {
+    const text = TRACKING_TEXT[this.tracking[this.camera]?.state] ?? '';
+    if (this.trackStatus.textContent !== text) this.trackStatus.textContent = text;
+    this.trackStatus.hidden = !text;
   }
 }
