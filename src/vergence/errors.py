@@ -85,7 +85,6 @@ HTTP_STATUS = {
     "conflict": 409,
     "too_large": 413,
     "unavailable": 503,
-    "unsupported": 501,  # a command vergence knows of but cannot carry out yet (PiStreamer's tracking)
     "low_disk_space": 507,  # a recording refused: less free space than [recording] min_free_mb
     "disk_full": 507,
     "io_error": 500,
