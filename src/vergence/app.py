@@ -37,7 +37,7 @@ from vergence.metrics import process_stats
 from vergence.outputs.base import Outputs, Service
 from vergence.recording.recordings import Recordings
 from vergence.sessions import SERVER_ID_FILE, load_server_id
-from vergence.streams import Streams, build_streams
+from vergence.streams import Streams, build_streams, stereo_calibration
 
 if TYPE_CHECKING:
     from vergence.outputs.webrtc import WebRtcPeers
@@ -75,7 +75,8 @@ class Vergence:
             self.controllers.add_rig(
                 stereo.left, stereo.right, (stereo.left_offset_px, stereo.right_offset_px), stereo.id
             )
-        self.controllers.add_tracking(settings.tracking)
+        calibration = stereo_calibration(settings) if settings.stereo.enabled else None
+        self.controllers.add_tracking(settings.tracking, calibration)
         processing = settings.processing
         for stream in self.streams.values():
             self.controllers.add_processing(stream, processing.plugin_budget_ms, processing.plugin_dir)

@@ -54,12 +54,7 @@ def build_streams(settings: Settings, hub: Hub, loop: asyncio.AbstractEventLoop,
 def depth_estimator(settings: Settings, eye: CameraSettings) -> DepthEstimator:
     """The depth matcher for a pair of `eye`-sized pictures, with the configured calibration (ConfigError if bad)."""
     stereo = settings.stereo
-    calibration = None
-    if stereo.calibration is not None:
-        try:
-            calibration = StereoCalibration.load(stereo.calibration)
-        except (OSError, ValueError) as err:
-            raise ConfigError(f"stereo.calibration: {err}") from err
+    calibration = stereo_calibration(settings)
     try:
         return DepthEstimator(
             eye.width,
@@ -70,3 +65,14 @@ def depth_estimator(settings: Settings, eye: CameraSettings) -> DepthEstimator:
         )
     except ValueError as err:
         raise ConfigError(f"stereo depth: {err}") from err
+
+
+def stereo_calibration(settings: Settings) -> StereoCalibration | None:
+    """The configured stereo calibration (None: none given); ConfigError when it cannot be read."""
+    path = settings.stereo.calibration
+    if path is None:
+        return None
+    try:
+        return StereoCalibration.load(path)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"stereo.calibration: {err}") from err

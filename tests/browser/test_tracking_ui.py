@@ -20,12 +20,11 @@ PANEL_READY = "window.vergence && window.vergence.ptz && window.vergence.ptz.ena
 def target_pct(server: Any) -> tuple[float, float] | None:
     """Where the magenta target is in a snapshot, in % of the picture (None: not in it)."""
     jpeg = httpx.get(f"{server.url}/snapshot/cam0.jpg", timeout=10).content
-    rgb = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")).astype(np.int16)
-    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    ys, xs = np.nonzero((red > 180) & (blue > 180) & (green < 90))
+    ycbcr = np.asarray(Image.open(io.BytesIO(jpeg)).convert("YCbCr"))
+    ys, xs = np.nonzero((ycbcr[..., 1] > 200) & (ycbcr[..., 2] > 220))  # magenta: high Cb and Cr
     if len(xs) < 500:
         return None
-    return 100 * float(xs.mean()) / rgb.shape[1], 100 * float(ys.mean()) / rgb.shape[0]
+    return 100 * float(xs.mean()) / ycbcr.shape[1], 100 * float(ys.mean()) / ycbcr.shape[0]
 
 
 def tracking(server: Any) -> dict[str, Any]:

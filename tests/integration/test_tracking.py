@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 from websockets.sync.client import connect
 
 from tests.conftest import ServerProcess, start_server
@@ -162,3 +163,94 @@ def test_a_target_that_leaves_the_scene_is_reported_lost_within_a_second_and_the
     assert lost["stream"] == "cam0" and "target" in lost  # where it was last seen
     assert (held["pan"], held["tilt"], held["zoom"]) == (after["pan"], after["tilt"], after["zoom"])
     assert held["zoom"] == 2.0
+
+
+EYE_W, EYE_H = 640, 360
+DISPARITY = 40  # sensor pixels: the right camera draws the target this far left
+FOCAL, BASELINE = 500.0, 0.06  # the calibration's (at 640x360 over the whole 1280x720 sensor) and metres
+DISTANCE = FOCAL * BASELINE / (DISPARITY * EYE_W / (2 * EYE_W))  # 1.5 m: disparity 40 sensor px is 20 calibration px
+
+
+def targets_in_pair(frame) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
+    """The target's centre in each eye's half of a side-by-side picture (pixels of that eye's picture)."""
+    planes = frame.to_ndarray(format="yuv420p")
+    width, height = 2 * EYE_W, EYE_H
+    quarter = (height // 2) * (width // 2)
+    chroma = planes[height:].reshape(-1)
+    u = chroma[:quarter].reshape(height // 2, width // 2)
+    v = chroma[quarter:].reshape(height // 2, width // 2)
+    found = []
+    for half in (slice(0, EYE_W // 2), slice(EYE_W // 2, EYE_W)):
+        ys, xs = np.nonzero((u[:, half] > 200) & (v[:, half] > 220))
+        found.append(None if len(xs) < 100 else (2 * float(xs.mean()) + 1, 2 * float(ys.mean()) + 1))
+    return found[0], found[1]
+
+
+def test_on_the_stereo_pair_both_eyes_follow_and_turn_in_and_the_distance_is_reported(tmp_path):
+    calibration = tmp_path / "stereo.npz"
+    matrix = np.array([[FOCAL, 0, EYE_W / 2], [0, FOCAL, EYE_H / 2], [0, 0, 1]])
+    np.savez(
+        calibration, K1=matrix, D1=np.zeros(5), K2=matrix, D2=np.zeros(5), R=np.eye(3),
+        T=np.array([-BASELINE, 0, 0]), image_width=EYE_W, image_height=EYE_H,
+    )  # fmt: skip
+    config = tmp_path / "vergence.toml"
+    camera = f'size = "{EYE_W}x{EYE_H}"\nfps = {FPS}\n'
+    config.write_text(
+        f'[[cameras]]\nid = "cam0"\n{camera}options = {{ scene = "camera", target = "orbit" }}\n'
+        f'[[cameras]]\nid = "cam1"\n{camera}'
+        f'options = {{ scene = "camera", target = "orbit", target_disparity = "{DISPARITY}" }}\n'
+        f'[stereo]\nenabled = true\ncalibration = "{calibration}"\n[h264]\ngop_frames = 30\n'
+    )
+    server = start_server(("--config", str(config)), tmp_path / "server.log")
+    try:
+        command(server, "stereo stereo 0 zoom=2")
+        with VideoClient.open(server.ws_url, "/ws/video/stereo") as client:
+            pictures = frames(client, H264Decoder())
+            for _ in range(150):
+                header, frame = next(pictures)
+                left, right = targets_in_pair(frame)
+                if left is not None and right is not None and time.time_ns() - header.capture_ns < 50_000_000:
+                    break
+            else:
+                raise AssertionError("the target was never in both eyes of a fresh picture")
+            # Before: the eyes look parallel, the target sits 40 px further left in the right eye.
+            assert abs((left[0] - right[0]) - DISPARITY) < 4, (left, right)
+            command(server, f"track stereo {100 * left[0] / EYE_W:.2f},{100 * left[1] / EYE_H:.2f}")
+            # The eyes swing over and turn in; half a second after the first fixated frame they must hold it.
+            disparities, offsets = [], []
+            tracked_at = time.monotonic()
+            fixated_at = None
+            for _, frame in pictures:
+                left, right = targets_in_pair(frame)
+                assert left is not None and right is not None, f"the target left a view: {left}, {right}"
+                disparity = left[0] - right[0], left[1] - right[1]
+                offset = max(abs(left[0] / EYE_W - 0.5), abs(left[1] / EYE_H - 0.5))
+                if fixated_at is None:
+                    if abs(disparity[0]) > 4 or offset > CENTRE_TOLERANCE:
+                        assert time.monotonic() < tracked_at + 3, f"not fixated 3 s after track: {disparity}, {offset}"
+                        continue
+                    fixated_at = time.monotonic()
+                if time.monotonic() < fixated_at + 0.5:
+                    continue
+                disparities.append(disparity)
+                offsets.append(offset)
+                if len(disparities) == SECONDS * FPS:
+                    break
+        tracking = command(server, "status")["tracking"]["stereo"]
+        stereo = httpx.get(f"{server.url}/api/stereo", timeout=5).json()
+    finally:
+        server.stop()
+    dx = np.array([d[0] for d in disparities])
+    dy = np.array([d[1] for d in disparities])
+    print(
+        f"fixated {fixated_at - tracked_at:.2f} s after track; over {len(dx)} frames: disparity x mean {dx.mean():.2f} px, worst {np.abs(dx).max():.2f}; y worst "
+        f"{np.abs(dy).max():.2f}; left eye offset worst {max(offsets):.4f}; vergence {stereo['vergence']:.4f}; "
+        f"reported {tracking['target']}"
+    )
+    assert np.abs(dx).max() <= 4 and np.abs(dy).max() <= 4
+    assert max(offsets) <= CENTRE_TOLERANCE
+    # Turned in: the eyes' crops (640 sensor px wide at zoom 2) 40 px closer together.
+    assert stereo["vergence"] == pytest.approx(DISPARITY / EYE_W, abs=0.005)
+    assert tracking["state"] == "tracking"
+    assert tracking["target"]["disparity_px"] == pytest.approx(DISPARITY, abs=2)
+    assert tracking["target"]["distance"] == pytest.approx(DISTANCE, rel=0.05)

@@ -14,7 +14,7 @@ from vergence.control.parsing import parse_command
 from vergence.control.pistreamer import translate
 from vergence.control.tracking import GAIN, next_centre
 from vergence.errors import InvalidCommand
-from vergence.pipeline.tracking import Target, TargetTracker, View
+from vergence.pipeline.tracking import OtherEye, Target, TargetTracker, View
 from vergence.sources.testpattern import TestPatternSource
 
 WIDTH, HEIGHT = 1280, 720
@@ -146,3 +146,47 @@ def test_pistreamer_tracking_lines_are_track_commands():
     assert translate("stop_tracking", "") == {"type": "track", "action": "stop"}
     with pytest.raises(InvalidCommand):
         translate("init_tracking_poi", "560")
+
+
+def test_on_a_stereo_pair_the_tracker_finds_the_target_in_the_right_eye_at_its_disparity():
+    left, right = camera(scene="camera"), camera(scene="camera", target_disparity="40")
+    full = (0, 0, 2560, 1440)
+    eye = OtherEye(lambda: (False, False), lambda: full, 16_000_000)
+    crop = around_target(left)
+    for source in (left, right):
+        source.set_crop(crop)
+    first = left.read()
+    right.read()
+    x, y = truth(left)
+    u, v, half = x - crop.x, y - crop.y, 0.06 * HEIGHT
+    start = ((u - half) / WIDTH, (v - half) / HEIGHT, (u + half) / WIDTH, (v + half) / HEIGHT)
+    tracker = TargetTracker("stereo", "template", start, lambda s: None, lambda: (False, False), lambda: full, 0.3, eye)
+    tracker.close()
+    tracker.look(first)
+    errors = []
+    for i in range(30):
+        crop = around_target(left, (i % 3 - 1) * 40)
+        left.set_crop(crop)
+        right.set_crop(ptz.Rect(crop.x - 30, crop.y, crop.width, crop.height))  # the right eye turned in a little
+        sighting = tracker.look(left.read(), right.read())
+        assert sighting.right is not None, i
+        rx, ry = truth(right)
+        errors.append(math.hypot(sighting.right[0] - rx, sighting.right[1] - ry))
+    left.close()
+    right.close()
+    assert max(errors) < 3, errors
+
+
+def test_the_calibration_gives_the_distance_of_a_sensor_disparity():
+    import numpy as np
+
+    from vergence.pipeline.depth import StereoCalibration
+
+    matrix = np.array([[500.0, 0, 320], [0, 500.0, 180], [0, 0, 1]])
+    shifted = np.array([[500.0, 0, 310], [0, 500.0, 180], [0, 0, 1]])
+    calibration = StereoCalibration(
+        matrix, np.zeros(5), shifted, np.zeros(5), np.eye(3), np.array([[-0.06], [0], [0]]), (640, 360)
+    )
+    # 40 sensor px on a 1280 px sensor is 20 px of the 640 px calibration; minus the principal points' 10 px: 10 px.
+    assert calibration.distance(40, 1280) == pytest.approx(500 * 0.06 / 10)
+    assert calibration.distance(20, 1280) is None  # at or beyond infinity

@@ -246,21 +246,21 @@ class Commander:
 
     def _hands_on(self, stream_id: str | None) -> None:
         """Someone moves the view by hand: tracking on the camera (or the rig's eyes) ends, the view goes where told."""
-        cameras = (
-            [self.rig(stream_id).left, self.rig(stream_id).right]
-            if self._is_rig(stream_id)
-            else [self._camera(stream_id)]
-        )
-        for camera in cameras:
-            tracking = self.controllers.tracking.get(camera.stream.id)
-            if tracking is not None:
-                tracking.stop("moved by command")
+        cameras: tuple[str, ...]
+        if self._is_rig(stream_id):
+            rig = self.rig(stream_id)
+            cameras = (rig.left.stream.id, rig.right.stream.id)
+        else:
+            cameras = (self._camera(stream_id).stream.id,)
+        self.controllers.stop_tracking("moved by command", cameras)
 
     def _track(self, command: TrackCommand) -> dict[str, Any]:
         if self._is_rig(command.stream):
-            raise InvalidCommand("track one camera; following with both eyes on the stereo stream is not built yet")
-        camera = self._camera(command.stream)
-        tracking = self.controllers.get_tracking(camera.stream.id)
+            rig = self.rig(command.stream)
+            camera, tracking = rig.left, self.controllers.get_tracking(rig.stream_id)
+        else:
+            camera = self._camera(command.stream)
+            tracking = self.controllers.get_tracking(camera.stream.id)
         if command.action == "stop":
             return tracking.stop()
         if command.point_px is not None:

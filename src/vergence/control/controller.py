@@ -20,6 +20,7 @@ from vergence.control.state import StateStore
 from vergence.control.tracking import Tracking
 from vergence.errors import CommandError, InvalidCommand, NotFound
 from vergence.events import EventBus, Publish
+from vergence.pipeline.depth import StereoCalibration
 from vergence.stream import Stream
 
 log = logging.getLogger(__name__)
@@ -276,6 +277,7 @@ class StereoRig:
         self._on_change = on_change
         self._publish = publish
         self.vergence = 0.0
+        self._follow_event_at = 0.0
         self.set_vergence(float(saved.get("vergence", 0.0)), announce=False)
 
     def set_vergence(self, vergence: float, announce: bool = True) -> None:
@@ -300,6 +302,33 @@ class StereoRig:
         self._publish({"type": "stereo", **described})
         self._on_change()
         return described
+
+    def fixate(self, left: tuple[float, float], right: tuple[float, float] | None) -> None:
+        """Centre the left eye's view on the sensor point `left` and the right eye's on `right` (None: the vergence
+        stays), by the linked pan and tilt between them and the vergence from their difference: the tracker's moves,
+        one a frame. Controllers hear the rig at most ten times a second; it is saved when tracking ends."""
+        crop = self.left.crop()
+        (left_dx, left_dy), (right_dx, right_dy) = self.left.eye_offset, self.right.eye_offset
+        x, y = left[0] - left_dx, left[1] - left_dy
+        if right is None:
+            x -= self.vergence * crop.width / 2
+        else:
+            rx, ry = right[0] - right_dx, right[1] - right_dy
+            self.vergence = min(max((x - rx) / crop.width, -0.5), 0.5)
+            self.left.eye_disparity, self.right.eye_disparity = self.vergence, -self.vergence
+            x, y = (x + rx) / 2, (y + ry) / 2
+        for eye in (self.left, self.right):
+            eye.state = ptz.look_at(eye.state, x, y, eye.stream.geometry, eye.output_size, eye.max_zoom)
+            eye._reapply()
+        now = time.monotonic()
+        if now - self._follow_event_at >= MOVE_EVENT_INTERVAL_S:
+            self._follow_event_at = now
+            self._publish({"type": "stereo", **self.describe(), "moving": True})
+
+    def followed(self) -> None:
+        """Tracking ended: say where the eyes stopped, and save it."""
+        self._publish({"type": "stereo", **self.describe(), "moving": False})
+        self._on_change()
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -338,10 +367,14 @@ class Controllers:
         )
         return self.rig
 
-    def add_tracking(self, settings: TrackingSettings) -> None:
-        """Let every camera follow a target (`track`)."""
+    def add_tracking(self, settings: TrackingSettings, calibration: StereoCalibration | None = None) -> None:
+        """Let every camera follow a target (`track`), and the stereo rig's eyes together (after `add_rig`), its
+        `calibration` giving the target's distance."""
         for stream_id, camera in self.cameras.items():
             self.tracking[stream_id] = Tracking(camera, settings, self.events.publish)
+        rig = self.rig
+        if rig is not None:
+            self.tracking[rig.stream_id] = Tracking(rig.left, settings, self.events.publish, rig, calibration)
 
     def get_tracking(self, camera: str) -> Tracking:
         tracking = self.tracking.get(camera)
@@ -349,10 +382,12 @@ class Controllers:
             raise NotFound(f"{camera!r} cannot track: only a camera can; cameras: {', '.join(self.tracking)}")
         return tracking
 
-    def stop_tracking(self, reason: str = "stopped") -> None:
-        """Stop every camera's tracking (a hand on the eyes, the server stopping)."""
+    def stop_tracking(self, reason: str = "stopped", cameras: tuple[str, ...] | None = None) -> None:
+        """Stop the tracking that moves any of `cameras` (default: all of them): a hand on a camera, the server
+        stopping."""
         for tracking in self.tracking.values():
-            tracking.stop(reason)
+            if cameras is None or any(tracking.moves(camera) for camera in cameras):
+                tracking.stop(reason)
 
     def add_processing(self, stream: Stream, budget_ms: float, plugin_dir: Path | None = None) -> None:
         """Give a stream (a camera or a derived one) its overlays, ROIs, stabilization and plugins, as saved."""

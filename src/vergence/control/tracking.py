@@ -22,16 +22,19 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from vergence.config import TrackingSettings
 from vergence.errors import InvalidCommand
 from vergence.events import Publish
+from vergence.pipeline.depth import StereoCalibration
 from vergence.pipeline.draw import Canvas
-from vergence.pipeline.tracking import Sighting, Target, TargetTracker, View
+from vergence.pipeline.tracking import OtherEye, Sighting, Target, TargetTracker, View
 
 if TYPE_CHECKING:
-    from vergence.control.controller import CameraController
+    from vergence.control.controller import CameraController, StereoRig
     from vergence.media.frame import Frame
 
 log = logging.getLogger(__name__)
@@ -65,25 +68,48 @@ def next_centre(
 
 
 class Tracking:
-    """Tracking on one camera: its tracker, its state (`idle`, `tracking`, `searching`, `lost`) and the view it drives."""
+    """Tracking on one camera, or on a stereo rig (both eyes follow and turn in on the target): its tracker, its state
+    (`idle`, `tracking`, `searching`, `lost`) and the view it drives.
 
-    def __init__(self, camera: CameraController, settings: TrackingSettings, publish: Publish) -> None:
-        self.camera = camera
+    On the rig the tracker follows the target in the left eye and finds it in the right eye's frame of the same
+    instant; the rig then centres each eye on it (`StereoRig.fixate`): the linked pan and tilt between the two, the
+    vergence from their difference, so the target has no disparity between the two pictures. With a calibration, that
+    disparity on the sensors gives the target's distance.
+    """
+
+    def __init__(
+        self,
+        camera: CameraController,
+        settings: TrackingSettings,
+        publish: Publish,
+        rig: StereoRig | None = None,
+        calibration: StereoCalibration | None = None,
+    ) -> None:
+        self.camera = camera  # on a rig: the left eye, which the tracker follows
+        self.rig = rig
+        self.calibration = calibration
         self.settings = settings
         self._publish = publish
         self.state = "idle"
         self.reason = ""
         self._tracker: TargetTracker | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._untap: Any = None
+        self._untaps: list[Callable[[], None]] = []
         self._last: Sighting | None = None
+        self._right: tuple[float, float] | None = None  # the target on the right eye's sensor, last seen
         self._event_at = 0.0
         self.sightings = 0
         self.cost_ms = 0.0  # mean tracker cost per frame since the start
 
     @property
     def stream_id(self) -> str:
-        return self.camera.stream.id
+        return self.rig.stream_id if self.rig is not None else self.camera.stream.id
+
+    def moves(self, camera: str) -> bool:
+        """Whether this tracking moves `camera` (a hand on that camera ends it)."""
+        if self.rig is not None:
+            return camera in (self.rig.left.stream.id, self.rig.right.stream.id)
+        return camera == self.camera.stream.id
 
     def start(
         self, point: tuple[float, float] | None = None, box: tuple[float, float, float, float] | None = None
@@ -103,19 +129,30 @@ class Tracking:
             raise InvalidCommand(f"the box {box} is too small to track: at least 8 pixels each way")
         self._end_tracker()
         self._loop = asyncio.get_running_loop()
-        self._tracker = TargetTracker(
-            stream.id,
+        other = None
+        if self.rig is not None:
+            right = self.rig.right.stream
+            other = OtherEye(
+                lambda: right.flip,
+                lambda: (0, 0, right.geometry.width, right.geometry.height),
+                int(0.5e9 / max(1.0, stream.info.fps)),
+            )
+        tracker = self._tracker = TargetTracker(
+            self.stream_id,
             self.settings.method,
             (x1, y1, x2, y2),
             self._from_thread,
             lambda: stream.flip,
             lambda: (0, 0, stream.geometry.width, stream.geometry.height),
             self.settings.lost_after_s,
+            other,
         )
-        self._untap = stream.tap(self._tracker.offer)
+        self._untaps = [stream.tap(tracker.offer)]
+        if self.rig is not None:
+            self._untaps.append(self.rig.right.stream.tap(tracker.offer_right))
         if self.settings.draw:
             stream.processing.marker = self._draw
-        self.sightings, self.cost_ms, self._last = 0, 0.0, None
+        self.sightings, self.cost_ms, self._last, self._right = 0, 0.0, None, None
         self._set_state("tracking", "")
         log.info(
             "tracking on %s: box %s (%s)",
@@ -130,14 +167,17 @@ class Tracking:
         if self._tracker is not None:
             self._end_tracker()
             self._set_state("idle", reason)
-            self.camera.followed()
+            if self.rig is not None:
+                self.rig.followed()
+            else:
+                self.camera.followed()
         return self.describe()
 
     def _end_tracker(self) -> None:
         tracker, self._tracker = self._tracker, None
-        if self._untap is not None:
-            self._untap()
-            self._untap = None
+        for untap in self._untaps:
+            untap()
+        self._untaps = []
         self.camera.stream.processing.marker = None
         if tracker is not None:
             tracker.close()
@@ -154,6 +194,8 @@ class Tracking:
         self._last = sighting
         self.sightings += 1
         self.cost_ms += (sighting.cost_ms - self.cost_ms) / self.sightings
+        if sighting.right is not None:
+            self._right = sighting.right
         if sighting.state == "tracking" and sighting.target is not None:
             self._follow(sighting)
         if sighting.state != self.state:
@@ -170,9 +212,23 @@ class Tracking:
         crop = camera.crop()
         centre = (crop.x + crop.width / 2, crop.y + crop.height / 2)
         period_s = 1.0 / max(1.0, camera.stream.info.fps)
-        moved = next_centre(target, centre, crop.width, time.time_ns() - sighting.capture_ns, period_s, delay)
-        if moved is not None:
-            camera.follow(*moved)
+        age_ns = time.time_ns() - sighting.capture_ns
+        moved = next_centre(target, centre, crop.width, age_ns, period_s, delay)
+        rig = self.rig
+        if rig is None:
+            if moved is not None:
+                camera.follow(*moved)
+            return
+        right_moved = None
+        if sighting.right is not None:
+            right_crop = rig.right.crop()
+            right_centre = (right_crop.x + right_crop.width / 2, right_crop.y + right_crop.height / 2)
+            seen = replace(target, x=sighting.right[0], y=sighting.right[1])
+            right_moved = next_centre(seen, right_centre, right_crop.width, age_ns, period_s, delay)
+            if moved is not None or right_moved is not None:
+                rig.fixate(moved or centre, right_moved or right_centre)
+        elif moved is not None:
+            rig.fixate(moved, None)
 
     def _set_state(self, state: str, reason: str) -> None:
         if state != self.state:
@@ -206,6 +262,14 @@ class Tracking:
                 "sensor": [round(target.x, 1), round(target.y, 1)],
                 "velocity_px_s": [round(target.vx, 1), round(target.vy, 1)],
             }
+            if self.rig is not None and self._right is not None:
+                disparity = target.x - self._right[0]
+                described["target"]["right_sensor"] = [round(self._right[0], 1), round(self._right[1], 1)]
+                described["target"]["disparity_px"] = round(disparity, 2)
+                if self.calibration is not None:
+                    distance = self.calibration.distance(disparity, self.rig.left.stream.geometry.width)
+                    if distance is not None:
+                        described["target"]["distance"] = round(distance, 4)
             described["score"] = round(sighting.score, 3)
             described["seq"] = sighting.seq
             described["capture_ns"] = sighting.capture_ns

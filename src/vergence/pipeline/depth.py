@@ -63,6 +63,19 @@ class StereoCalibration:
             image_size=(width, height),
         )
 
+    def distance(self, disparity_px: float, sensor_width: float) -> float | None:
+        """The distance (in the units of T) of a point `disparity_px` sensor pixels further right in the left eye than
+        in the right, on sensors `sensor_width` wide, for a calibration made on pictures of the whole sensor field
+        (its image_width across it). The pair is taken as parallel (R ignored): Z = fx · |T| / (d - (cx1 - cx2)).
+        None when the point is at or beyond infinity for this calibration."""
+        scale = self.image_size[0] / sensor_width
+        focal = float(self.left_matrix[0, 0])
+        principal_offset = float(self.left_matrix[0, 2] - self.right_matrix[0, 2])
+        disparity = disparity_px * scale - principal_offset
+        if disparity <= 0:
+            return None
+        return focal * float(np.linalg.norm(self.translation)) / disparity
+
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:

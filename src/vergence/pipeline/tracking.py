@@ -22,6 +22,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -98,6 +99,8 @@ class Sighting:
     score: float
     view: View
     cost_ms: float
+    #: The stereo pair's other eye: the target's centre on the right eye's sensor (None: not looked for, or not found).
+    right: tuple[float, float] | None = None
 
 
 class Method(Protocol):
@@ -133,10 +136,13 @@ class TemplateMethod:
             self._template = template
         return template
 
-    def find(self, gray: np.ndarray, box: tuple[float, float, float, float]) -> tuple[tuple[float, float], float]:
+    def find(
+        self, gray: np.ndarray, box: tuple[float, float, float, float], reach_x: float | None = None
+    ) -> tuple[tuple[float, float], float]:
+        """The target near `box`; `reach_x` (pixels) widens the search sideways (the other eye, disparity unknown)."""
         template = self._sized(box)
         th, tw = template.shape
-        margin_x, margin_y = SEARCH_MARGIN * tw, SEARCH_MARGIN * th
+        margin_x, margin_y = SEARCH_MARGIN * tw if reach_x is None else reach_x, SEARCH_MARGIN * th
         x0 = max(0, math.floor(box[0] - margin_x))
         y0 = max(0, math.floor(box[1] - margin_y))
         x1 = min(gray.shape[1], math.ceil(box[2] + margin_x))
@@ -194,12 +200,29 @@ def make_method(name: str) -> Method:
     raise ValueError(f"tracking method must be one of {', '.join(METHODS)}, got {name!r}")
 
 
+@dataclass(frozen=True, slots=True)
+class OtherEye:
+    """The right eye of a stereo pair, for a tracker on the left eye: how it mirrors, what a frame naming no crop shows,
+    and how far apart in time two frames may be and still be one instant."""
+
+    flip: Callable[[], tuple[bool, bool]]
+    full_crop: Callable[[], tuple[int, int, int, int]]
+    tolerance_ns: int
+
+
+RIGHT_MISSES = 5  # frames the other eye may miss the target before it is looked for along the whole row again
+
+
 class TargetTracker:
     """Tracks one target on one camera's frames, on its own thread, and reports a `Sighting` for every frame it looks at.
 
     `start` is where the target is in the next frame, as fractions of the picture (x1, y1, x2, y2). `report` is called on
     the tracker's thread (hand it to the event loop). `flip` says how the camera mirrors now; `full_crop` what a frame
     that names no crop shows (the whole sensor).
+
+    On a stereo pair (`right`: the other eye; its frames come through `offer_right`) the tracker follows the target in
+    the left eye and finds it in the right eye's frame of the same instant, first along the whole row, then where the
+    last disparity says; each sighting then carries the target's place on the right eye's sensor too.
     """
 
     def __init__(
@@ -211,6 +234,7 @@ class TargetTracker:
         flip: Callable[[], tuple[bool, bool]],
         full_crop: Callable[[], tuple[int, int, int, int]],
         lost_after_s: float,
+        right: OtherEye | None = None,
     ) -> None:
         self.camera = camera
         self.method_name = method
@@ -224,6 +248,12 @@ class TargetTracker:
         self._last_ns = 0  # capture time of the last frame the target was found in
         self._state = "tracking"
         self._mailbox: Frame | None = None
+        self._right = right
+        self._right_frames: deque[Frame] = deque(maxlen=4)
+        self._right_method = TemplateMethod()  # the left eye's first picture of the target, looked for in the right's
+        self._disparity: tuple[float, float] | None = None  # left minus right, sensor pixels, smoothed
+        self._right_misses = 0
+        self._seen = (0.0, 0.0)  # where the target was found in the last frame (sensor pixels), before filtering
         self._wake = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"tracker-{camera}", daemon=True)
@@ -236,6 +266,22 @@ class TargetTracker:
         with self._wake:
             self._mailbox = frame  # sources never write into a frame they handed out: no copy needed
             self._wake.notify()
+
+    def offer_right(self, frame: Frame) -> None:
+        """The right eye's capture thread (a stream tap): keep its latest frames for the pair's instants."""
+        if frame.pix_fmt != "yuv420p":
+            return
+        with self._wake:
+            self._right_frames.append(frame)
+            self._wake.notify()
+
+    def _partner(self, frame: Frame) -> Frame | None:
+        """The right eye's frame of `frame`'s instant (under the lock), or None."""
+        assert self._right is not None
+        for right in self._right_frames:
+            if abs(right.capture_ns - frame.capture_ns) <= self._right.tolerance_ns:
+                return right
+        return None
 
     def close(self) -> None:
         with self._wake:
@@ -253,9 +299,17 @@ class TargetTracker:
                 if self._closed:
                     return
                 frame, self._mailbox = self._mailbox, None
-            assert frame is not None
+                assert frame is not None
+                right = None
+                if self._right is not None:  # the other eye's frame of this instant may be a moment behind
+                    deadline = time.monotonic() + self._right.tolerance_ns / 1e9
+                    while (right := self._partner(frame)) is None and not self._closed:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            break
+                        self._wake.wait(remaining)
             try:
-                sighting = self.look(frame)
+                sighting = self.look(frame, right)
             except Exception:  # a tracker bug must not end the thread silently: report the target lost
                 log.exception("tracker on %s failed", self.camera)
                 sighting = Sighting(frame.seq, frame.capture_ns, "lost", self._target, 0.0, self._view(frame), 0.0)
@@ -265,8 +319,9 @@ class TargetTracker:
     def _view(self, frame: Frame) -> View:
         return View(frame.crop or self._full_crop(), frame.width, frame.height, self._flip())
 
-    def look(self, frame: Frame) -> Sighting:
-        """Find the target in `frame` (the tracker's thread; tests call it directly)."""
+    def look(self, frame: Frame, right: Frame | None = None) -> Sighting:
+        """Find the target in `frame`, and in `right` (the other eye's frame of the same instant) when given (the
+        tracker's thread; tests call it directly)."""
         started = time.perf_counter()
         view = self._view(frame)
         factor = 2 if frame.width > WORK_WIDTH else 1
@@ -279,13 +334,45 @@ class TargetTracker:
             self._start_box = None
             box = (x1 * work.width, y1 * work.height, x2 * work.width, y2 * work.height)
             self._method.start(gray, box)
+            self._right_method.start(gray, box)
+            self._disparity, self._right_misses = None, 0
             cx, cy = work.to_sensor((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+            self._seen = (cx, cy)
             self._target = Target(cx, cy, (box[2] - box[0]) * work.scale, (box[3] - box[1]) * work.scale)
             self._last_ns, self._state, score = frame.capture_ns, "tracking", 1.0
         elif self._target is not None:
             score = self._follow(gray, work, frame.capture_ns)
+        seen_right = None
+        if right is not None and self._right is not None and self._state == "tracking":
+            seen_right = self._find_right(right, factor)
         cost_ms = (time.perf_counter() - started) * 1000
-        return Sighting(frame.seq, frame.capture_ns, self._state, self._target, score, view, cost_ms)
+        return Sighting(frame.seq, frame.capture_ns, self._state, self._target, score, view, cost_ms, seen_right)
+
+    def _find_right(self, frame: Frame, factor: int) -> tuple[float, float] | None:
+        """The target on the right eye's sensor in its frame of the same instant (None: not found there)."""
+        eye, target = self._right, self._target
+        assert eye is not None and target is not None
+        gray = cv2.resize(frame.gray(), (frame.width // factor, frame.height // factor), interpolation=cv2.INTER_AREA)
+        work = View(frame.crop or eye.full_crop(), gray.shape[1], gray.shape[0], eye.flip())
+        if self._disparity is None:  # not found yet: anywhere along the target's row
+            box = _box_around(work, target.x, target.y, target.width, target.height)
+            (u, v), score = self._right_method.find(gray, box, reach_x=float(gray.shape[1]))
+        else:
+            dx, dy = self._disparity
+            box = _box_around(work, target.x - dx, target.y - dy, target.width, target.height)
+            (u, v), score = self._right_method.find(gray, box)
+        if score < FOUND_SCORE:
+            self._right_misses += 1
+            if self._right_misses >= RIGHT_MISSES:
+                self._disparity = None
+            return None
+        self._right_misses = 0
+        x, y = work.to_sensor(u, v)
+        # Against the left eye's own match of this instant, not its filtered estimate (which trails while it settles).
+        measured = (self._seen[0] - x, self._seen[1] - y)
+        old = self._disparity
+        self._disparity = measured if old is None else (0.5 * (old[0] + measured[0]), 0.5 * (old[1] + measured[1]))
+        return target.x - self._disparity[0], target.y - self._disparity[1]
 
     def _follow(self, gray: np.ndarray, work: View, capture_ns: int) -> float:
         target = self._target
@@ -311,6 +398,7 @@ class TargetTracker:
                 self._state = "searching"
             return score
         x, y = work.to_sensor(u, v)
+        self._seen = (x, y)
         # An alpha-beta filter: the measured place, and a velocity that follows the residuals smoothly.
         alpha, beta = 0.85, 0.3
         rx, ry = x - px, y - py
@@ -329,9 +417,11 @@ def _box_around(view: View, x: float, y: float, width: float, height: float) -> 
 
 
 def _patch(gray: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
-    """The picture inside `box`, at least MIN_BOX_PX each way and inside the picture (edges repeated past it)."""
+    """The picture inside `box`, at least MIN_BOX_PX each way and inside the picture (edges repeated past it).
+
+    Coordinates here count from the picture's edge (pixel i spans i … i + 1); getRectSubPix counts from pixel centres."""
     width, height = max(MIN_BOX_PX, round(box[2] - box[0])), max(MIN_BOX_PX, round(box[3] - box[1]))
-    centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+    centre = ((box[0] + box[2]) / 2 - 0.5, (box[1] + box[3]) / 2 - 0.5)
     return cv2.getRectSubPix(gray, (width, height), centre)
 
 

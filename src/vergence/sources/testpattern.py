@@ -8,8 +8,10 @@ run on `camera`; both keep the time code and the clock.
 A target to track (`options.target = "orbit"`): a magenta disc with a bright ring and a dark centre that circles the
 sensor's centre at `target_speed` sensor pixels a second (default 200) on a circle of `target_radius` sensor pixels
 (default a fifth of the sensor's height), in the sensor's own coordinates: moving the crop moves it in the picture, as
-a real object would. `target_leave_s` seconds after the camera opens it leaves the scene. Its place at any instant is
-`target_position`: the tests' truth.
+a real object would. `target_leave_s` seconds after the camera opens it leaves the scene. `target_disparity` (sensor
+pixels, default 0) draws it that far to the left, as a right eye sees a near object: two test cameras as a stereo pair,
+the right one with a disparity, show a target at a depth in front of a background at infinity. Its place at any instant
+is `target_position`: the tests' truth.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def _outlined_text(luma: np.ndarray, text: str, origin: tuple[int, int], scale: 
     cv2.putText(luma, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, 235, thickness, cv2.LINE_8)
 
 
-def _option_float(camera: CameraSettings, key: str, default: float) -> float:
+def _option_float(camera: CameraSettings, key: str, default: float, zero: bool = False) -> float:
     text = camera.options.get(key)
     if text is None:
         return default
@@ -66,8 +68,8 @@ def _option_float(camera: CameraSettings, key: str, default: float) -> float:
         value = float(text)
     except ValueError:
         raise ConfigError(f"options.{key} must be a number, got {text!r}") from None
-    if not value > 0:
-        raise ConfigError(f"options.{key} must be above 0, got {text!r}")
+    if not (value >= 0 if zero else value > 0) or not math.isfinite(value):
+        raise ConfigError(f"options.{key} must be {'0 or more' if zero else 'above 0'}, got {text!r}")
     return value
 
 
@@ -171,6 +173,7 @@ class TestPatternSource(Source):
             camera, "target_radius", TARGET_RADIUS_OF_HEIGHT * SENSOR_SCALE * self._height
         )
         self._target_leave_s = _option_float(camera, "target_leave_s", math.inf)
+        self._target_disparity = _option_float(camera, "target_disparity", 0.0, zero=True)
 
     def open(self) -> SourceInfo:
         self._closed.clear()
@@ -310,7 +313,7 @@ class TestPatternSource(Source):
         sensor = self._geometry
         angle = scene_s * self._target_speed / max(1.0, self._target_radius)
         return (
-            sensor.width / 2 + self._target_radius * math.cos(angle),
+            sensor.width / 2 + self._target_radius * math.cos(angle) - self._target_disparity,
             sensor.height / 2 + self._target_radius * math.sin(angle),
         )
 
