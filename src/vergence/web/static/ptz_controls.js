@@ -72,7 +72,7 @@ export class PtzControls {
       c.on('tracking', (msg) => {
         if (typeof msg.stream !== 'string') return;
         this.tracking[msg.stream] = msg;
-        if (msg.stream === this.camera) this.#showTracking();
+        this.#showTracking();
       }),
       c.on('stereo', (msg) => {
         this.rig = msg;
@@ -424,36 +424,37 @@ export class PtzControls {
   // ---- tracking
 
   /** Track what is at the page point (x, y): its place in % of the camera's picture. */
+  /** What `track` names: the stereo stream (both eyes fixate) or the camera. */
+  get #trackedStream() {
+    return this.stereo ? this.rig.stream : this.camera;
+  }
+
   #trackAt(x, y) {
-    const status = (text) => {
-      this.trackStatus.textContent = text;
-      this.trackStatus.hidden = !text;
-    };
-    if (this.stereo) {
-      status('tracking works on one camera: open cam0 or cam1');
-      return;
-    }
     const rect = this.stage.getBoundingClientRect();
-    const pic = this.#pictureSize();
-    const left = rect.left + (rect.width - pic.width) / 2;
+    const pic = this.#pictureSize(); // one eye's picture on the stereo stream
+    const eyes = this.stereo ? 2 : 1;
+    const left = rect.left + (rect.width - eyes * pic.width) / 2;
     const top = rect.top + (rect.height - pic.height) / 2;
-    const px = ((x - left) / pic.width) * 100;
+    // On the stereo stream a point in either eye's half stands for the same place in the left eye's picture.
+    let px = ((x - left) / pic.width) * 100;
+    if (this.stereo && px > 100) px -= 100;
     const py = ((y - top) / pic.height) * 100;
     if (px < 0 || px > 100 || py < 0 || py > 100) return;
-    this.control.command({ type: 'track', stream: this.camera, x: Number(px.toFixed(2)), y: Number(py.toFixed(2)) });
+    const point = { x: Number(px.toFixed(2)), y: Number(py.toFixed(2)) };
+    this.control.command({ type: 'track', stream: this.#trackedStream, ...point });
   }
 
   #trackingHere() {
-    const state = this.tracking[this.camera]?.state;
+    const state = this.tracking[this.#trackedStream]?.state;
     return state !== undefined && state !== 'idle';
   }
 
   #stopTracking() {
-    this.control.command({ type: 'track', stream: this.camera, action: 'stop' });
+    this.control.command({ type: 'track', stream: this.#trackedStream, action: 'stop' });
   }
 
   #showTracking() {
-    const text = TRACKING_TEXT[this.tracking[this.camera]?.state] ?? '';
+    const text = TRACKING_TEXT[this.tracking[this.#trackedStream]?.state] ?? '';
     if (this.trackStatus.textContent !== text) this.trackStatus.textContent = text;
     this.trackStatus.hidden = !text;
   }
