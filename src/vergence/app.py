@@ -172,6 +172,7 @@ SERVICES = {
     "compat.rpi_camerastreaming": "vergence.control.transports.rpi_camerastreaming",
     "preview": "vergence.outputs.preview",
     "rtsp": "vergence.outputs.rtsp",
+    "foxglove": "vergence.outputs.foxglove",
 }
 
 

@@ -563,6 +563,28 @@ class RtspSettings(_Section):
     )
 
 
+class FoxgloveSettings(_Section):
+    """A Foxglove WebSocket server (the `foxglove-sdk` package) for Foxglove and other robotics tools: every stream as
+    `foxglove.CompressedVideo` (its own H.264) and `foxglove.CompressedImage` (JPEG), the calibration, PTZ and tracking
+    state, and PTZ, track and every other command back in (services, or JSON published on `/command`)."""
+
+    enabled: bool = Field(False, description="serve the Foxglove WebSocket protocol")
+    host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="address to bind; the protocol has no credentials, so anyone who reaches it can watch (and command, "
+        "with `commands`): loopback by default",
+    )
+    port: int = Field(8765, ge=1, le=65535, description="TCP port, 1 … 65535")
+    streams: list[str] = Field(default_factory=list, description="streams published (empty: all)")
+    commands: bool = Field(True, description="take commands from Foxglove clients (services and /command)")
+    unauthenticated: bool = Field(
+        False,
+        description="with [auth] set, bind a non-loopback host anyway: everyone who reaches the port may watch and "
+        "(with `commands`) command, without credentials",
+    )
+
+
 class CompatSettings(_Section):
     """The interfaces of the projects vergence replaces, each where it lived; all off by default (docs/migrating.md)."""
 
@@ -693,6 +715,7 @@ class Settings(_Section):
     compat: CompatSettings = Field(default_factory=CompatSettings)
     preview: PreviewSettings = Field(default_factory=PreviewSettings)
     rtsp: RtspSettings = Field(default_factory=RtspSettings)
+    foxglove: FoxgloveSettings = Field(default_factory=FoxgloveSettings)
 
     @model_validator(mode="after")
     def _check_cameras(self) -> Settings:
@@ -724,7 +747,7 @@ class Settings(_Section):
         wanted += [(f"whip[{i}].stream", output.stream) for i, output in enumerate(self.whip)]
         wanted += [
             (f"{section}.streams", stream)
-            for section in ("zmq", "mqtt", "rtsp")
+            for section in ("zmq", "mqtt", "rtsp", "foxglove")
             for stream in getattr(self, section).streams
         ]
         if self.compat.camera_web_stream.mqtt_topic is not None and not self.mqtt.enabled:
@@ -777,6 +800,7 @@ class _Environment(BaseSettings):
     webrtc: dict[str, Any] = {}
     preview: dict[str, Any] = {}
     rtsp: dict[str, Any] = {}
+    foxglove: dict[str, Any] = {}
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

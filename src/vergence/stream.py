@@ -195,6 +195,11 @@ class Stream:
     def detach(self, encoder: Encoder) -> None:
         self._encoders = tuple(running for running in self._encoders if running is not encoder)
 
+    @property
+    def crop(self) -> Rect | None:
+        """The crop asked for last (sensor pixels; None: none yet, the whole picture)."""
+        return self._crop
+
     def set_crop(self, crop: Rect) -> None:
         """Show `crop` from the next frame on: at the sensor where the source can, else cut from each frame."""
         self._crop = crop
