@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import ServerProcess, free_port, start_server
 from tests.media import H264Decoder, read_timecode
 from tests.polling import poll
-from tests.support.foxglove_client import CompressedPicture, FoxgloveClient, field_numbers
+from tests.support.foxglove_client import CompressedPicture, FoxgloveClient, field_numbers, protobuf_fields
 
 
 def serve(directory: Path, extra: str = "") -> tuple[ServerProcess, str]:
@@ -105,3 +105,39 @@ def test_a_public_bind_with_auth_set_is_refused_unless_said(tmp_path):
     )
     with pytest.raises(RuntimeError, match="unauthenticated = true"):
         start_server(("--config", str(config)), tmp_path / "server.log")
+
+
+def test_the_calibration_follows_the_crop(tmp_path):
+    import struct
+
+    import numpy as np
+
+    calibration = tmp_path / "stereo.npz"
+    matrix = np.array([[500.0, 0, 320], [0, 500.0, 180], [0, 0, 1]])
+    np.savez(
+        calibration, K1=matrix, D1=np.zeros(5), K2=matrix, D2=np.zeros(5), R=np.eye(3),
+        T=np.array([-0.06, 0, 0]), image_width=640, image_height=360,
+    )  # fmt: skip
+    camera = 'size = "640x360"\nfps = 30\n'
+    server, url = serve(
+        tmp_path,
+        f'[[cameras]]\nid = "cam1"\n{camera}[stereo]\nenabled = true\ncalibration = "{calibration}"\n',
+    )
+    try:
+        assert httpx.put(f"{server.url}/api/stereo", json={"zoom": 2}, timeout=5).status_code == 200
+        with FoxgloveClient.open(url) as client:
+            topic = client.channels["/cam0/calibration"]
+            assert topic["schemaName"] == "foxglove.CameraCalibration"
+            numbers = field_numbers(topic)
+            subscription = client.subscribe("/cam0/calibration")
+            client.wait(lambda: any(m.subscription == subscription for m in client.messages), "a calibration", 10)
+            message = next(m for m in client.messages if m.subscription == subscription)
+    finally:
+        server.stop()
+    fields = protobuf_fields(message.payload)
+    k = struct.unpack("<9d", bytes(fields[numbers["K"]][0]))
+    # Zoom 2 on the middle of a 1280x720 sensor, shown at 640x360: twice the focal length, the same centre.
+    assert k == pytest.approx((1000.0, 0, 320.0, 0, 1000.0, 180.0, 0, 0, 1))
+    size = [struct.unpack("<I", bytes(fields[numbers[key]][0]))[0] for key in ("width", "height")]  # fixed32
+    assert size == [640, 360]
+    assert bytes(fields[numbers["frame_id"]][0]) == b"cam0"
