@@ -238,6 +238,11 @@ def test_on_the_stereo_pair_both_eyes_follow_and_turn_in_and_the_distance_is_rep
                     break
         tracking = command(server, "status")["tracking"]["stereo"]
         stereo = httpx.get(f"{server.url}/api/stereo", timeout=5).json()
+        # One tracking per camera: tracking on an eye alone ends the rig's.
+        command(server, "track cam0 50,50")
+        after = command(server, "status")["tracking"]
+        assert after["stereo"]["state"] == "idle" and after["stereo"]["reason"] == "cam0 tracks now", after
+        assert after["cam0"]["state"] != "idle"
     finally:
         server.stop()
     dx = np.array([d[0] for d in disparities])

@@ -263,6 +263,10 @@ class Commander:
             tracking = self.controllers.get_tracking(camera.stream.id)
         if command.action == "stop":
             return tracking.stop()
+        # One tracking per camera: the rig's eyes are the cameras', so whichever started last moves them.
+        for other in self.controllers.tracking.values():
+            if other is not tracking and set(other.cameras) & set(tracking.cameras):
+                other.stop(f"{tracking.stream_id} tracks now")
         if command.point_px is not None:
             width, height = camera.stream.info.width, camera.stream.info.height
             x, y = command.point_px

@@ -386,7 +386,7 @@ class Controllers:
         """Stop the tracking that moves any of `cameras` (default: all of them): a hand on a camera, the server
         stopping."""
         for tracking in self.tracking.values():
-            if cameras is None or any(tracking.moves(camera) for camera in cameras):
+            if cameras is None or set(tracking.cameras) & set(cameras):
                 tracking.stop(reason)
 
     def add_processing(self, stream: Stream, budget_ms: float, plugin_dir: Path | None = None) -> None:

@@ -105,11 +105,12 @@ class Tracking:
     def stream_id(self) -> str:
         return self.rig.stream_id if self.rig is not None else self.camera.stream.id
 
-    def moves(self, camera: str) -> bool:
-        """Whether this tracking moves `camera` (a hand on that camera ends it)."""
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        """The cameras this tracking moves (a hand on one of them ends it, as does another tracking of one)."""
         if self.rig is not None:
-            return camera in (self.rig.left.stream.id, self.rig.right.stream.id)
-        return camera == self.camera.stream.id
+            return (self.rig.left.stream.id, self.rig.right.stream.id)
+        return (self.camera.stream.id,)
 
     def start(
         self, point: tuple[float, float] | None = None, box: tuple[float, float, float, float] | None = None
