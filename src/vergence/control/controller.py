@@ -31,6 +31,21 @@ MAX_PRESETS = 64
 MOVE_EVENT_INTERVAL_S = 0.1  # during a velocity move, controllers hear the position at most ten times a second
 
 
+class Every:
+    """Says yes at most once every `interval_s` (events during a move: enough to follow, not one a frame)."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._last = float("-inf")
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < self.interval_s:
+            return False
+        self._last = now
+        return True
+
+
 class CameraController:
     """The PTZ of one camera. Runs on the event loop; the crop reaches the capture thread as one reference swap."""
 
@@ -66,7 +81,7 @@ class CameraController:
         self._velocity = ptz.Velocity()
         self._move_until = 0.0
         self._mover: asyncio.Task[None] | None = None
-        self._follow_event_at = 0.0
+        self._follow_events = Every(MOVE_EVENT_INTERVAL_S)
         stream.on_geometry = self._reapply
         stream.processing.ptz = self.describe  # what plugins see as ctx.ptz
         self._reapply()
@@ -188,9 +203,7 @@ class CameraController:
         position at most ten times a second; it is saved when tracking ends (`followed`)."""
         self.state = ptz.look_at(self.state, x, y, self.stream.geometry, self.output_size, self.max_zoom)
         self._reapply()
-        now = time.monotonic()
-        if now - self._follow_event_at >= MOVE_EVENT_INTERVAL_S:
-            self._follow_event_at = now
+        if self._follow_events.due():
             self._publish({"type": "ptz", **self.describe(), "moving": True})
 
     def followed(self) -> None:
@@ -277,7 +290,7 @@ class StereoRig:
         self._on_change = on_change
         self._publish = publish
         self.vergence = 0.0
-        self._follow_event_at = 0.0
+        self._follow_events = Every(MOVE_EVENT_INTERVAL_S)
         self.set_vergence(float(saved.get("vergence", 0.0)), announce=False)
 
     def set_vergence(self, vergence: float, announce: bool = True) -> None:
@@ -320,9 +333,7 @@ class StereoRig:
         for eye in (self.left, self.right):
             eye.state = ptz.look_at(eye.state, x, y, eye.stream.geometry, eye.output_size, eye.max_zoom)
             eye._reapply()
-        now = time.monotonic()
-        if now - self._follow_event_at >= MOVE_EVENT_INTERVAL_S:
-            self._follow_event_at = now
+        if self._follow_events.due():
             self._publish({"type": "stereo", **self.describe(), "moving": True})
 
     def followed(self) -> None:
