@@ -657,8 +657,13 @@ class MediaSettings(_Section):
 
 
 class RecordingSettings(_Section):
-    """Recordings (MP4 segments in [media] dir), the pre-event buffer behind clips, and the free-space guard."""
+    """Recordings (MP4 or MCAP segments in [media] dir), the pre-event buffer behind clips, and the free-space guard."""
 
+    format: Literal["mp4", "mcap"] = Field(
+        "mp4",
+        description="mp4: fragmented MP4; mcap: MCAP (foxglove.CompressedVideo beside PTZ, tracking, plugin results "
+        "and GPS on their own channels; needs foxglove-sdk)",
+    )
     segment_mb: float = Field(
         125.0, gt=0, le=65536, description="a new segment starts at the first keyframe after this many MB, > 0"
     )

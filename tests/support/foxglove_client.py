@@ -179,12 +179,16 @@ def protobuf_fields(data: bytes) -> dict[int, list[int | bytes]]:
 
 
 def field_numbers(channel: dict[str, Any]) -> dict[str, int]:
-    """Field name → number of the message a channel advertises, read from its schema: a base64 FileDescriptorSet
-    (1: file) of FileDescriptorProtos (4: message_type) of DescriptorProtos (1: name, 2: field) of
-    FieldDescriptorProtos (1: name, 3: number)."""
+    """Field name → number of the message a channel advertises (its schema: a base64 FileDescriptorSet)."""
     assert channel["schemaEncoding"] == "protobuf", channel
-    wanted = channel["schemaName"].rsplit(".", 1)[-1]
-    for file in protobuf_fields(base64.b64decode(channel["schema"])).get(1, []):
+    return descriptor_fields(base64.b64decode(channel["schema"]), channel["schemaName"])
+
+
+def descriptor_fields(descriptor_set: bytes, schema_name: str) -> dict[str, int]:
+    """Field name → number of `schema_name` in a FileDescriptorSet (1: file) of FileDescriptorProtos (4: message_type)
+    of DescriptorProtos (1: name, 2: field) of FieldDescriptorProtos (1: name, 3: number)."""
+    wanted = schema_name.rsplit(".", 1)[-1]
+    for file in protobuf_fields(descriptor_set).get(1, []):
         for message in protobuf_fields(bytes(file)).get(4, []):  # type: ignore[arg-type]
             described = protobuf_fields(bytes(message))  # type: ignore[arg-type]
             if bytes(described[1][0]).decode() != wanted:  # type: ignore[arg-type]
@@ -194,7 +198,7 @@ def field_numbers(channel: dict[str, Any]) -> dict[str, int]:
                 parts = protobuf_fields(bytes(field_proto))  # type: ignore[arg-type]
                 numbers[bytes(parts[1][0]).decode()] = int(parts[3][0])  # type: ignore[arg-type]
             return numbers
-    raise AssertionError(f"{wanted} is not in the schema of {channel['topic']}")
+    raise AssertionError(f"{wanted} is not in the schema")
 
 
 @dataclass

@@ -169,6 +169,9 @@ class Commander:
             case GpsCommand():
                 position = Position(command.lat, command.lon, command.alt_m, time.time_ns())
                 self.position = position
+                self.controllers.events.publish(
+                    {"type": "gps", "lat": position.lat, "lon": position.lon, "alt_m": position.alt_m}
+                )
                 return {"lat": position.lat, "lon": position.lon, "alt_m": position.alt_m}
             case AttitudeCommand():
                 self.attitude = Attitude(command.pitch_deg, command.roll_deg, command.model, command.focal_length_mm)

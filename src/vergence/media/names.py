@@ -14,13 +14,13 @@ import re
 NAME_MAX_CHARS = 80
 #: Longest file name, extension included: what every common file system takes (255 bytes; the characters are ASCII).
 FILE_NAME_MAX_CHARS = 255
-EXTENSIONS = (".mp4", ".jpg")
+EXTENSIONS = (".mp4", ".mcap", ".jpg")
 
 _FIRST, _REST = "A-Za-z0-9_", "A-Za-z0-9_.-"
 #: A name a command may give, as a regular expression (for the JSON schema of the commands).
 NAME_PATTERN = rf"^[{_FIRST}][{_REST}]{{0,{NAME_MAX_CHARS - 1}}}$"
 _STEM = re.compile(rf"[{_FIRST}][{_REST}]*")
-_FILE_NAME = re.compile(rf"(?P<stem>[{_FIRST}][{_REST}]*)\.(?:mp4|jpg)")
+_FILE_NAME = re.compile(rf"(?P<stem>[{_FIRST}][{_REST}]*)\.(?:mp4|mcap|jpg)")
 _RULE = "letters, digits, _ . -, starting with a letter, digit or _"
 
 
@@ -35,7 +35,8 @@ def check_name(name: str) -> str:
 
 
 def media_file_name(stem: str, extension: str) -> str:
-    """Return `<stem><extension>` (`.mp4` or `.jpg`), a media file name; MediaNameError when it would not be one."""
+    """Return `<stem><extension>` (`.mp4`, `.mcap` or `.jpg`), a media file name; MediaNameError when it would not be
+    one."""
     if extension not in EXTENSIONS:
         raise MediaNameError(f"{extension!r} is not a media file extension ({', '.join(EXTENSIONS)})")
     _check_stem(stem, FILE_NAME_MAX_CHARS - len(extension), "file name")
@@ -43,7 +44,8 @@ def media_file_name(stem: str, extension: str) -> str:
 
 
 def is_media_file_name(name: str) -> bool:
-    """Whether `name` is a media file name: a name by the rule, then `.mp4` or `.jpg`, 255 characters at most."""
+    """Whether `name` is a media file name: a name by the rule, then `.mp4`, `.mcap` or `.jpg`, 255 characters at
+    most."""
     return len(name) <= FILE_NAME_MAX_CHARS and _FILE_NAME.fullmatch(name) is not None
 
 
@@ -51,7 +53,7 @@ def check_media_file_name(name: str) -> str:
     """Return `name` when it is a media file name; MediaNameError saying why not."""
     if not is_media_file_name(name):
         raise MediaNameError(
-            f"{name[:80]!r} is not a media file name ({_RULE}; .mp4 or .jpg; at most {FILE_NAME_MAX_CHARS} characters)"
+            f"{name[:80]!r} is not a media file name ({_RULE}; .mp4, .mcap or .jpg; at most {FILE_NAME_MAX_CHARS} characters)"
         )
     return name
 

@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 Kind = Literal["video", "clip", "photo"]
 
 #: How segment.py and stills.py name files: `<base>-<YYYYmmdd-HHMMSS-mmm>[-clip][-N].<ext>`, base `[<name>-]<stream>`.
-_STAMPED = re.compile(r"^(?P<base>.+?)-(?P<stamp>\d{8}-\d{6}-\d{3})(?P<clip>-clip)?(?:-\d+)?\.(?:mp4|jpg)$")
-MEDIA_TYPES = {".mp4": "video/mp4", ".jpg": "image/jpeg"}
+_STAMPED = re.compile(r"^(?P<base>.+?)-(?P<stamp>\d{8}-\d{6}-\d{3})(?P<clip>-clip)?(?:-\d+)?\.(?:mp4|mcap|jpg)$")
+MEDIA_TYPES = {".mp4": "video/mp4", ".mcap": "application/x-mcap", ".jpg": "image/jpeg"}
 
 # JPEG start-of-frame markers (baseline, progressive, lossless …); C4, C8 and CC are other segments.
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -134,6 +134,42 @@ def probe_video(path: Path) -> VideoProbe:
     except (av.error.FFmpegError, OSError, ValueError) as err:
         error = f"not a readable MP4: {err}"
     return VideoProbe(frames, duration_s, width, height, truncated, error)
+
+
+def probe_mcap(path: Path) -> VideoProbe:
+    """Read an MCAP segment linearly (no index: a file cut short reads to its last complete chunk): the frames on its
+    video channel and their span. `truncated_bytes` is 1 when the file ends inside a record (its size is unknown)."""
+    try:
+        from mcap.exceptions import McapError
+        from mcap.reader import NonSeekingReader
+    except ImportError:
+        return VideoProbe(0, None, None, None, 0, "cannot read MCAP: pip install mcap")
+    frames = 0
+    first_ns: int | None = None
+    last_ns: int | None = None
+    truncated = 0
+    error: str | None = None
+    try:
+        with path.open("rb") as file:
+            reader = NonSeekingReader(file)
+            try:
+                for _schema, channel, message in reader.iter_messages(log_time_order=False):
+                    if not channel.topic.endswith("/video"):
+                        continue
+                    frames += 1
+                    first_ns = message.log_time if first_ns is None else min(first_ns, message.log_time)
+                    last_ns = message.log_time if last_ns is None else max(last_ns, message.log_time)
+            except (McapError, EOFError, ValueError):  # cut short: what came before its last chunk counts
+                truncated = 1
+    except OSError as err:
+        error = f"cannot read: {err}"
+    duration_s = None
+    if frames and first_ns is not None and last_ns is not None:
+        frame_ns = (last_ns - first_ns) / (frames - 1) if frames > 1 else 0
+        duration_s = round((last_ns - first_ns + frame_ns) / 1e9, 3)
+    elif error is None and not truncated:
+        error = "no frames"
+    return VideoProbe(frames, duration_s, None, None, truncated, error)
 
 
 def _missing_box_bytes(path: Path) -> int:
@@ -268,7 +304,7 @@ class MediaLibrary:
             cached = self._cache.get(key)
         if cached is not None and cached[:2] == (info.st_size, info.st_mtime_ns):
             return cached[2]
-        probe = probe_video(path)
+        probe = probe_mcap(path) if path.suffix == ".mcap" else probe_video(path)
         with self._lock:
             self._cache[key] = (info.st_size, info.st_mtime_ns, probe)
         return probe

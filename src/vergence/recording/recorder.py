@@ -25,6 +25,7 @@ from vergence.media import h264
 from vergence.media.frame import TIME_BASE, EncodedPacket
 from vergence.media.names import MediaNameError
 from vergence.outputs.base import ThreadedConsumer
+from vergence.recording.mcap_segment import McapSegmentWriter
 from vergence.recording.prebuffer import PreEventBuffer
 from vergence.recording.segment import SegmentError, SegmentWriter, segment_path
 
@@ -70,7 +71,7 @@ class Recording:
         self.frames = 0
         self.bytes = 0
         self.skipped = 0  # packets before the first keyframe
-        self._writer: SegmentWriter | None = None
+        self._writer: SegmentWriter | McapSegmentWriter | None = None
         self._last_seq = -1
         self._lock = threading.Lock()  # the writing thread and stop() never touch the file at once
         self._done = False
@@ -187,7 +188,13 @@ class Recording:
         self.frames += 1
         self.bytes += len(packet.data)
 
-    def _should_roll(self, writer: SegmentWriter, packet: EncodedPacket) -> bool:
+    def log_event(self, event: dict[str, Any]) -> None:
+        """On the loop: an event for an MCAP segment's side channels (an MP4 has none)."""
+        writer = self._writer
+        if isinstance(writer, McapSegmentWriter):
+            writer.log_event(event)
+
+    def _should_roll(self, writer: SegmentWriter | McapSegmentWriter, packet: EncodedPacket) -> bool:
         if writer.bytes >= self.settings.segment_mb * 1e6:
             return True
         if self.settings.segment_s and writer.duration_s >= self.settings.segment_s:
@@ -199,12 +206,15 @@ class Recording:
         suffix = "-clip" if self.kind == "clip" else ""
         started = datetime.fromtimestamp(packet.capture_ns / 1e9) if packet.capture_ns else datetime.now()
         try:
-            path = segment_path(self.directory, self.base, started, suffix)
+            path = segment_path(self.directory, self.base, started, suffix, f".{self.settings.format}")
         except (OSError, MediaNameError) as err:
             raise SegmentError(f"cannot create a file in {self.directory}: {err}", "io_error") from err
         info = self.stream.info
         frame_pts = round(1 / (info.fps or 30) / float(TIME_BASE))
-        self._writer = SegmentWriter(path, info.width, info.height, packet, frame_pts)
+        if self.settings.format == "mcap":
+            self._writer = McapSegmentWriter(path, self.stream.id, packet, frame_pts)
+        else:
+            self._writer = SegmentWriter(path, info.width, info.height, packet, frame_pts)
         first = self.state == "waiting"
         self.state = "recording"
         log.info("%s %s: writing %s", self.stream.id, self.kind, path.name)

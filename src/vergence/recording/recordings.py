@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from vergence.errors import CommandError
 from vergence.events import EventBus, EventSubscription
 from vergence.media.names import MediaNameError, media_file_name
+from vergence.recording.mcap_segment import EVENT_TOPICS as MCAP_EVENTS
+from vergence.recording.mcap_segment import import_foxglove
 from vergence.recording.prebuffer import PreEventBuffer
 from vergence.recording.recorder import Recording
 
@@ -40,6 +42,8 @@ class Recordings:
         self.clips: dict[str, Recording] = {}  # per stream: its clip, running or the last one ended
         self.prebuffers: dict[str, PreEventBuffer] = {}
         self._triggers = _parse_triggers(self.settings.clip_triggers)
+        if self.settings.format == "mcap":
+            import_foxglove()  # a missing foxglove-sdk stops the start, naming it, not the first recording
         self._events: EventSubscription | None = None
         self._watcher: asyncio.Task[None] | None = None
 
@@ -55,9 +59,9 @@ class Recordings:
                 buffer = PreEventBuffer(stream.h264, self.settings.pre_event_s)
                 buffer.start()
                 self.prebuffers[stream.id] = buffer
-        if self._triggers:
-            self._events = self._bus.subscribe("clip triggers")
-            self._watcher = asyncio.get_running_loop().create_task(self._watch(self._events), name="clip triggers")
+        if self._triggers or self.settings.format == "mcap":
+            self._events = self._bus.subscribe("recordings")
+            self._watcher = asyncio.get_running_loop().create_task(self._watch(self._events), name="recordings")
 
     async def close(self) -> None:
         """Stop every recording and clip (their files stay playable) and the pre-event buffers."""
@@ -118,8 +122,8 @@ class Recordings:
         return described
 
     def _new(self, stream: Stream, base: str, kind: str) -> Recording:
-        try:  # every segment is named `<base>-<stamp>[-clip][-N].mp4`
-            media_file_name(f"{base}-{_STAMP_EXAMPLE}", ".mp4")
+        try:  # every segment is named `<base>-<stamp>[-clip][-N].<format>`
+            media_file_name(f"{base}-{_STAMP_EXAMPLE}", f".{self.settings.format}")
         except MediaNameError as err:  # a stream id vergence cannot name a file by (the command checked `name` already)
             raise CommandError(str(err), code="invalid") from None
         loop = asyncio.get_running_loop()
@@ -149,6 +153,10 @@ class Recordings:
 
     async def _watch(self, events: EventSubscription) -> None:
         async for event in events:
+            if self.settings.format == "mcap" and event.get("type") in MCAP_EVENTS:
+                for recording in (*self.current.values(), *self.clips.values()):
+                    if recording.active:
+                        recording.log_event(event)
             if event.get("type") != "plugin_result" or not self._triggered(event):
                 continue
             stream = self._streams.get(str(event.get("stream")))

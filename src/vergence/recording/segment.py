@@ -34,21 +34,22 @@ class SegmentError(Exception):
         self.code = code
 
 
-def segment_path(directory: Path, base: str, started: datetime, suffix: str = "") -> Path:
-    """Create and return a new, empty `<base>-<YYYYmmdd-HHMMSS-mmm><suffix>.mp4`; an existing file is never reused.
+def segment_path(directory: Path, base: str, started: datetime, suffix: str = "", extension: str = ".mp4") -> Path:
+    """Create and return a new, empty `<base>-<YYYYmmdd-HHMMSS-mmm><suffix><extension>`; an existing file is never
+    reused.
 
     MediaNameError when that is no media file name (vergence.media.names): the recordings API could not list it."""
     stamp = f"{started.strftime('%Y%m%d-%H%M%S')}-{started.microsecond // 1000:03d}"
     directory.mkdir(parents=True, exist_ok=True)
     for attempt in range(NAME_ATTEMPTS):
         extra = f"-{attempt + 1}" if attempt else ""
-        path = directory / media_file_name(f"{base}-{stamp}{suffix}{extra}", ".mp4")
+        path = directory / media_file_name(f"{base}-{stamp}{suffix}{extra}", extension)
         try:
             path.open("xb").close()
         except FileExistsError:
             continue
         return path
-    raise FileExistsError(f"{directory / base}-{stamp}{suffix}-*.mp4: {NAME_ATTEMPTS} files exist")
+    raise FileExistsError(f"{directory / base}-{stamp}{suffix}-*{extension}: {NAME_ATTEMPTS} files exist")
 
 
 class SegmentWriter:
@@ -73,7 +74,7 @@ class SegmentWriter:
             # No extradata: PyAV takes SPS/PPS from the first keyframe before FFmpeg writes the (empty) moov.
             self._video = self._container.add_mux_stream("h264", width=width, height=height, time_base=TIME_BASE)
         except (av.error.FFmpegError, OSError) as err:
-            raise _segment_error(path, err) from err
+            raise segment_error(path, err) from err
 
     @property
     def duration_s(self) -> float:
@@ -94,7 +95,7 @@ class SegmentWriter:
         try:
             self._container.mux(av_packet)
         except (av.error.FFmpegError, OSError) as err:
-            raise _segment_error(self.path, err) from err
+            raise segment_error(self.path, err) from err
         self._last_pts = pts
         self.frames += 1
         self.bytes += len(packet.data)
@@ -108,7 +109,7 @@ class SegmentWriter:
         try:
             container.close()
         except (av.error.FFmpegError, OSError) as err:
-            raise _segment_error(self.path, err) from err
+            raise segment_error(self.path, err) from err
 
     def file_size(self) -> int:
         try:
@@ -117,7 +118,7 @@ class SegmentWriter:
             return 0
 
 
-def _segment_error(path: Path, err: Exception) -> SegmentError:
+def segment_error(path: Path, err: Exception) -> SegmentError:
     number = getattr(err, "errno", None)
     if number in (errno.ENOSPC, errno.EDQUOT):
         return SegmentError(f"disk full writing {path}", "disk_full")
