@@ -41,3 +41,18 @@ def test_file_names_need_a_media_extension_and_fit_a_file_system():
             check_media_file_name(name)
     with pytest.raises(MediaNameError):
         media_file_name("a", ".png")
+
+
+def test_mcap_recordings_are_media_files_and_a_file_that_is_none_says_so(tmp_path):
+    from vergence.media.names import is_media_file_name, media_file_name
+    from vergence.recording.library import media_type, parse_name, probe_mcap
+
+    assert media_file_name("cam0-20261205-101500-123", ".mcap") == "cam0-20261205-101500-123.mcap"
+    assert is_media_file_name("cam0-20261205-101500-123-clip.mcap")
+    assert media_type("a.mcap") == "application/x-mcap"
+    info = parse_name("flight-cam0-20261205-101500-123-clip.mcap", ["cam0"])
+    assert (info.kind, info.stream) == ("clip", "cam0")
+    garbage = tmp_path / "cam0-20261205-101500-123.mcap"
+    garbage.write_bytes(b"not an mcap file at all")
+    probe = probe_mcap(garbage)
+    assert probe.frames == 0 and probe.error is not None

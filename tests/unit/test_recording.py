@@ -179,10 +179,10 @@ def test_an_injected_enospc_ends_that_recording_only_and_keeps_its_closed_segmen
 
 
 def test_enospc_from_the_file_system_is_reported_as_disk_full(tmp_path: Path) -> None:
-    from vergence.recording.segment import _segment_error
+    from vergence.recording.segment import segment_error
 
-    assert _segment_error(tmp_path, OSError(errno.ENOSPC, "No space left on device")).code == "disk_full"
-    assert _segment_error(tmp_path, OSError(errno.EIO, "Input/output error")).code == "io_error"
+    assert segment_error(tmp_path, OSError(errno.ENOSPC, "No space left on device")).code == "disk_full"
+    assert segment_error(tmp_path, OSError(errno.EIO, "Input/output error")).code == "io_error"
 
 
 def test_timestamps_that_go_back_after_a_source_restart_continue_one_frame_on(tmp_path: Path) -> None:

@@ -138,7 +138,7 @@ def probe_video(path: Path) -> VideoProbe:
 
 def probe_mcap(path: Path) -> VideoProbe:
     """Read an MCAP segment linearly (no index: a file cut short reads to its last complete chunk): the frames on its
-    video channel and their span. `truncated_bytes` is 1 when the file ends inside a record (its size is unknown)."""
+    video channel and their span; a file that ends inside a record says so in `error`."""
     try:
         from mcap.exceptions import McapError
         from mcap.reader import NonSeekingReader
@@ -147,7 +147,7 @@ def probe_mcap(path: Path) -> VideoProbe:
     frames = 0
     first_ns: int | None = None
     last_ns: int | None = None
-    truncated = 0
+    truncated = False
     error: str | None = None
     try:
         with path.open("rb") as file:
@@ -160,16 +160,18 @@ def probe_mcap(path: Path) -> VideoProbe:
                     first_ns = message.log_time if first_ns is None else min(first_ns, message.log_time)
                     last_ns = message.log_time if last_ns is None else max(last_ns, message.log_time)
             except (McapError, EOFError, ValueError):  # cut short: what came before its last chunk counts
-                truncated = 1
+                truncated = True
     except OSError as err:
         error = f"cannot read: {err}"
     duration_s = None
     if frames and first_ns is not None and last_ns is not None:
         frame_ns = (last_ns - first_ns) / (frames - 1) if frames > 1 else 0
         duration_s = round((last_ns - first_ns + frame_ns) / 1e9, 3)
-    elif error is None and not truncated:
+    if error is None and truncated:
+        error = f"truncated: {frames} frames readable, to its last whole chunk"
+    elif error is None and not frames:
         error = "no frames"
-    return VideoProbe(frames, duration_s, None, None, truncated, error)
+    return VideoProbe(frames, duration_s, None, None, 0, error)
 
 
 def _missing_box_bytes(path: Path) -> int:
