@@ -156,6 +156,8 @@ def test_a_crop_lands_within_four_frames_and_every_frame_after_reports_it(monkey
             assert landed < 4, reported
             assert all(crop == wanted for crop in reported[landed:]), reported
             assert source.crop_landed and len(frames) == 10
+            # Each frame says which crop it has (the tracker maps what it sees through it), as its metadata reports.
+            assert [frame.crop for frame in frames] == [tuple(m["ScalerCrop"]) for m in metadata_seen[-10:]]
     finally:
         source.close()
 
