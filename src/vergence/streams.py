@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from vergence.config import CameraSettings, Settings
 from vergence.errors import ConfigError
@@ -76,3 +77,15 @@ def stereo_calibration(settings: Settings) -> StereoCalibration | None:
         return StereoCalibration.load(path)
     except (OSError, ValueError) as err:
         raise ConfigError(f"stereo.calibration: {err}") from err
+
+
+def eye_calibrations(settings: Settings) -> dict[str, tuple[Any, Any, tuple[int, int]]]:
+    """Each stereo eye's intrinsics from `[stereo] calibration` (left: K1, D1; right: K2, D2) and the size of the
+    calibration's pictures; empty without one."""
+    calibration = stereo_calibration(settings) if settings.stereo.enabled else None
+    if calibration is None:
+        return {}
+    return {
+        settings.stereo.left: (calibration.left_matrix, calibration.left_dist, calibration.image_size),
+        settings.stereo.right: (calibration.right_matrix, calibration.right_dist, calibration.image_size),
+    }

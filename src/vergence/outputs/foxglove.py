@@ -36,11 +36,12 @@ from vergence.errors import ConfigError
 from vergence.events import EventBus, EventSubscription
 from vergence.hub import Channel, SubscriptionClosed
 from vergence.media.frame import EncodedPacket
+from vergence.pipeline.depth import CameraModel, camera_model
+from vergence.streams import eye_calibrations
 
 if TYPE_CHECKING:
     from vergence.config import FoxgloveSettings
     from vergence.context import Parts
-    from vergence.pipeline.depth import StereoCalibration
     from vergence.stream import Stream
 
 log = logging.getLogger(__name__)
@@ -346,29 +347,28 @@ class FoxgloveServer:
             await asyncio.sleep(CALIBRATION_INTERVAL_S)
 
     def _calibration(self, stream: Stream) -> Any:
-        """The calibration of `stream` for the picture it delivers now: intrinsics of a calibration made over the whole
-        sensor field, moved and scaled to the current crop."""
+        """The calibration of `stream` for the picture it delivers now (pipeline/depth.py, `camera_model`)."""
         from foxglove.messages import CameraCalibration
 
-        matrix, distortion, (cal_width, _cal_height) = self._calibrations[stream.id]
-        width, height = stream.info.width, stream.info.height
-        geometry = stream.geometry
-        crop = stream.crop or _whole(geometry)
-        to_sensor = geometry.width / cal_width
-        kx, ky = to_sensor * width / crop.width, to_sensor * height / crop.height
-        fx, fy = float(matrix[0][0]) * kx, float(matrix[1][1]) * ky
-        cx = float(matrix[0][2]) * kx - crop.x * width / crop.width
-        cy = float(matrix[1][2]) * ky - crop.y * height / crop.height
+        model = self._model(stream)
         return CameraCalibration(
             timestamp=_stamp(self._foxglove, time.time_ns()),
             frame_id=stream.id,
-            width=width,
-            height=height,
+            width=model.width,
+            height=model.height,
             distortion_model="plumb_bob",
-            D=[float(value) for value in distortion][:5],
-            K=[fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0],
+            D=list(model.distortion),
+            K=model.k(),
             R=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
-            P=[fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0],
+            P=model.p(),
+        )
+
+    def _model(self, stream: Stream) -> CameraModel:
+        matrix, distortion, (cal_width, _cal_height) = self._calibrations[stream.id]
+        geometry = stream.geometry
+        crop = stream.crop.as_tuple() if stream.crop is not None else (0, 0, geometry.width, geometry.height)
+        return camera_model(
+            matrix, distortion, cal_width, geometry.width, crop, (stream.info.width, stream.info.height)
         )
 
     async def stop(self) -> None:
@@ -402,12 +402,6 @@ class FoxgloveServer:
         }
 
 
-def _whole(geometry: Any) -> Any:
-    from vergence.ptz import Rect
-
-    return Rect(0, 0, geometry.width, geometry.height)
-
-
 class _Listener:
     """What the SDK tells vergence, on its own threads."""
 
@@ -430,22 +424,6 @@ class _Listener:
         self._server.published(client.id, client_channel_id, bytes(data))
 
 
-def calibrations_of(parts: Parts) -> dict[str, tuple[Any, Any, tuple[int, int]]]:
-    """Each stereo eye's intrinsics from `[stereo] calibration` (left: K1, D1; right: K2, D2) and the picture size."""
-    from vergence.streams import stereo_calibration
-
-    settings = parts.settings
-    if not settings.stereo.enabled:
-        return {}
-    calibration: StereoCalibration | None = stereo_calibration(settings)
-    if calibration is None:
-        return {}
-    return {
-        settings.stereo.left: (calibration.left_matrix, calibration.left_dist, calibration.image_size),
-        settings.stereo.right: (calibration.right_matrix, calibration.right_dist, calibration.image_size),
-    }
-
-
 def create_service(parts: Parts) -> FoxgloveServer:
     """The `[foxglove]` server, publishing the streams it names (all when it names none)."""
     settings = parts.settings.foxglove
@@ -456,6 +434,6 @@ def create_service(parts: Parts) -> FoxgloveServer:
         [parts.streams[stream_id] for stream_id in wanted],
         parts.events,
         parts.commander.handle,
-        calibrations_of(parts),
+        eye_calibrations(parts.settings),
         bool(auth.tokens or auth.users),
     )

@@ -77,6 +77,50 @@ class StereoCalibration:
         return focal * float(np.linalg.norm(self.translation)) / disparity
 
 
+@dataclass(frozen=True, slots=True)
+class CameraModel:
+    """One camera's pinhole model for the picture it delivers now: size, intrinsics, distortion (plumb bob)."""
+
+    width: int
+    height: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    distortion: tuple[float, ...]
+
+    def k(self) -> list[float]:
+        return [self.fx, 0.0, self.cx, 0.0, self.fy, self.cy, 0.0, 0.0, 1.0]
+
+    def p(self) -> list[float]:
+        return [self.fx, 0.0, self.cx, 0.0, 0.0, self.fy, self.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+
+
+def camera_model(
+    matrix: np.ndarray,
+    distortion: np.ndarray,
+    calibration_width: int,
+    sensor_width: int,
+    crop: tuple[int, int, int, int],
+    size: tuple[int, int],
+) -> CameraModel:
+    """The model of a camera calibrated at `calibration_width` over its whole sensor field, as it shows `crop` (sensor
+    pixels) scaled to `size`: the intrinsics moved to the crop's corner and scaled by the zoom."""
+    x, y, crop_width, crop_height = crop
+    width, height = size
+    to_sensor = sensor_width / calibration_width
+    kx, ky = to_sensor * width / crop_width, to_sensor * height / crop_height
+    return CameraModel(
+        width=width,
+        height=height,
+        fx=float(matrix[0][0]) * kx,
+        fy=float(matrix[1][1]) * ky,
+        cx=float(matrix[0][2]) * kx - x * width / crop_width,
+        cy=float(matrix[1][2]) * ky - y * height / crop_height,
+        distortion=tuple(float(value) for value in np.asarray(distortion).reshape(-1)[:5]),
+    )
+
+
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path) as archive:
