@@ -60,6 +60,11 @@ if [ "${#test_flag[@]}" -gt 0 ]; then
     dpkg-deb -x "$deb_dir"/simple-whip-server_*.deb build/simple-whip-server
     rm -rf "$deb_dir"
   fi
+  # ROS 2 for the [ros2] tests' subscriber and the node's own process: rclpy, the messages and Fast DDS as wheels, in a
+  # venv of their own (their .pth re-executes every interpreter of that venv to set the library path: not in .venv).
+  [ -x build/rosvenv/bin/python ] || python3 -m venv build/rosvenv
+  build/rosvenv/bin/python -m pip install -q \
+    ros-rclpy==9.1.2 ros-sensor-msgs==5.5.1 ros-std-msgs==5.5.1 ros-rmw-fastrtps-cpp==9.3.3
 fi
 
 if [ "$CHECK_PICAMERA2" = 1 ] && ! error="$(.venv/bin/python -c 'import picamera2' 2>&1)"; then

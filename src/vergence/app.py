@@ -173,6 +173,7 @@ SERVICES = {
     "preview": "vergence.outputs.preview",
     "rtsp": "vergence.outputs.rtsp",
     "foxglove": "vergence.outputs.foxglove",
+    "ros2": "vergence.outputs.ros2",
 }
 
 

@@ -585,6 +585,27 @@ class FoxgloveSettings(_Section):
     )
 
 
+class Ros2Settings(_Section):
+    """A ROS 2 node: each camera as sensor_msgs/CompressedImage and CameraInfo stamped with the capture time, the stereo
+    pair as left/right with one stamp, and a command topic (std_msgs/String) onto the one command model."""
+
+    enabled: bool = Field(False, description="run the ROS 2 node")
+    python: str = Field(
+        "python3",
+        min_length=1,
+        description="the Python that has rclpy, sensor_msgs and std_msgs (on a robot: the system's, with ROS sourced)",
+    )
+    node: str = Field("vergence", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,62}$", description="the node's name")
+    namespace: str = Field("", pattern=r"^(/[A-Za-z][A-Za-z0-9_]*)*$", description="the node's namespace (/robot)")
+    streams: list[str] = Field(default_factory=list, description="streams published (empty: every camera and the pair)")
+    commands: bool = Field(True, description="take commands on `command_topic`")
+    command_topic: str = Field(
+        "vergence/command",
+        pattern=r"^/?[A-Za-z][A-Za-z0-9_/]*$",
+        description="std_msgs/String: a command, JSON or text",
+    )
+
+
 class CompatSettings(_Section):
     """The interfaces of the projects vergence replaces, each where it lived; all off by default (docs/migrating.md)."""
 
@@ -721,6 +742,7 @@ class Settings(_Section):
     preview: PreviewSettings = Field(default_factory=PreviewSettings)
     rtsp: RtspSettings = Field(default_factory=RtspSettings)
     foxglove: FoxgloveSettings = Field(default_factory=FoxgloveSettings)
+    ros2: Ros2Settings = Field(default_factory=Ros2Settings)
 
     @model_validator(mode="after")
     def _check_cameras(self) -> Settings:
@@ -752,7 +774,7 @@ class Settings(_Section):
         wanted += [(f"whip[{i}].stream", output.stream) for i, output in enumerate(self.whip)]
         wanted += [
             (f"{section}.streams", stream)
-            for section in ("zmq", "mqtt", "rtsp", "foxglove")
+            for section in ("zmq", "mqtt", "rtsp", "foxglove", "ros2")
             for stream in getattr(self, section).streams
         ]
         if self.compat.camera_web_stream.mqtt_topic is not None and not self.mqtt.enabled:
@@ -806,6 +828,7 @@ class _Environment(BaseSettings):
     preview: dict[str, Any] = {}
     rtsp: dict[str, Any] = {}
     foxglove: dict[str, Any] = {}
+    ros2: dict[str, Any] = {}
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

@@ -499,6 +499,8 @@ def test_install_sh_on_debian_does_what_it_did(tmp_path):
         "websocket@1.0.34 async@3.2.4",
         "apt-get download -qq simple-whip-server",  # its Debian package conflicts with NodeSource's nodejs: unpacked
         "dpkg-deb -x simple-whip-server_*.deb build/simple-whip-server",
+        "venv build/rosvenv",  # ROS 2 wheels in a venv of their own, for the [ros2] tests
+        "pip install -q ros-rclpy==9.1.2 ros-sensor-msgs==5.5.1 ros-std-msgs==5.5.1 ros-rmw-fastrtps-cpp==9.3.3",
     ]
     assert f"install.sh: installing {' '.join(TEST_DEBS)} libcap-dev" in result.stderr
 
