@@ -75,11 +75,11 @@ class Vergence:
             self.controllers.add_rig(
                 stereo.left, stereo.right, (stereo.left_offset_px, stereo.right_offset_px), stereo.id
             )
-        calibration = stereo_calibration(settings) if settings.stereo.enabled else None
-        self.controllers.add_tracking(settings.tracking, calibration)
         processing = settings.processing
         for stream in self.streams.values():
             self.controllers.add_processing(stream, processing.plugin_budget_ms, processing.plugin_dir)
+        calibration = stereo_calibration(settings) if settings.stereo.enabled else None
+        self.controllers.add_tracking(settings.tracking, calibration)
         self.recordings = Recordings(settings, self.streams, self.events)
         self.outputs = build_outputs(settings, self.streams)  # [[udp]] and [[restream]] by id
         # The commander lists the services in its status; two of them (the inbox, the FIFO) take their commands to it.

@@ -63,7 +63,7 @@ def test_alt_click_tracks_what_is_there_and_escape_stops(player_page, vergence_s
     page.mouse.click(x, y)
     page.keyboard.up("Alt")
     player_page.wait_for("document.querySelector('#ptz-track').textContent === 'tracking'", 5000)
-    assert tracking(server)["state"] == "tracking"
+    assert tracking(server)["state"] in ("tracking", "searching")  # a frame or two not found is searching
     # The view follows the target: within a few seconds it is in the middle of the picture.
     deadline = time.monotonic() + 5
     while True:

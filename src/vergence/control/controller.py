@@ -385,7 +385,10 @@ class Controllers:
             self.tracking[stream_id] = Tracking(camera, settings, self.events.publish)
         rig = self.rig
         if rig is not None:
-            self.tracking[rig.stream_id] = Tracking(rig.left, settings, self.events.publish, rig, calibration)
+            pair = self.processing.get(rig.stream_id)  # after add_processing: the box shows on the pair's stream too
+            self.tracking[rig.stream_id] = Tracking(
+                rig.left, settings, self.events.publish, rig, calibration, pair.stream.processing if pair else None
+            )
 
     def get_tracking(self, camera: str) -> Tracking:
         tracking = self.tracking.get(camera)

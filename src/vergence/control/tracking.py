@@ -36,6 +36,7 @@ from vergence.pipeline.tracking import OtherEye, Sighting, Target, TargetTracker
 if TYPE_CHECKING:
     from vergence.control.controller import CameraController, StereoRig
     from vergence.media.frame import Frame
+    from vergence.pipeline.process import Processing
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +85,11 @@ class Tracking:
         publish: Publish,
         rig: StereoRig | None = None,
         calibration: StereoCalibration | None = None,
+        pair: Processing | None = None,
     ) -> None:
         self.camera = camera  # on a rig: the left eye, which the tracker follows
         self.rig = rig
+        self._pair = pair  # on a rig: the side-by-side stream's processing, which shows the box in both eyes
         self.calibration = calibration
         self.settings = settings
         self._publish = publish
@@ -153,6 +156,8 @@ class Tracking:
             self._untaps.append(self.rig.right.stream.tap(tracker.offer_right))
         if self.settings.draw:
             stream.processing.marker = self._draw
+            if self._pair is not None:
+                self._pair.marker = self._draw_pair
         self.sightings, self.cost_ms, self._last, self._right = 0, 0.0, None, None
         self._set_state("tracking", "")
         log.info(
@@ -180,6 +185,8 @@ class Tracking:
             untap()
         self._untaps = []
         self.camera.stream.processing.marker = None
+        if self._pair is not None:
+            self._pair.marker = None
         if tracker is not None:
             tracker.close()
 
@@ -287,7 +294,29 @@ class Tracking:
         view = View(
             frame.crop or (0, 0, stream.geometry.width, stream.geometry.height), frame.width, frame.height, stream.flip
         )
-        u, v = view.to_picture(target.x, target.y)
-        half_w, half_h = target.width / view.scale / 2, target.height / view.scale / 2
+        self._box(canvas, view, target.x, target.y, 0, GREEN if sighting.state == "tracking" else RED)
+
+    def _draw_pair(self, frame: Frame, canvas: Canvas) -> None:
+        """Capture thread: the box in each eye's half of the stereo stream, where that eye's crop shows it."""
+        sighting, right = self._last, self._right
+        if sighting is None or sighting.target is None or self.rig is None or frame.eye_crops is None:
+            return
+        target = sighting.target
         colour = GREEN if sighting.state == "tracking" else RED
-        canvas.rectangle(round(u - half_w), round(v - half_h), round(u + half_w), round(v + half_h), colour, 2)
+        eye_width = frame.width // 2
+        for offset, eye, crop, x, y in (
+            (0, self.rig.left, frame.eye_crops[0], target.x, target.y),
+            (eye_width, self.rig.right, frame.eye_crops[1], *(right or (None, None))),
+        ):
+            if crop is None or x is None or y is None:
+                continue
+            self._box(canvas, View(crop, eye_width, frame.height, eye.stream.flip), x, y, offset, colour)
+
+    def _box(self, canvas: Canvas, view: View, x: float, y: float, offset: int, colour: tuple[int, int, int]) -> None:
+        sighting = self._last
+        assert sighting is not None and sighting.target is not None
+        u, v = view.to_picture(x, y)
+        half_w = sighting.target.width / view.scale / 2
+        half_h = sighting.target.height / view.scale / 2
+        box = (round(u - half_w) + offset, round(v - half_h), round(u + half_w) + offset, round(v + half_h))
+        canvas.rectangle(*box, colour, 2)

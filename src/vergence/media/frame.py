@@ -40,6 +40,8 @@ class Frame:
     #: (a source that crops at the sensor says which crop this very frame has; a crop lands frames after it is asked
     #: for). None: the whole sensor, or unknown. The tracker maps what it sees back to the sensor with it.
     crop: tuple[int, int, int, int] | None = None
+    #: A stereo pair's side-by-side picture: each eye's `crop` (left, right).
+    eye_crops: tuple[tuple[int, int, int, int] | None, tuple[int, int, int, int] | None] | None = None
 
     def gray(self) -> np.ndarray:
         """Return the luma plane (a view for I420, a conversion for BGR)."""

@@ -90,6 +90,7 @@ class Processing:
             image, frame.pix_fmt, frame.width, frame.height, frame.seq, frame.pts, frame.capture_ns, frame.camera
         )
         out.timings_ms, out.limited_range, out.crop = frame.timings_ms, frame.limited_range, frame.crop
+        out.eye_crops = frame.eye_crops
         plugins = self.plugins
         if plugins:
             started = time.perf_counter()

@@ -35,6 +35,7 @@ def side_by_side(left: Frame, right: Frame) -> Frame:
         limited_range=left.limited_range,
     )
     frame.timings_ms["pair_skew"] = abs(left.capture_ns - right.capture_ns) / 1e6
+    frame.eye_crops = (left.crop, right.crop)
     return frame
 
 
