@@ -122,7 +122,8 @@ def _digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
-def _is_loopback(address: str) -> bool:
+def is_loopback(address: str) -> bool:
+    """Whether `address` is a loopback IP address (IPv4-mapped IPv6 included); a name is not."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -210,8 +211,8 @@ class Authenticator:
             if self.settings.has_credentials:
                 return ANONYMOUS_NONE
             # Loopback only when the Host is loopback too: a DNS-rebinding page reaches 127.0.0.1 under its own name.
-            local = _is_loopback(client) and (
-                host_header is None or _host_name(host_header) == "localhost" or _is_loopback(_host_name(host_header))
+            local = is_loopback(client) and (
+                host_header is None or _host_name(host_header) == "localhost" or is_loopback(_host_name(host_header))
             )
             return Principal("anonymous", Role.OPERATOR if local else Role.VIEWER)
         return Principal("anonymous", {"none": Role.NONE, "viewer": Role.VIEWER, "operator": Role.OPERATOR}[mode])

@@ -18,6 +18,7 @@ from tests.conftest import ServerProcess, start_server
 from tests.controlws import wait_for
 from tests.integration.wsclient import VideoClient
 from tests.media import H264Decoder
+from vergence.media.frame import i420_planes
 
 WIDTH, HEIGHT, FPS = 1280, 720, 30
 FRAME_NS = 1e9 / FPS
@@ -36,11 +37,7 @@ def serve(directory: Path, options: str) -> ServerProcess:
 
 def target_in(frame) -> tuple[float, float] | None:
     """The magenta disc's centre in a decoded picture (pixels), or None when it is not in the picture."""
-    planes = frame.to_ndarray(format="yuv420p")
-    quarter = (HEIGHT // 2) * (WIDTH // 2)
-    chroma = planes[HEIGHT:].reshape(-1)
-    u = chroma[:quarter].reshape(HEIGHT // 2, WIDTH // 2)
-    v = chroma[quarter:].reshape(HEIGHT // 2, WIDTH // 2)
+    _, u, v = i420_planes(frame.to_ndarray(format="yuv420p"), WIDTH, HEIGHT)
     ys, xs = np.nonzero((u > 200) & (v > 220))
     if len(xs) < 200:  # the whole disc is about 2,800 chroma samples at zoom 2; a sliver at the edge is not found
         return None
@@ -174,12 +171,7 @@ DISTANCE = FOCAL * BASELINE / (DISPARITY * EYE_W / (2 * EYE_W))  # 1.5 m: dispar
 
 def targets_in_pair(frame) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
     """The target's centre in each eye's half of a side-by-side picture (pixels of that eye's picture)."""
-    planes = frame.to_ndarray(format="yuv420p")
-    width, height = 2 * EYE_W, EYE_H
-    quarter = (height // 2) * (width // 2)
-    chroma = planes[height:].reshape(-1)
-    u = chroma[:quarter].reshape(height // 2, width // 2)
-    v = chroma[quarter:].reshape(height // 2, width // 2)
+    _, u, v = i420_planes(frame.to_ndarray(format="yuv420p"), 2 * EYE_W, EYE_H)
     found = []
     for half in (slice(0, EYE_W // 2), slice(EYE_W // 2, EYE_W)):
         ys, xs = np.nonzero((u[:, half] > 200) & (v[:, half] > 220))
@@ -189,12 +181,7 @@ def targets_in_pair(frame) -> tuple[tuple[float, float] | None, tuple[float, flo
 
 def green_in_pair(frame) -> tuple[int, int]:
     """Chroma samples of the tracking box's green (low U and V) in each eye's half of a side-by-side picture."""
-    planes = frame.to_ndarray(format="yuv420p")
-    width, height = 2 * EYE_W, EYE_H
-    quarter = (height // 2) * (width // 2)
-    chroma = planes[height:].reshape(-1)
-    u = chroma[:quarter].reshape(height // 2, width // 2)
-    v = chroma[quarter:].reshape(height // 2, width // 2)
+    _, u, v = i420_planes(frame.to_ndarray(format="yuv420p"), 2 * EYE_W, EYE_H)
     green = (u < 80) & (v < 60)
     return int(green[:, : EYE_W // 2].sum()), int(green[:, EYE_W // 2 :].sum())
 

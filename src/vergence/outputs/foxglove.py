@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
+from vergence.auth import is_loopback
 from vergence.errors import ConfigError
 from vergence.events import EventBus, EventSubscription
 from vergence.hub import Channel, SubscriptionClosed
@@ -68,13 +68,8 @@ def import_foxglove() -> Any:
     return foxglove
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def loopback_host(host: str) -> bool:
+    return host == "localhost" or is_loopback(host)
 
 
 def _stamp(foxglove: Any, ns: int) -> Any:
@@ -152,13 +147,13 @@ class FoxgloveServer:
         self._events = events
         self._answer = answer
         self._calibrations = calibrations  # stream → (K, D, calibration picture size)
-        if not is_loopback(settings.host) and auth_configured and not settings.unauthenticated:
+        if not loopback_host(settings.host) and auth_configured and not settings.unauthenticated:
             raise ConfigError(
                 f"[foxglove] host = {settings.host!r}: the Foxglove protocol has no credentials, so [auth] would not "
                 "hold there; bind a loopback address, or set [foxglove] unauthenticated = true to let everyone who "
                 "reaches it watch (and command)"
             )
-        self.commands_allowed = settings.commands and (is_loopback(settings.host) or settings.unauthenticated)
+        self.commands_allowed = settings.commands and (loopback_host(settings.host) or settings.unauthenticated)
         self.state = "stopped"
         self.last_error: str | None = None
         self.commands = 0

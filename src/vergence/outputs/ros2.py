@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHILD = Path(__file__).with_name("ros2_child.py")
-HEADER_FORMAT = ">BHIQ"
+HEADER = struct.Struct(">BHIQ")  # kind, topic index, payload length, stamp ns (ros2_child.py)
 KIND_IMAGE, KIND_INFO = 1, 2
 START_TIMEOUT_S = 20.0
 HINT = (
@@ -276,9 +277,7 @@ class Ros2Node:
 
 
 def _record(kind: int, index: int, stamp_ns: int, payload: bytes) -> bytes:
-    import struct
-
-    return struct.pack(HEADER_FORMAT, kind, index, len(payload), stamp_ns) + payload
+    return HEADER.pack(kind, index, len(payload), stamp_ns) + payload
 
 
 def create_service(parts: Parts) -> Ros2Node:

@@ -12,14 +12,14 @@ a crash or a pulled cable loses at most the chunk being written; a linear reader
 from __future__ import annotations
 
 import json
-import os
+import time
 from pathlib import Path
 from typing import Any
 
 from vergence.errors import ConfigError
 from vergence.media import h264
 from vergence.media.frame import TIME_BASE, EncodedPacket
-from vergence.recording.segment import SegmentError, segment_error
+from vergence.recording.segment import SegmentError, file_size, segment_error
 
 #: A chunk ends after this much capture time at most (the loss a crash can cause), or at CHUNK_BYTES.
 CHUNK_S = 1.0
@@ -100,7 +100,7 @@ class McapSegmentWriter:
         stream = event.get("stream")
         if channel is None or self._writer is None or (stream is not None and stream not in (self.stream_id, "stereo")):
             return
-        channel.log(json.dumps(event).encode(), log_time=event.get("capture_ns") or _now_ns())
+        channel.log(json.dumps(event).encode(), log_time=event.get("capture_ns") or time.time_ns())
 
     def close(self) -> None:
         """Write the last chunk and the summary, and close."""
@@ -113,13 +113,4 @@ class McapSegmentWriter:
             raise segment_error(self.path, err) from err
 
     def file_size(self) -> int:
-        try:
-            return os.path.getsize(self.path)
-        except OSError:
-            return 0
-
-
-def _now_ns() -> int:
-    import time
-
-    return time.time_ns()
+        return file_size(self.path)

@@ -112,10 +112,15 @@ class SegmentWriter:
             raise segment_error(self.path, err) from err
 
     def file_size(self) -> int:
-        try:
-            return os.path.getsize(self.path)
-        except OSError:
-            return 0
+        return file_size(self.path)
+
+
+def file_size(path: Path) -> int:
+    """A segment's size on disk (0 when it cannot be read)."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def segment_error(path: Path, err: Exception) -> SegmentError:
